@@ -1,0 +1,282 @@
+package actors
+
+import (
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hashicorp/go-hclog"
+
+	"twopc/messages"
+)
+
+// CoordinatorConfig is what a coordinator needs to start.
+type CoordinatorConfig struct {
+	Node        int32
+	Members     int
+	Incarnation uint32 // this start's incarnation, > every earlier one: makes TxIDs unique across restarts
+	Persistence *actor.PID
+	Directory   Directory
+	Timing      Timing
+	Logger      hclog.Logger
+
+	// Pending are commit decisions recovered from the log that have no END:
+	// they are re-driven before anything else.
+	Pending []PendingCommit
+}
+
+// PendingCommit is a durable commit decision not yet acknowledged by all.
+type PendingCommit struct {
+	Tx           messages.TxID
+	Participants []int32
+}
+
+// coordinator names transactions, spawns a txn actor for each and answers
+// for them: to the client with an Outcome, to anyone in doubt with the
+// decision. It is the supervisor of its txn actors.
+type coordinator struct {
+	cfg    CoordinatorConfig
+	timing Timing
+	log    hclog.Logger
+	self   *actor.PID
+
+	seq      *uint64 // survives a restart of this actor: ids must never repeat
+	children map[messages.TxID]*actor.PID
+	byID     map[string]messages.TxID // child actor id → transaction
+	info     map[messages.TxID]*liveTxn
+	spawns   uint64 // makes a re-spawned txn actor's name unique
+}
+
+// liveTxn is what the coordinator keeps about a running transaction.
+type liveTxn struct {
+	client       *actor.PID // who gets the Outcome; nil for a re-driven one
+	participants []int32
+	crashed      bool
+	ended        bool // its actor has stopped
+}
+
+// childCrashed is posted by HandleFailure so that the recovery work runs as
+// an ordinary message of the coordinator.
+type childCrashed struct {
+	tx     messages.TxID
+	reason string
+}
+
+// NewCoordinatorProps returns the props of a coordinator.
+func NewCoordinatorProps(cfg CoordinatorConfig) *actor.Props {
+	seq := new(uint64)
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &coordinator{cfg: cfg, seq: seq}
+	})
+}
+
+func (c *coordinator) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		c.start(ctx)
+	case *messages.Begin:
+		c.begin(ctx, m)
+	case *txnOutcome:
+		c.answerClient(ctx, m.outcome)
+	case *actor.Terminated:
+		c.forget(m.Who)
+	case *messages.Vote:
+		c.toChild(ctx, m.Tx)
+	case *messages.Ack:
+		c.toChild(ctx, m.Tx)
+	case *messages.DecisionQuery:
+		c.onQuery(ctx, m)
+	case *childCrashed:
+		c.onChildCrashed(ctx, m)
+	case *CoordinatorStatusRequest:
+		ctx.Respond(&CoordinatorStatus{Node: c.cfg.Node, InFlight: len(c.children), Incarnation: c.cfg.Incarnation})
+	}
+}
+
+func (c *coordinator) start(ctx actor.Context) {
+	c.timing = c.cfg.Timing.WithDefaults()
+	c.log = orNull(c.cfg.Logger)
+	c.self = ctx.Self()
+	c.children = make(map[messages.TxID]*actor.PID)
+	c.byID = make(map[string]messages.TxID)
+	c.info = make(map[messages.TxID]*liveTxn)
+	for _, p := range c.cfg.Pending {
+		c.spawn(ctx, p.Tx, p.Participants, nil, true)
+	}
+}
+
+func (c *coordinator) begin(ctx actor.Context, m *messages.Begin) {
+	*c.seq++
+	tx := messages.TxID{Node: c.cfg.Node, Incarnation: c.cfg.Incarnation, Seq: *c.seq}
+	participants, byNode, err := messages.Split(m.Ops, c.cfg.Members)
+	if err != nil {
+		c.log.Info("transaction refused", "tx", tx, "reason", err)
+		ctx.Respond(&messages.Outcome{Tx: tx, Reason: err.Error()})
+		return
+	}
+	c.log.Info("begin", "tx", tx, "participants", participants)
+	c.spawn(ctx, tx, participants, byNode, false)
+	c.info[tx].client = ctx.Sender()
+}
+
+func (c *coordinator) spawn(ctx actor.Context, tx messages.TxID, participants []int32, ops [][]messages.Op, redrive bool) {
+	props := newTxnProps(txnConfig{
+		tx: tx, participants: participants, ops: ops, redrive: redrive,
+		directory: c.cfg.Directory, persistence: c.cfg.Persistence,
+		timing: c.timing, log: c.log,
+	})
+	name := tx.String()
+	if redrive {
+		// A crashed predecessor may not have terminated yet; its name is
+		// still taken.
+		c.spawns++
+		name = fmt.Sprintf("%s~%d", name, c.spawns)
+	}
+	pid, err := ctx.SpawnNamed(props, name)
+	if err != nil {
+		// Only possible if the id repeats, which the sequence rules out.
+		c.log.Error("cannot spawn txn actor", "tx", tx, "error", err)
+		return
+	}
+	c.children[tx] = pid
+	c.byID[pid.Id] = tx
+	c.info[tx] = &liveTxn{participants: participants}
+}
+
+func (c *coordinator) answerClient(ctx actor.Context, o *messages.Outcome) {
+	lt := c.info[o.Tx]
+	if lt == nil || lt.client == nil {
+		return
+	}
+	ctx.Send(lt.client, o)
+	lt.client = nil
+	if lt.ended {
+		delete(c.info, o.Tx)
+	}
+}
+
+func (c *coordinator) forget(who *actor.PID) {
+	tx, ok := c.byID[who.Id]
+	if !ok {
+		return
+	}
+	delete(c.byID, who.Id)
+	if pid := c.children[tx]; pid == nil || pid.Id != who.Id {
+		return // a successor runs the transaction now
+	}
+	delete(c.children, tx)
+	// Terminated is a system message and overtakes the txnOutcome the
+	// actor sent just before stopping: keep the client's entry until that
+	// outcome has been passed on.
+	if lt := c.info[tx]; lt != nil && !lt.crashed {
+		if lt.client == nil {
+			delete(c.info, tx)
+		} else {
+			lt.ended = true
+		}
+	}
+}
+
+// toChild forwards a Vote or Ack that reached the coordinator instead of the
+// txn actor (e.g. sent by a participant that recovered and lost the txn
+// actor's address).
+func (c *coordinator) toChild(ctx actor.Context, tx messages.TxID) {
+	if pid, ok := c.children[tx]; ok {
+		ctx.Forward(pid)
+	}
+}
+
+// onQuery answers a participant in doubt. A running txn actor answers for
+// itself. Otherwise the log decides: a commit decision without END means
+// commit (and the txn actor is started again to drive it); anything else
+// means abort — the coordinator never decided commit, or every participant
+// acked already (presumed abort).
+func (c *coordinator) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
+	if m.Tx.Node != c.cfg.Node {
+		c.log.Warn("decision query for a transaction this node did not coordinate; ignored", "tx", m.Tx, "from", m.From)
+		return
+	}
+	if pid, ok := c.children[m.Tx]; ok {
+		ctx.Forward(pid)
+		return
+	}
+	if m.Tx.Incarnation == c.cfg.Incarnation && m.Tx.Seq > *c.seq {
+		c.log.Warn("decision query for a transaction not yet begun; ignored", "tx", m.Tx, "from", m.From)
+		return
+	}
+	q := *m
+	f := ctx.RequestFuture(c.cfg.Persistence, &messages.DecisionLookup{Tx: m.Tx}, c.timing.VoteTimeout)
+	ctx.ReenterAfter(f, func(res interface{}, err error) {
+		r, ok := res.(*messages.DecisionLookupReply)
+		if err != nil || !ok {
+			c.log.Warn("decision lookup failed; the asker will ask again", "tx", q.Tx, "error", err)
+			return
+		}
+		d := messages.DecisionAbort
+		if r.CommitPending {
+			d = messages.DecisionCommit
+			if _, running := c.children[q.Tx]; !running {
+				c.spawn(ctx, q.Tx, r.Participants, nil, true)
+			}
+		}
+		c.log.Info("decision query answered", "tx", q.Tx, "from", q.From, "decision", d)
+		ctx.Send(c.cfg.Directory.Participant(q.From), &messages.DecisionReply{Tx: q.Tx, From: c.cfg.Node, Decision: d})
+	})
+}
+
+// HandleFailure makes the coordinator the supervisor of its txn actors. A
+// crashed txn actor is stopped, never restarted (a restart would forget its
+// votes); what to do next depends on whether its commit decision is durable,
+// which only the log can tell, so that is settled as a normal message.
+func (c *coordinator) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason interface{}, _ interface{}) {
+	sup.StopChildren(child)
+	if tx, ok := c.byID[child.Id]; ok {
+		if lt := c.info[tx]; lt != nil {
+			lt.crashed = true
+		}
+		sys.Root.Send(c.self, &childCrashed{tx: tx, reason: fmt.Sprint(reason)})
+	}
+}
+
+func (c *coordinator) onChildCrashed(ctx actor.Context, m *childCrashed) {
+	lt := c.info[m.tx]
+	if lt == nil {
+		return
+	}
+	c.log.Error("txn actor crashed", "tx", m.tx, "reason", m.reason)
+	// The lookup is queued behind any Append the crashed actor sent, so a
+	// COMMIT it asked for is seen.
+	f := ctx.RequestFuture(c.cfg.Persistence, &messages.DecisionLookup{Tx: m.tx}, c.timing.VoteTimeout)
+	ctx.ReenterAfter(f, func(res interface{}, err error) {
+		r, ok := res.(*messages.DecisionLookupReply)
+		if err != nil || !ok {
+			// Cannot tell: say so; participants in doubt keep asking.
+			c.answerClient(ctx, &messages.Outcome{Tx: m.tx, Reason: "outcome unknown: txn actor crashed (" + m.reason + ") and the log did not answer"})
+			delete(c.info, m.tx)
+			return
+		}
+		if r.CommitPending {
+			client := lt.client
+			c.spawn(ctx, m.tx, r.Participants, nil, true)
+			if nl := c.info[m.tx]; nl != nil {
+				nl.client = client
+			}
+			return
+		}
+		for _, n := range lt.participants {
+			ctx.Send(c.cfg.Directory.Participant(n), &messages.Abort{Tx: m.tx, From: c.cfg.Node, Reason: "txn actor crashed"})
+		}
+		c.answerClient(ctx, &messages.Outcome{Tx: m.tx, Reason: "txn actor crashed: " + m.reason})
+		delete(c.info, m.tx)
+		delete(c.children, m.tx)
+	})
+}
+
+// CoordinatorStatusRequest asks a coordinator for a CoordinatorStatus.
+type CoordinatorStatusRequest struct{}
+
+// CoordinatorStatus is a coordinator's state at a glance.
+type CoordinatorStatus struct {
+	Node        int32
+	Incarnation uint32
+	InFlight    int // transactions with a running txn actor
+}

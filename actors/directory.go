@@ -1,0 +1,78 @@
+package actors
+
+import (
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hashicorp/go-hclog"
+)
+
+// Well-known actor names of a node's roles. A PID is (node address, name),
+// so knowing a node's address is enough to reach its roles.
+const (
+	CoordinatorName = "coordinator"
+	ParticipantName = "participant"
+	PersistenceName = "persistence"
+)
+
+// Directory tells a role where the roles of any node are. The cluster maps
+// node ids to network addresses; tests map them to probe actors.
+type Directory interface {
+	Coordinator(node int32) *actor.PID
+	Participant(node int32) *actor.PID
+}
+
+// Timing holds the protocol's clocks. The zero value of a field means its
+// default.
+type Timing struct {
+	// VoteTimeout bounds how long a txn actor waits for votes before it
+	// aborts. Also the longest a client waits for acks before it is told
+	// "committed" anyway.
+	VoteTimeout time.Duration
+	// ResendInterval is the first pause before Commit is re-sent to a
+	// participant that has not acked; it doubles up to MaxResendInterval.
+	ResendInterval    time.Duration
+	MaxResendInterval time.Duration
+	// InDoubtAfter is how long a prepared participant waits for a decision
+	// before it starts asking (DecisionQuery); it asks again with doubling
+	// pauses up to MaxQueryInterval.
+	InDoubtAfter     time.Duration
+	MaxQueryInterval time.Duration
+}
+
+// Defaults used for zero fields of Timing.
+var DefaultTiming = Timing{
+	VoteTimeout:       2 * time.Second,
+	ResendInterval:    200 * time.Millisecond,
+	MaxResendInterval: 5 * time.Second,
+	InDoubtAfter:      3 * time.Second,
+	MaxQueryInterval:  10 * time.Second,
+}
+
+// WithDefaults fills zero fields from DefaultTiming.
+func (t Timing) WithDefaults() Timing {
+	d := DefaultTiming
+	if t.VoteTimeout > 0 {
+		d.VoteTimeout = t.VoteTimeout
+	}
+	if t.ResendInterval > 0 {
+		d.ResendInterval = t.ResendInterval
+	}
+	if t.MaxResendInterval > 0 {
+		d.MaxResendInterval = t.MaxResendInterval
+	}
+	if t.InDoubtAfter > 0 {
+		d.InDoubtAfter = t.InDoubtAfter
+	}
+	if t.MaxQueryInterval > 0 {
+		d.MaxQueryInterval = t.MaxQueryInterval
+	}
+	return d
+}
+
+func orNull(l hclog.Logger) hclog.Logger {
+	if l == nil {
+		return hclog.NewNullLogger()
+	}
+	return l
+}

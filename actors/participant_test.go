@@ -1,0 +1,220 @@
+package actors
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"twopc/actors/actortest"
+	"twopc/messages"
+)
+
+const wait = 2 * time.Second
+
+// participantRig is a participant whose collaborators are probes: wal is the
+// persistence actor, txn the transaction that prepares it, coord the
+// coordinator, peer another participant.
+type participantRig struct {
+	sys                   *actor.ActorSystem
+	pid                   *actor.PID
+	wal, txn, coord, peer *actortest.Probe
+}
+
+func newParticipantRig(t *testing.T, kv map[string]int64, inDoubt []messages.Record) *participantRig {
+	sys := actortest.NewSystem(t)
+	r := &participantRig{
+		sys:   sys,
+		wal:   actortest.NewProbe(t, sys, "wal"),
+		txn:   actortest.NewProbe(t, sys, "txn"),
+		coord: actortest.NewProbe(t, sys, "coord"),
+		peer:  actortest.NewProbe(t, sys, "peer"),
+	}
+	dir := &actortest.Directory{
+		Coordinators: map[int32]*actor.PID{0: r.coord.PID},
+		Participants: map[int32]*actor.PID{1: r.peer.PID},
+	}
+	pid, err := sys.Root.SpawnNamed(NewParticipantProps(ParticipantConfig{
+		Node: 0, Members: 1, Persistence: r.wal.PID, Directory: dir,
+		Timing: Timing{InDoubtAfter: time.Hour}, KV: kv, InDoubt: inDoubt,
+	}), "participant")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.pid = pid
+	t.Cleanup(func() { _ = sys.Root.StopFuture(pid).Wait() })
+	return r
+}
+
+func tx(seq uint64) messages.TxID { return messages.TxID{Node: 0, Incarnation: 1, Seq: seq} }
+
+// prepare sends Prepare as the txn probe and returns the Append the
+// participant asked the persistence probe for (and who to answer).
+func (r *participantRig) prepare(t *testing.T, id messages.TxID, ops ...messages.Op) (*messages.Append, *actor.PID) {
+	t.Helper()
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: id, Ops: ops, Participants: []int32{0}}, r.txn.PID)
+	return actortest.Expect[*messages.Append](t, r.wal, wait)
+}
+
+func TestParticipantVotesYesOnlyAfterPreparedIsDurable(t *testing.T) {
+	r := newParticipantRig(t, nil, nil)
+	app, from := r.prepare(t, tx(1), messages.Add("a", 5))
+
+	if !app.Force || len(app.Records) != 1 || app.Records[0].Kind != messages.RecPrepared || app.Records[0].Tx != tx(1) {
+		t.Fatalf("want one forced PREPARED record for %v, got %+v", tx(1), app)
+	}
+	// Not yet durable: no vote may have left.
+	actortest.ExpectNone(t, r.txn, 100*time.Millisecond)
+
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait)
+	if v.Kind != messages.VoteYes || v.Tx != tx(1) || v.From != 0 {
+		t.Fatalf("want yes vote for %v from 0, got %+v", tx(1), v)
+	}
+}
+
+func TestParticipantVotesNoWhenPreparedCannotBeLogged(t *testing.T) {
+	r := newParticipantRig(t, nil, nil)
+	app, from := r.prepare(t, tx(1), messages.Set("a", 5))
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID, Err: errDisk})
+	v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait)
+	if v.Kind != messages.VoteNo || !strings.Contains(v.Reason, "log write failed") {
+		t.Fatalf("want no vote naming the log failure, got %+v", v)
+	}
+	// The lock was released: the same key can be prepared again.
+	app2, _ := r.prepare(t, tx(2), messages.Set("a", 6))
+	if app2.Records[0].Tx != tx(2) {
+		t.Fatalf("second prepare logged %+v", app2)
+	}
+}
+
+type diskError struct{}
+
+func (diskError) Error() string { return "disk on fire" }
+
+var errDisk error = diskError{}
+
+func TestParticipantConflictVotesNoAtOnce(t *testing.T) {
+	r := newParticipantRig(t, nil, nil)
+	r.prepare(t, tx(1), messages.Set("a", 1)) // holds a exclusively, not answered yet
+
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Add("a", 1)}}, r.txn.PID)
+	v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait)
+	if v.Tx != tx(2) || v.Kind != messages.VoteNo || !strings.Contains(v.Reason, "locked by transaction 0.1.1") {
+		t.Fatalf("want immediate no for the conflicting transaction, got %+v", v)
+	}
+	actortest.ExpectNone(t, r.wal, 50*time.Millisecond) // nothing logged for the refused one
+}
+
+func TestParticipantFloorRefusesOverdraft(t *testing.T) {
+	r := newParticipantRig(t, map[string]int64{"alice": 10}, nil)
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.AddFloor("alice", -11, 0)}}, r.txn.PID)
+	v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait)
+	if v.Kind != messages.VoteNo || !strings.Contains(v.Reason, "below its floor 0") {
+		t.Fatalf("want no vote for the overdraft, got %+v", v)
+	}
+}
+
+func TestParticipantCommitLogsThenAppliesThenAcks(t *testing.T) {
+	r := newParticipantRig(t, map[string]int64{"a": 1}, nil)
+	app, from := r.prepare(t, tx(1), messages.Add("a", 5))
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	actortest.Expect[*messages.Vote](t, r.txn, wait)
+
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)
+	app, from = actortest.Expect[*messages.Append](t, r.wal, wait)
+	if !app.Force || app.Records[0].Kind != messages.RecCommitted {
+		t.Fatalf("want forced COMMITTED, got %+v", app)
+	}
+	// Not durable yet: no ack, and the value is unchanged.
+	actortest.ExpectNone(t, r.txn, 50*time.Millisecond)
+	if got := r.read(t, "a"); got != 1 {
+		t.Fatalf("value changed before COMMITTED was durable: %d", got)
+	}
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	ack, _ := actortest.Expect[*messages.Ack](t, r.txn, wait)
+	if ack.Tx != tx(1) {
+		t.Fatalf("ack for %v", ack.Tx)
+	}
+	if got := r.read(t, "a"); got != 6 {
+		t.Fatalf("a = %d after commit, want 6", got)
+	}
+	// A duplicate Commit (the ack was lost) is acked again and changes nothing.
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)
+	actortest.Expect[*messages.Ack](t, r.txn, wait)
+	actortest.ExpectNone(t, r.wal, 50*time.Millisecond)
+	if got := r.read(t, "a"); got != 6 {
+		t.Fatalf("duplicate commit applied twice: a = %d", got)
+	}
+}
+
+func TestParticipantAbortReleasesAndRefusesLatePrepare(t *testing.T) {
+	r := newParticipantRig(t, nil, nil)
+	app, from := r.prepare(t, tx(1), messages.Set("a", 1))
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	actortest.Expect[*messages.Vote](t, r.txn, wait)
+
+	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(1)})
+	ab, _ := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if ab.Force || ab.Records[0].Kind != messages.RecAborted {
+		t.Fatalf("want lazy ABORTED, got %+v", ab)
+	}
+	if got := r.read(t, "a"); got != 0 {
+		t.Fatalf("aborted set applied: a = %d", got)
+	}
+	// A duplicated Prepare arriving after the Abort must not lock again.
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.Set("a", 1)}}, r.txn.PID)
+	v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait)
+	if v.Kind != messages.VoteNo {
+		t.Fatalf("late prepare after abort: %+v", v)
+	}
+	if st := r.status(t); st.LocksHeld != 0 {
+		t.Fatalf("%d locks held after abort", st.LocksHeld)
+	}
+}
+
+func TestParticipantRecoveredInDoubtAsksCoordinator(t *testing.T) {
+	rec := messages.Record{Kind: messages.RecPrepared, Tx: tx(7), Participants: []int32{0, 1}, Ops: []messages.Op{messages.Set("a", 9)}}
+	r := newParticipantRig(t, map[string]int64{"a": 1}, []messages.Record{rec})
+	q, _ := actortest.Expect[*messages.DecisionQuery](t, r.coord, wait)
+	if q.Tx != tx(7) || q.From != 0 {
+		t.Fatalf("query %+v", q)
+	}
+	if st := r.status(t); st.LocksHeld != 1 || len(st.InDoubt) != 1 {
+		t.Fatalf("recovered transaction not re-locked: %+v", st)
+	}
+	// Still in doubt: a conflicting transaction is refused.
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(8), Ops: []messages.Op{messages.Set("a", 2)}}, r.txn.PID)
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteNo {
+		t.Fatalf("in-doubt key was not locked: %+v", v)
+	}
+	r.sys.Root.Send(r.pid, &messages.DecisionReply{Tx: tx(7), From: 0, Decision: messages.DecisionCommit})
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if app.Records[0].Kind != messages.RecCommitted {
+		t.Fatalf("want COMMITTED, got %+v", app)
+	}
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	actortest.Expect[*messages.Ack](t, r.coord, wait)
+	if got := r.read(t, "a"); got != 9 {
+		t.Fatalf("a = %d after resolving commit, want 9", got)
+	}
+}
+
+func (r *participantRig) read(t *testing.T, key string) int64 {
+	t.Helper()
+	res, err := r.sys.Root.RequestFuture(r.pid, &messages.Read{Keys: []string{key}}, wait).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.(*messages.ReadReply).Values[0].Value
+}
+
+func (r *participantRig) status(t *testing.T) *ParticipantStatus {
+	t.Helper()
+	res, err := r.sys.Root.RequestFuture(r.pid, &ParticipantStatusRequest{}, wait).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.(*ParticipantStatus)
+}

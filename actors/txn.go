@@ -1,0 +1,310 @@
+package actors
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hashicorp/go-hclog"
+
+	"twopc/messages"
+)
+
+// txnConfig is everything one transaction's actor needs.
+type txnConfig struct {
+	tx           messages.TxID
+	participants []int32
+	ops          [][]messages.Op // ops[i] goes to participants[i]
+	directory    Directory
+	persistence  *actor.PID
+	timing       Timing
+	log          hclog.Logger
+	// redrive: the commit decision is already durable (found in the log
+	// after a restart, or after the previous txn actor crashed); skip to
+	// sending Commit.
+	redrive bool
+	// reportTo gets the txnOutcome; nil means the parent (the coordinator).
+	reportTo *actor.PID
+}
+
+// txn runs one transaction. Its states are functions, switched with
+// Behavior.Become: collecting votes, logging the commit decision, driving
+// the commit until every participant acked.
+type txn struct {
+	cfg      txnConfig
+	behavior actor.Behavior
+
+	votes    map[int32]messages.VoteKind
+	yes      []int32        // voted yes: they get the decision
+	unacked  map[int32]bool // yes-voters that have not acked Commit
+	deadline *timer         // vote deadline, then Commit re-send
+	resend   time.Duration  // current pause between Commit re-sends
+	askers   []int32        // DecisionQuery senders waiting for the decision to be durable
+	answered bool           // the client has its Outcome
+	start    time.Time      // for the ack-wait bound
+	ackWait  *timer         // tells the client "committed" if acks are slow
+}
+
+// txnOutcome is the txn actor's word to its coordinator: answer the client.
+type txnOutcome struct {
+	outcome *messages.Outcome
+}
+
+func newTxnProps(cfg txnConfig) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor {
+		t := &txn{
+			cfg:      cfg,
+			behavior: actor.NewBehavior(),
+			votes:    make(map[int32]messages.VoteKind),
+			unacked:  make(map[int32]bool),
+			deadline: newTimer("deadline"),
+			ackWait:  newTimer("ack-wait"),
+		}
+		if cfg.redrive {
+			t.behavior.Become(t.committing)
+		} else {
+			t.behavior.Become(t.collecting)
+		}
+		return t
+	})
+}
+
+func (t *txn) Receive(ctx actor.Context) {
+	if _, ok := ctx.Message().(*actor.Stopping); ok {
+		t.deadline.stop()
+		t.ackWait.stop()
+	}
+	t.behavior.Receive(ctx)
+}
+
+// collecting: Prepare sent to every participant, waiting for votes.
+func (t *txn) collecting(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		t.start = time.Now()
+		for i, n := range t.cfg.participants {
+			t.cfg.log.Info("prepare sent", "tx", t.cfg.tx, "to", n, "ops", opsString(t.cfg.ops[i]))
+			ctx.Request(t.cfg.directory.Participant(n), &messages.Prepare{
+				Tx: t.cfg.tx, Ops: t.cfg.ops[i], Participants: t.cfg.participants,
+			})
+		}
+		t.deadline.arm(ctx, t.cfg.timing.VoteTimeout)
+	case *messages.Vote:
+		if m.Tx != t.cfg.tx || !t.isParticipant(m.From) {
+			return
+		}
+		if _, dup := t.votes[m.From]; dup {
+			return
+		}
+		t.votes[m.From] = m.Kind
+		t.cfg.log.Info("vote received", "tx", t.cfg.tx, "from", m.From, "vote", m.Kind)
+		switch m.Kind {
+		case messages.VoteNo:
+			t.abort(ctx, fmt.Sprintf("node %d voted no: %s", m.From, m.Reason))
+			return
+		case messages.VoteYes:
+			t.yes = append(t.yes, m.From)
+		}
+		if len(t.votes) == len(t.cfg.participants) {
+			t.decideCommit(ctx)
+		}
+	case *timerFired:
+		if t.deadline.current(m) {
+			t.abort(ctx, fmt.Sprintf("vote timeout: no vote from node(s) %s within %v", t.missingVoters(), t.cfg.timing.VoteTimeout))
+		}
+	case *messages.DecisionQuery:
+		// Someone is in doubt before we decided: decide abort (we may,
+		// having not decided), then answer.
+		t.askers = append(t.askers, m.From)
+		t.abort(ctx, fmt.Sprintf("node %d asked for the decision before all votes arrived", m.From))
+	}
+}
+
+func (t *txn) decideCommit(ctx actor.Context) {
+	t.deadline.stop()
+	if len(t.yes) == 0 {
+		// Every participant was read-only: nothing to commit anywhere.
+		t.reply(ctx, &messages.Outcome{Tx: t.cfg.tx, Committed: true, Reason: "read-only"})
+		ctx.Stop(ctx.Self())
+		return
+	}
+	sort.Slice(t.yes, func(i, j int) bool { return t.yes[i] < t.yes[j] })
+	// Commit is sent only once the decision is durable: a coordinator that
+	// restarts must answer "commit" to anyone who asks.
+	ctx.Request(t.cfg.persistence, &messages.Append{
+		ID:      1,
+		Records: []messages.Record{{Kind: messages.RecCommitDecision, Tx: t.cfg.tx, Participants: t.yes}},
+		Force:   true,
+	})
+	t.behavior.Become(t.logging)
+}
+
+// logging: the COMMIT record is on its way to disk.
+func (t *txn) logging(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *messages.Appended:
+		if m.Err != nil {
+			// We cannot tell whether the record reached the disk. Sending
+			// either decision could be wrong; the node's log is failed, and
+			// its restart settles it (recovered COMMIT → re-drive, none →
+			// presumed abort).
+			t.cfg.log.Error("commit decision not logged; outcome unknown until this node restarts", "tx", t.cfg.tx, "error", m.Err)
+			t.reply(ctx, &messages.Outcome{Tx: t.cfg.tx, Reason: "outcome unknown: coordinator's log write failed: " + m.Err.Error()})
+			ctx.Stop(ctx.Self())
+			return
+		}
+		t.cfg.log.Info("decision logged", "tx", t.cfg.tx, "decision", "commit")
+		t.behavior.Become(t.committing)
+		t.beginCommitting(ctx)
+	case *messages.DecisionQuery:
+		t.askers = append(t.askers, m.From) // answered once the decision is durable
+	}
+}
+
+// committing: Commit sent to every yes-voter, re-sent until each acks.
+func (t *txn) committing(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		// Only a re-driven transaction starts here.
+		t.start = time.Now()
+		t.yes = t.cfg.participants
+		t.cfg.log.Info("re-driving commit decision", "tx", t.cfg.tx, "participants", t.yes)
+		t.beginCommitting(ctx)
+	case *messages.Ack:
+		if m.Tx != t.cfg.tx || !t.unacked[m.From] {
+			return
+		}
+		delete(t.unacked, m.From)
+		t.cfg.log.Info("ack received", "tx", t.cfg.tx, "from", m.From)
+		if len(t.unacked) == 0 {
+			t.finish(ctx)
+		}
+	case *timerFired:
+		switch {
+		case t.deadline.current(m):
+			t.sendCommit(ctx, true)
+			t.resend *= 2
+			if t.resend > t.cfg.timing.MaxResendInterval {
+				t.resend = t.cfg.timing.MaxResendInterval
+			}
+			t.deadline.arm(ctx, t.resend)
+		case t.ackWait.current(m):
+			t.reply(ctx, &messages.Outcome{Tx: t.cfg.tx, Committed: true,
+				Reason: fmt.Sprintf("acks pending from node(s) %s", t.unackedList())})
+		}
+	case *messages.DecisionQuery:
+		ctx.Send(t.cfg.directory.Participant(m.From), &messages.DecisionReply{Tx: t.cfg.tx, From: t.cfg.tx.Node, Decision: messages.DecisionCommit})
+	}
+}
+
+func (t *txn) beginCommitting(ctx actor.Context) {
+	for _, n := range t.yes {
+		t.unacked[n] = true
+	}
+	for _, n := range t.askers {
+		ctx.Send(t.cfg.directory.Participant(n), &messages.DecisionReply{Tx: t.cfg.tx, From: t.cfg.tx.Node, Decision: messages.DecisionCommit})
+	}
+	t.askers = nil
+	t.sendCommit(ctx, false)
+	t.resend = t.cfg.timing.ResendInterval
+	t.deadline.arm(ctx, t.resend)
+	// The client hears "committed" when every participant has applied it
+	// (so it reads its own write), or after the vote timeout at the latest.
+	t.ackWait.arm(ctx, t.cfg.timing.VoteTimeout)
+}
+
+func (t *txn) sendCommit(ctx actor.Context, resend bool) {
+	for _, n := range t.yes {
+		if !t.unacked[n] {
+			continue
+		}
+		if resend {
+			t.cfg.log.Info("commit re-sent", "tx", t.cfg.tx, "to", n)
+		} else {
+			t.cfg.log.Info("commit sent", "tx", t.cfg.tx, "to", n)
+		}
+		ctx.Request(t.cfg.directory.Participant(n), &messages.Commit{Tx: t.cfg.tx, From: t.cfg.tx.Node})
+	}
+}
+
+func (t *txn) finish(ctx actor.Context) {
+	// END is lazy: if it is lost, a restart re-drives the commit once more
+	// and the participants ack again.
+	ctx.Send(t.cfg.persistence, &messages.Append{
+		Records: []messages.Record{{Kind: messages.RecEnd, Tx: t.cfg.tx}},
+	})
+	t.cfg.log.Info("transaction ended", "tx", t.cfg.tx, "took", time.Since(t.start).Round(time.Microsecond))
+	t.reply(ctx, &messages.Outcome{Tx: t.cfg.tx, Committed: true})
+	ctx.Stop(ctx.Self())
+}
+
+// abort: presumed abort needs no log record and no acks. Abort goes to
+// everyone who may hold locks: all but those that voted no or read-only.
+func (t *txn) abort(ctx actor.Context, reason string) {
+	t.deadline.stop()
+	t.cfg.log.Info("decision", "tx", t.cfg.tx, "decision", "abort", "reason", reason)
+	for _, n := range t.cfg.participants {
+		if v, ok := t.votes[n]; ok && v != messages.VoteYes {
+			continue
+		}
+		t.cfg.log.Info("abort sent", "tx", t.cfg.tx, "to", n)
+		ctx.Send(t.cfg.directory.Participant(n), &messages.Abort{Tx: t.cfg.tx, From: t.cfg.tx.Node, Reason: reason})
+	}
+	for _, n := range t.askers {
+		ctx.Send(t.cfg.directory.Participant(n), &messages.DecisionReply{Tx: t.cfg.tx, From: t.cfg.tx.Node, Decision: messages.DecisionAbort})
+	}
+	t.askers = nil
+	t.reply(ctx, &messages.Outcome{Tx: t.cfg.tx, Reason: reason})
+	ctx.Stop(ctx.Self())
+}
+
+func (t *txn) reply(ctx actor.Context, o *messages.Outcome) {
+	if t.answered {
+		return
+	}
+	t.answered = true
+	to := t.cfg.reportTo
+	if to == nil {
+		to = ctx.Parent()
+	}
+	ctx.Send(to, &txnOutcome{outcome: o})
+}
+
+func (t *txn) isParticipant(n int32) bool {
+	for _, p := range t.cfg.participants {
+		if p == n {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *txn) missingVoters() string {
+	var missing []string
+	for _, n := range t.cfg.participants {
+		if _, ok := t.votes[n]; !ok {
+			missing = append(missing, fmt.Sprint(n))
+		}
+	}
+	return strings.Join(missing, ",")
+}
+
+func (t *txn) unackedList() string {
+	var out []string
+	for _, n := range t.yes {
+		if t.unacked[n] {
+			out = append(out, fmt.Sprint(n))
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+func opsString(ops []messages.Op) string {
+	parts := make([]string, len(ops))
+	for i, o := range ops {
+		parts[i] = o.String()
+	}
+	return strings.Join(parts, "; ")
+}

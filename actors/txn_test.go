@@ -1,0 +1,197 @@
+package actors
+
+import (
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"twopc/actors/actortest"
+	"twopc/messages"
+)
+
+// txnRig runs one txn actor whose participants, persistence actor and
+// coordinator (reportTo) are probes.
+type txnRig struct {
+	sys   *actor.ActorSystem
+	pid   *actor.PID
+	parts map[int32]*actortest.Probe
+	wal   *actortest.Probe
+	boss  *actortest.Probe
+}
+
+func newTxnRig(t *testing.T, timing Timing, participants ...int32) *txnRig {
+	sys := actortest.NewSystem(t)
+	r := &txnRig{sys: sys, parts: map[int32]*actortest.Probe{},
+		wal: actortest.NewProbe(t, sys, "wal"), boss: actortest.NewProbe(t, sys, "coordinator")}
+	dir := &actortest.Directory{Participants: map[int32]*actor.PID{}, Coordinators: map[int32]*actor.PID{0: r.boss.PID}}
+	ops := make([][]messages.Op, len(participants))
+	for i, n := range participants {
+		p := actortest.NewProbe(t, sys, "participant-"+string(rune('0'+n)))
+		r.parts[n] = p
+		dir.Participants[n] = p.PID
+		ops[i] = []messages.Op{messages.Add("value", 1)}
+	}
+	pid, err := sys.Root.SpawnNamed(newTxnProps(txnConfig{
+		tx: tx(1), participants: participants, ops: ops, directory: dir,
+		persistence: r.wal.PID, timing: timing.WithDefaults(), log: orNull(nil), reportTo: r.boss.PID,
+	}), "txn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.pid = pid
+	return r
+}
+
+// prepared collects the Prepare each participant got and returns the txn's
+// PID as they saw it (the vote goes there).
+func (r *txnRig) prepared(t *testing.T) {
+	t.Helper()
+	for n, p := range r.parts {
+		prep, from := actortest.Expect[*messages.Prepare](t, p, wait)
+		if prep.Tx != tx(1) || from == nil || from.Id != r.pid.Id {
+			t.Fatalf("participant %d: prepare %+v from %v", n, prep, from)
+		}
+	}
+}
+
+func (r *txnRig) vote(n int32, kind messages.VoteKind, reason string) {
+	r.sys.Root.Send(r.pid, &messages.Vote{Tx: tx(1), From: n, Kind: kind, Reason: reason})
+}
+
+func TestTxnOneNoAbortsTheOthersAndNeverCommits(t *testing.T) {
+	r := newTxnRig(t, Timing{VoteTimeout: time.Hour}, 0, 1, 2)
+	r.prepared(t)
+	r.vote(0, messages.VoteYes, "")
+	r.vote(1, messages.VoteNo, "key a is locked")
+
+	out, _ := actortest.Expect[*txnOutcome](t, r.boss, wait)
+	if out.outcome.Committed || !strings.Contains(out.outcome.Reason, "node 1 voted no: key a is locked") {
+		t.Fatalf("outcome %+v", out.outcome)
+	}
+	// The yes-voter and the one that had not voted get Abort; the no-voter
+	// holds nothing and gets nothing.
+	for _, n := range []int32{0, 2} {
+		if ab, _ := actortest.Expect[*messages.Abort](t, r.parts[n], wait); ab.Tx != tx(1) {
+			t.Fatalf("abort %+v", ab)
+		}
+	}
+	r.vote(2, messages.VoteYes, "") // a late yes changes nothing
+	for n, p := range r.parts {
+		for _, e := range p.Seen() {
+			if _, isCommit := e.Msg.(*messages.Commit); isCommit {
+				t.Fatalf("participant %d got Commit", n)
+			}
+		}
+	}
+	actortest.ExpectNone(t, r.parts[1], 50*time.Millisecond)
+	for _, e := range r.wal.Seen() {
+		t.Fatalf("abort wrote to the log (presumed abort needs nothing): %+v", e.Msg)
+	}
+}
+
+func TestTxnVoteTimeoutAborts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newTxnRig(t, Timing{VoteTimeout: 5 * time.Second}, 0, 1)
+		r.prepared(t)
+		r.vote(0, messages.VoteYes, "")
+		start := time.Now()
+		out, _ := actortest.Expect[*txnOutcome](t, r.boss, time.Minute)
+		if waited := time.Since(start); waited < 5*time.Second {
+			t.Fatalf("aborted after %v, before the 5s vote timeout", waited)
+		}
+		if out.outcome.Committed || !strings.Contains(out.outcome.Reason, "vote timeout: no vote from node(s) 1") {
+			t.Fatalf("outcome %+v", out.outcome)
+		}
+		actortest.Expect[*messages.Abort](t, r.parts[0], wait)
+		actortest.Expect[*messages.Abort](t, r.parts[1], wait)
+		_ = r.sys.Root.StopFuture(r.pid).Wait()
+		time.Sleep(2 * time.Second) // let the dead-letter throttle finish inside the bubble
+	})
+}
+
+func TestTxnCommitsOnlyAfterDecisionIsDurable(t *testing.T) {
+	r := newTxnRig(t, Timing{VoteTimeout: time.Hour, ResendInterval: time.Hour}, 0, 1)
+	r.prepared(t)
+	r.vote(0, messages.VoteYes, "")
+	r.vote(1, messages.VoteYes, "")
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if !app.Force || app.Records[0].Kind != messages.RecCommitDecision || len(app.Records[0].Participants) != 2 {
+		t.Fatalf("want forced COMMIT naming both participants, got %+v", app)
+	}
+	actortest.ExpectNone(t, r.parts[0], 100*time.Millisecond) // no Commit before durable
+
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	for n, p := range r.parts {
+		if c, _ := actortest.Expect[*messages.Commit](t, p, wait); c.Tx != tx(1) {
+			t.Fatalf("participant %d: %+v", n, c)
+		}
+	}
+	r.sys.Root.Send(r.pid, &messages.Ack{Tx: tx(1), From: 0})
+	actortest.ExpectNone(t, r.boss, 50*time.Millisecond) // still waiting for node 1
+	r.sys.Root.Send(r.pid, &messages.Ack{Tx: tx(1), From: 1})
+	out, _ := actortest.Expect[*txnOutcome](t, r.boss, wait)
+	if !out.outcome.Committed {
+		t.Fatalf("outcome %+v", out.outcome)
+	}
+	end, _ := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if end.Force || end.Records[0].Kind != messages.RecEnd {
+		t.Fatalf("want lazy END, got %+v", end)
+	}
+}
+
+func TestTxnResendsCommitUntilAcked(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newTxnRig(t, Timing{VoteTimeout: time.Minute, ResendInterval: time.Second}, 0, 1)
+		r.prepared(t)
+		r.vote(0, messages.VoteYes, "")
+		r.vote(1, messages.VoteYes, "")
+		app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+		r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+		actortest.Expect[*messages.Commit](t, r.parts[0], wait)
+		actortest.Expect[*messages.Commit](t, r.parts[1], wait)
+		r.sys.Root.Send(r.pid, &messages.Ack{Tx: tx(1), From: 0})
+		// Node 1's ack is lost: it gets Commit again, node 0 does not.
+		actortest.Expect[*messages.Commit](t, r.parts[1], 10*time.Second)
+		actortest.Expect[*messages.Commit](t, r.parts[1], 10*time.Second)
+		actortest.ExpectNone(t, r.parts[0], 5*time.Second)
+		r.sys.Root.Send(r.pid, &messages.Ack{Tx: tx(1), From: 1})
+		out, _ := actortest.Expect[*txnOutcome](t, r.boss, wait)
+		if !out.outcome.Committed {
+			t.Fatalf("outcome %+v", out.outcome)
+		}
+		time.Sleep(2 * time.Second)
+	})
+}
+
+func TestTxnDecisionQueryWhileCollectingAbortsFirst(t *testing.T) {
+	r := newTxnRig(t, Timing{VoteTimeout: time.Hour}, 0, 1)
+	r.prepared(t)
+	r.vote(0, messages.VoteYes, "")
+	r.sys.Root.Send(r.pid, &messages.DecisionQuery{Tx: tx(1), From: 0})
+	actortest.Expect[*messages.Abort](t, r.parts[0], wait)
+	rep, _ := actortest.Expect[*messages.DecisionReply](t, r.parts[0], wait)
+	if rep.Decision != messages.DecisionAbort {
+		t.Fatalf("reply %+v", rep)
+	}
+	if out, _ := actortest.Expect[*txnOutcome](t, r.boss, wait); out.outcome.Committed {
+		t.Fatalf("committed after answering abort")
+	}
+}
+
+func TestTxnDecisionQueryWhileLoggingWaitsForCommit(t *testing.T) {
+	r := newTxnRig(t, Timing{VoteTimeout: time.Hour, ResendInterval: time.Hour}, 0, 1)
+	r.prepared(t)
+	r.vote(0, messages.VoteYes, "")
+	r.vote(1, messages.VoteYes, "")
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	r.sys.Root.Send(r.pid, &messages.DecisionQuery{Tx: tx(1), From: 1})
+	actortest.ExpectNone(t, r.parts[1], 50*time.Millisecond) // no answer until durable
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	rep, _ := actortest.Expect[*messages.DecisionReply](t, r.parts[1], wait)
+	if rep.Decision != messages.DecisionCommit {
+		t.Fatalf("reply %+v", rep)
+	}
+}

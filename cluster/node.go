@@ -1,0 +1,358 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/rpc"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hashicorp/go-hclog"
+
+	"twopc/actors"
+	"twopc/messages"
+	"twopc/persistence"
+)
+
+// Config describes one node. Zero values of optional fields mean sensible
+// defaults.
+type Config struct {
+	ID      int32    // this node's id: its index in Members
+	Members []string // "host:port" of every node, indexed by node id
+	DataDir string   // parent directory of all nodes' data; this node uses DataDir/node-<ID> (default ./logs)
+
+	Timing        actors.Timing // protocol clocks (actors.DefaultTiming)
+	SnapshotEvery int           // log records between snapshots (persistence.DefaultSnapshotEvery)
+	Logger        hclog.Logger  // default: INFO to stderr, named node-<ID>
+
+	// Listener, if set, is used instead of listening on Members[ID]: tests
+	// reserve a free port this way.
+	Listener net.Listener
+}
+
+// DefaultDataDir is where nodes keep their logs unless told otherwise.
+const DefaultDataDir = "./logs"
+
+// Node is one member of a twopc cluster: an actor system with a coordinator,
+// a participant, a persistence actor and a bridge, serving net/rpc for peers
+// (service "Bridge") and clients (service "Client").
+type Node struct {
+	cfg    Config
+	log    hclog.Logger
+	sys    *actor.ActorSystem
+	wal    *persistence.Log
+	bridge *Bridge
+	lis    net.Listener
+	lock   *os.File
+
+	coordinator, participant, persistencePID *actor.PID
+	incarnation                              uint32
+
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	stopped bool
+	served  sync.WaitGroup
+}
+
+// Start recovers the node from its log and starts serving. The log is
+// replayed completely before the node accepts any message.
+func Start(cfg Config) (*Node, error) {
+	if int(cfg.ID) < 0 || int(cfg.ID) >= len(cfg.Members) {
+		return nil, fmt.Errorf("node %d: not a member (members are 0-%d)", cfg.ID, len(cfg.Members)-1)
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = DefaultDataDir
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.Info})
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.Named(fmt.Sprintf("node-%d", cfg.ID)), conns: map[net.Conn]struct{}{}}
+	if err := n.start(); err != nil {
+		n.teardown()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) start() error {
+	addr := n.cfg.Members[n.cfg.ID]
+	// Listen before touching the disk: a second start of the same node
+	// fails here, on the port, without disturbing the running one's files.
+	n.lis = n.cfg.Listener
+	if n.lis == nil {
+		lis, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("node %d: cannot listen on %s (is another node using port %s?): %w", n.cfg.ID, addr, portOf(addr), err)
+		}
+		n.lis = lis
+	}
+
+	dir := filepath.Join(n.cfg.DataDir, fmt.Sprintf("node-%d", n.cfg.ID))
+	if err := n.lockDir(dir); err != nil {
+		return err
+	}
+	wal, err := persistence.Open(persistence.Options{Dir: dir, SnapshotEvery: n.cfg.SnapshotEvery, Logger: n.log.Named("wal")})
+	if err != nil {
+		return fmt.Errorf("node %d: recovering from %s: %w", n.cfg.ID, dir, err)
+	}
+	n.wal = wal
+	state := wal.State()
+
+	n.sys = actor.NewActorSystem(ActorSystemLogging(n.log))
+	n.bridge, err = NewBridge(n.sys, BridgeConfig{Self: n.cfg.ID, Members: n.cfg.Members, Logger: n.log.Named("bridge")})
+	if err != nil {
+		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
+	}
+	n.persistencePID, err = n.sys.Root.SpawnNamed(persistence.Props(wal), actors.PersistenceName)
+	if err != nil {
+		return fmt.Errorf("node %d: spawn persistence actor: %w", n.cfg.ID, err)
+	}
+
+	// A new incarnation, durable before any transaction id uses it.
+	n.incarnation = state.Incarnation + 1
+	res, err := n.sys.Root.RequestFuture(n.persistencePID, &messages.Append{
+		Records: []messages.Record{{Kind: messages.RecBoot, Incarnation: n.incarnation}}, Force: true,
+	}, 10*time.Second).Result()
+	if err == nil {
+		if a, ok := res.(*messages.Appended); ok && a.Err != nil {
+			err = a.Err
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("node %d: logging start: %w", n.cfg.ID, err)
+	}
+
+	dirOf := &addressDirectory{members: n.cfg.Members}
+	var inDoubt []messages.Record
+	for _, r := range state.InDoubt {
+		inDoubt = append(inDoubt, r)
+	}
+	n.participant, err = n.sys.Root.SpawnNamed(actors.NewParticipantProps(actors.ParticipantConfig{
+		Node: n.cfg.ID, Members: len(n.cfg.Members), Persistence: n.persistencePID, Directory: dirOf,
+		Timing: n.cfg.Timing, Logger: n.log.Named("participant"), KV: state.KV, InDoubt: inDoubt,
+	}), actors.ParticipantName)
+	if err != nil {
+		return fmt.Errorf("node %d: spawn participant: %w", n.cfg.ID, err)
+	}
+	var pending []actors.PendingCommit
+	for tx, parts := range state.Pending {
+		pending = append(pending, actors.PendingCommit{Tx: tx, Participants: parts})
+	}
+	n.coordinator, err = n.sys.Root.SpawnNamed(actors.NewCoordinatorProps(actors.CoordinatorConfig{
+		Node: n.cfg.ID, Members: len(n.cfg.Members), Incarnation: n.incarnation,
+		Persistence: n.persistencePID, Directory: dirOf, Timing: n.cfg.Timing,
+		Logger: n.log.Named("coordinator"), Pending: pending,
+	}), actors.CoordinatorName)
+	if err != nil {
+		return fmt.Errorf("node %d: spawn coordinator: %w", n.cfg.ID, err)
+	}
+	if len(inDoubt) > 0 || len(pending) > 0 {
+		n.log.Warn("recovered unfinished transactions", "in_doubt", len(inDoubt), "commits_to_redrive", len(pending))
+	}
+
+	srv := rpc.NewServer()
+	if err := n.bridge.Register(srv); err != nil {
+		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
+	}
+	if err := srv.RegisterName("Client", &clientService{n: n}); err != nil {
+		return fmt.Errorf("node %d: register client service: %w", n.cfg.ID, err)
+	}
+	n.served.Add(1)
+	go n.serve(srv)
+	n.log.Info("node started", "addr", addr, "incarnation", n.incarnation, "keys", len(state.KV), "dir", dir)
+	return nil
+}
+
+// lockDir makes sure only one process uses a node's directory.
+func (n *Node) lockDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return fmt.Errorf("node %d: %s is in use by another process: %w", n.cfg.ID, dir, err)
+	}
+	n.lock = f
+	return nil
+}
+
+func (n *Node) serve(srv *rpc.Server) {
+	defer n.served.Done()
+	for {
+		conn, err := n.lis.Accept()
+		if err != nil {
+			return // listener closed by Stop
+		}
+		n.mu.Lock()
+		if n.stopped {
+			n.mu.Unlock()
+			conn.Close()
+			return
+		}
+		n.conns[conn] = struct{}{}
+		n.served.Add(1)
+		n.mu.Unlock()
+		go func() {
+			defer n.served.Done()
+			srv.ServeConn(conn)
+			n.mu.Lock()
+			delete(n.conns, conn)
+			n.mu.Unlock()
+		}()
+	}
+}
+
+// Stop shuts the node down cleanly: no new connections, roles stopped,
+// pending log appends flushed, the log closed. Safe to call twice.
+func (n *Node) Stop() error {
+	n.mu.Lock()
+	if n.stopped {
+		n.mu.Unlock()
+		return nil
+	}
+	n.stopped = true
+	n.mu.Unlock()
+	n.teardown()
+	n.log.Info("node stopped")
+	return nil
+}
+
+func (n *Node) teardown() {
+	if n.lis != nil {
+		n.lis.Close()
+	}
+	n.mu.Lock()
+	n.stopped = true
+	for c := range n.conns {
+		c.Close()
+	}
+	n.mu.Unlock()
+	if n.sys != nil {
+		for _, pid := range []*actor.PID{n.coordinator, n.participant} {
+			if pid != nil {
+				_ = n.sys.Root.PoisonFuture(pid).Wait()
+			}
+		}
+		if n.bridge != nil {
+			n.bridge.Stop()
+		}
+		if n.persistencePID != nil {
+			// The persistence actor flushes what is queued and closes the log.
+			_ = n.sys.Root.PoisonFuture(n.persistencePID).Wait()
+		}
+		n.sys.Shutdown()
+	}
+	if n.wal != nil {
+		_ = n.wal.Close()
+	}
+	n.served.Wait()
+	if n.lock != nil {
+		n.lock.Close()
+	}
+}
+
+// ID is the node's id; Addr its address.
+func (n *Node) ID() int32           { return n.cfg.ID }
+func (n *Node) Addr() string        { return n.cfg.Members[n.cfg.ID] }
+func (n *Node) Members() int        { return len(n.cfg.Members) }
+func (n *Node) Incarnation() uint32 { return n.incarnation }
+
+// System is the node's actor system; Coordinator, Participant and
+// Persistence are its roles.
+func (n *Node) System() *actor.ActorSystem  { return n.sys }
+func (n *Node) Coordinator() *actor.PID     { return n.coordinator }
+func (n *Node) Participant() *actor.PID     { return n.participant }
+func (n *Node) Persistence() *actor.PID     { return n.persistencePID }
+func (n *Node) Bridge() *Bridge             { return n.bridge }
+func (n *Node) LogStats() messages.LogStats { return n.wal.Stats() }
+
+// clientTimeout bounds a client's wait for an outcome: the vote timeout plus
+// the ack wait, with room to spare.
+func (n *Node) clientTimeout() time.Duration {
+	return 3*n.cfg.Timing.WithDefaults().VoteTimeout + 2*time.Second
+}
+
+// Submit runs a transaction coordinated by this node and returns its outcome.
+func (n *Node) Submit(ops ...messages.Op) (*messages.Outcome, error) {
+	res, err := n.sys.Root.RequestFuture(n.coordinator, &messages.Begin{Ops: ops}, n.clientTimeout()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("node %d: no outcome: %w", n.cfg.ID, err)
+	}
+	o, ok := res.(*messages.Outcome)
+	if !ok {
+		return nil, fmt.Errorf("node %d: unexpected answer %T", n.cfg.ID, res)
+	}
+	return o, nil
+}
+
+// Read returns the committed value of each key from the node(s) that own
+// it: one entry per key, or per node for a key held everywhere ("value").
+func (n *Node) Read(keys ...string) ([]NodeValue, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("read: no keys given")
+	}
+	members := len(n.cfg.Members)
+	var out []NodeValue
+	for _, k := range keys {
+		owners, err := messages.Owners(k, members)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range owners {
+			pid := actor.NewPID(n.cfg.Members[o], actors.ParticipantName)
+			res, err := n.sys.Root.RequestFuture(pid, &messages.Read{Keys: []string{k}}, n.cfg.Timing.WithDefaults().VoteTimeout).Result()
+			if err != nil {
+				return nil, fmt.Errorf("read %s: node %d did not answer: %w", k, o, err)
+			}
+			rr, ok := res.(*messages.ReadReply)
+			if !ok || len(rr.Values) != 1 {
+				return nil, fmt.Errorf("read %s: node %d: unexpected answer %T", k, o, res)
+			}
+			out = append(out, NodeValue{Key: k, Node: o, Value: rr.Values[0].Value})
+		}
+	}
+	return out, nil
+}
+
+// NodeValue is a key's committed value as one node holds it.
+type NodeValue struct {
+	Key   string
+	Node  int32
+	Value int64
+}
+
+// addressDirectory finds a node's roles by its address.
+type addressDirectory struct {
+	members []string
+}
+
+func (d *addressDirectory) Coordinator(node int32) *actor.PID {
+	return actor.NewPID(d.addr(node), actors.CoordinatorName)
+}
+
+func (d *addressDirectory) Participant(node int32) *actor.PID {
+	return actor.NewPID(d.addr(node), actors.ParticipantName)
+}
+
+func (d *addressDirectory) addr(node int32) string {
+	if node < 0 || int(node) >= len(d.members) {
+		return "nonmember:" + fmt.Sprint(node) // the bridge drops it with a warning
+	}
+	return d.members[node]
+}
+
+func portOf(addr string) string {
+	if _, port, err := net.SplitHostPort(addr); err == nil {
+		return port
+	}
+	return addr
+}

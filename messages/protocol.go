@@ -1,0 +1,132 @@
+package messages
+
+import "fmt"
+
+// Begin asks a coordinator to run a transaction. The coordinator answers the
+// sender with an Outcome.
+type Begin struct {
+	Ops []Op
+}
+
+// Outcome is the client's answer: the transaction committed everywhere, or
+// aborted everywhere, with the reason.
+type Outcome struct {
+	Tx        TxID
+	Committed bool
+	Reason    string // why it aborted, or a note on a commit (e.g. acks still pending)
+}
+
+func (o *Outcome) String() string {
+	if o.Committed {
+		return "committed " + o.Tx.String()
+	}
+	return fmt.Sprintf("aborted %s: %s", o.Tx, o.Reason)
+}
+
+// Prepare asks a participant to lock and check its operations and to promise,
+// durably, that it can commit them.
+type Prepare struct {
+	Tx           TxID
+	Ops          []Op    // this participant's operations only
+	Participants []int32 // everyone asked, for cooperative termination
+}
+
+// VoteKind is a participant's answer to Prepare.
+type VoteKind uint8
+
+const (
+	VoteYes      VoteKind = iota + 1 // prepared: PREPARED is durable, locks are held
+	VoteNo                           // refused; Reason says why; nothing is held
+	VoteReadOnly                     // nothing to change here; locks already released, leave me out of phase two
+)
+
+func (v VoteKind) String() string {
+	switch v {
+	case VoteYes:
+		return "yes"
+	case VoteNo:
+		return "no"
+	case VoteReadOnly:
+		return "read-only"
+	}
+	return fmt.Sprintf("vote(%d)", uint8(v))
+}
+
+// Vote is a participant's answer to Prepare, sent to the transaction's txn actor.
+type Vote struct {
+	Tx     TxID
+	From   int32
+	Kind   VoteKind
+	Reason string
+}
+
+// Commit tells a prepared participant the decision is commit. Re-sent until acked.
+type Commit struct {
+	Tx   TxID
+	From int32
+}
+
+// Abort tells a participant the decision is abort. Not acked (presumed abort).
+type Abort struct {
+	Tx     TxID
+	From   int32
+	Reason string
+}
+
+// Ack confirms a participant has durably applied a Commit.
+type Ack struct {
+	Tx   TxID
+	From int32
+}
+
+// DecisionQuery asks what became of a transaction; a participant in doubt
+// sends it to the coordinator (and, for cooperative termination, to the
+// other participants). The answer is a DecisionReply sent to the asker's
+// participant.
+type DecisionQuery struct {
+	Tx   TxID
+	From int32
+}
+
+// Decision is what a node knows of a transaction's outcome.
+type Decision uint8
+
+const (
+	DecisionUnknown Decision = iota // this node cannot tell (e.g. it is in doubt too)
+	DecisionCommit
+	DecisionAbort
+)
+
+func (d Decision) String() string {
+	switch d {
+	case DecisionCommit:
+		return "commit"
+	case DecisionAbort:
+		return "abort"
+	}
+	return "unknown"
+}
+
+// DecisionReply answers a DecisionQuery.
+type DecisionReply struct {
+	Tx       TxID
+	From     int32
+	Decision Decision
+}
+
+// Read asks a participant for the committed values of keys it owns.
+type Read struct {
+	Keys []string
+}
+
+// KeyValue is one key's committed value; a missing key reads 0.
+type KeyValue struct {
+	Key   string
+	Value int64
+}
+
+// ReadReply answers Read, in the order of the keys asked.
+type ReadReply struct {
+	From   int32
+	Values []KeyValue
+}

@@ -1,0 +1,120 @@
+package messages
+
+import "fmt"
+
+// RecordKind is the kind of a write-ahead-log record.
+type RecordKind uint8
+
+const (
+	// RecBoot marks a node start; its Incarnation makes transaction ids
+	// unique across restarts.
+	RecBoot RecordKind = iota + 1
+	// RecPrepared: a participant promised to commit Ops if told to. Forced
+	// before the participant votes yes.
+	RecPrepared
+	// RecCommitted: a participant applied a prepared transaction. Forced
+	// before the participant acks, or a restart would leave it in doubt about
+	// a transaction its coordinator has already forgotten.
+	RecCommitted
+	// RecAborted: a participant released a prepared transaction. Lazy: if it
+	// is lost, the participant is in doubt after a restart and learns "abort"
+	// from its coordinator (presumed abort).
+	RecAborted
+	// RecCommitDecision: a coordinator decided commit. Forced before any
+	// Commit is sent; it makes the coordinator answer "commit" until RecEnd.
+	RecCommitDecision
+	// RecEnd: every participant acked the commit; the coordinator may forget
+	// the transaction. Lazy.
+	RecEnd
+)
+
+func (k RecordKind) String() string {
+	switch k {
+	case RecBoot:
+		return "BOOT"
+	case RecPrepared:
+		return "PREPARED"
+	case RecCommitted:
+		return "COMMITTED"
+	case RecAborted:
+		return "ABORTED"
+	case RecCommitDecision:
+		return "COMMIT"
+	case RecEnd:
+		return "END"
+	}
+	return fmt.Sprintf("record(%d)", uint8(k))
+}
+
+// Record is one entry of a node's write-ahead log. Which fields are set
+// depends on Kind.
+type Record struct {
+	Kind         RecordKind
+	Tx           TxID
+	Incarnation  uint32  // RecBoot
+	Participants []int32 // RecPrepared, RecCommitDecision
+	Ops          []Op    // RecPrepared
+}
+
+func (r Record) String() string {
+	if r.Kind == RecBoot {
+		return fmt.Sprintf("BOOT incarnation %d", r.Incarnation)
+	}
+	return fmt.Sprintf("%v %v", r.Kind, r.Tx)
+}
+
+// Append asks the persistence actor to write records. With Force the reply
+// comes only after the records are on stable storage (fsync); without it the
+// records ride along with the next forced batch. The reply, an Appended with
+// the same ID, goes to the sender (if there is one).
+type Append struct {
+	ID      uint64
+	Records []Record
+	Force   bool
+}
+
+// Appended answers Append. Err is set when the write or fsync failed: the
+// records must then be treated as not written.
+type Appended struct {
+	ID  uint64
+	Err error
+}
+
+// DecisionLookup asks the persistence actor whether its log holds a commit
+// decision for Tx that has not ended: the coordinator's source of truth when
+// no txn actor is running for the transaction.
+type DecisionLookup struct {
+	Tx TxID
+}
+
+// DecisionLookupReply answers DecisionLookup. Participants is set when
+// CommitPending.
+type DecisionLookupReply struct {
+	Tx            TxID
+	CommitPending bool
+	Participants  []int32
+}
+
+// TakeSnapshot asks the persistence actor to write a snapshot now and delete
+// the log it covers. Answered with SnapshotTaken.
+type TakeSnapshot struct{}
+
+// SnapshotTaken answers TakeSnapshot.
+type SnapshotTaken struct {
+	Err error
+}
+
+// StatsRequest asks the persistence actor for its counters; answered with
+// LogStats.
+type StatsRequest struct{}
+
+// LogStats are the persistence actor's counters since start.
+type LogStats struct {
+	Appends      uint64 // Append requests served
+	Records      uint64 // records written
+	Fsyncs       uint64 // fsync calls on the log
+	Batches      uint64 // writes (group commits)
+	Snapshots    uint64 // snapshots written
+	LogBytes     int64  // bytes in live log segments now
+	LastSnapshot string // file name of the newest snapshot, "" if none
+}
