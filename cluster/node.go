@@ -356,3 +356,21 @@ func portOf(addr string) string {
 	}
 	return addr
 }
+
+// ParticipantStatus asks this node's participant for its state at a glance.
+func (n *Node) ParticipantStatus() (*actors.ParticipantStatus, error) {
+	res, err := n.sys.Root.RequestFuture(n.participant, &actors.ParticipantStatusRequest{}, 5*time.Second).Result()
+	if err != nil {
+		return nil, fmt.Errorf("node %d: participant status: %w", n.cfg.ID, err)
+	}
+	return res.(*actors.ParticipantStatus), nil
+}
+
+// readLocal reads a key from this node's own participant.
+func (n *Node) readLocal(key string) (int64, error) {
+	res, err := n.sys.Root.RequestFuture(n.participant, &messages.Read{Keys: []string{key}}, 5*time.Second).Result()
+	if err != nil {
+		return 0, err
+	}
+	return res.(*messages.ReadReply).Values[0].Value, nil
+}

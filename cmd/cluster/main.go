@@ -41,11 +41,7 @@ func main() {
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: level, Output: os.Stderr})
 
-	members := make([]string, *nodes)
-	for i := range members {
-		members[i] = fmt.Sprintf("127.0.0.1:%d", *basePort+i)
-	}
-	c, err := startCluster(members, *dataDir, logger)
+	c, err := startCluster(cluster.LocalConfig{Nodes: *nodes, BasePort: *basePort, DataDir: *dataDir, Logger: logger})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
@@ -66,24 +62,21 @@ func main() {
 	}
 }
 
-// localCluster is every node of the cluster, in this process.
+// localCluster is every node of the cluster, in this process, and a client
+// connected to each.
 type localCluster struct {
-	nodes   []*cluster.Node
+	*cluster.Local
 	clients []*cluster.Client
 }
 
-func startCluster(members []string, dataDir string, logger hclog.Logger) (*localCluster, error) {
-	c := &localCluster{}
-	for i := range members {
-		n, err := cluster.Start(cluster.Config{ID: int32(i), Members: members, DataDir: dataDir, Logger: logger})
-		if err != nil {
-			c.stop()
-			return nil, err
-		}
-		c.nodes = append(c.nodes, n)
+func startCluster(cfg cluster.LocalConfig) (*localCluster, error) {
+	l, err := cluster.StartLocal(cfg)
+	if err != nil {
+		return nil, err
 	}
-	for _, n := range c.nodes {
-		cl, err := cluster.Dial(n.Addr())
+	c := &localCluster{Local: l}
+	for _, addr := range l.Members() {
+		cl, err := cluster.Dial(addr)
 		if err != nil {
 			c.stop()
 			return nil, err
@@ -98,9 +91,7 @@ func (c *localCluster) stop() {
 		cl.Close()
 	}
 	c.clients = nil
-	for _, n := range c.nodes {
-		n.Stop()
-	}
+	c.Local.Stop()
 }
 
 // runDemo is the seed's demo: sequential transactions adding 1 to value on

@@ -1,0 +1,670 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/rpc"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hashicorp/go-hclog"
+)
+
+// Defaults for the optional BridgeConfig knobs.
+const (
+	DefaultQueueLimit  = 100_000
+	DefaultBatchLimit  = 8_192
+	DefaultCallTimeout = 5 * time.Second
+	DefaultDialTimeout = 2 * time.Second
+	DefaultRedialMin   = 50 * time.Millisecond
+	DefaultRedialMax   = 2 * time.Second
+)
+
+// BridgeActorName is the id of the bridge actor on every node.
+const BridgeActorName = "bridge"
+
+// BridgeConfig describes a node's place in the cluster. Only Self and Members
+// are required; every other zero field takes its default.
+type BridgeConfig struct {
+	Self    int32
+	Members []string     // "host:port" of every node, indexed by node id (Members[Self] is this node)
+	Logger  hclog.Logger // used as is (name it, e.g. "bridge", before passing); nil → null logger
+
+	// QueueLimit caps the messages waiting for one peer; beyond it the oldest
+	// are dropped, so a dead peer cannot grow memory without bound.
+	QueueLimit int
+	// BatchLimit caps the messages in one Deliver call, so a long queue drains
+	// in several calls that each fit well within CallTimeout.
+	BatchLimit int
+	// CallTimeout bounds one Deliver call, including writing the request; on
+	// expiry the connection is closed, the batch dropped and the peer redialled.
+	CallTimeout time.Duration
+	// DialTimeout bounds one connection attempt.
+	DialTimeout time.Duration
+	// RedialMin and RedialMax bound the exponential backoff between
+	// connection attempts to an unreachable peer.
+	RedialMin time.Duration
+	RedialMax time.Duration
+}
+
+// BridgeStats are the bridge's counters since NewBridge.
+type BridgeStats struct {
+	SentMessages     uint64 // outbound messages a peer accepted
+	SentBatches      uint64 // outbound Deliver calls that succeeded
+	ReceivedMessages uint64 // inbound messages handed to local actors
+	ReceivedBatches  uint64 // inbound batches accepted
+	DroppedMessages  uint64 // outbound messages lost: failed calls, full queues, non-member addresses, types not on the wire, after Stop
+	DroppedBatches   uint64 // outbound Deliver calls that failed or were refused
+	RefusedBatches   uint64 // inbound batches refused (sender not a peer, or bridge stopped)
+	SkippedMessages  uint64 // inbound messages without a body or a target
+	Connects         uint64 // connections opened to peers
+}
+
+// Bridge carries actor messages between nodes over net/rpc. Outbound, every
+// PID whose address is another member's resolves to a process that hands the
+// message to the bridge actor, which batches per peer. Inbound, the "Bridge"
+// rpc service hands each message to the local actor it names.
+type Bridge struct {
+	sys     *actor.ActorSystem
+	cfg     BridgeConfig
+	log     hclog.Logger
+	self    string           // Members[Self]
+	unbound string           // the registry's address before NewBridge; PIDs made earlier carry it
+	index   map[string]int32 // member address → node id; read-only after NewBridge
+	pid     *actor.PID
+
+	ctx    context.Context // cancelled by Stop to end dialers
+	cancel context.CancelFunc
+
+	// stopMu orders Stop against goroutines that post to the bridge actor, so
+	// nothing reaches its mailbox once it may be gone (a dead letter each).
+	stopMu  sync.RWMutex
+	stopped bool
+
+	clientsMu     sync.Mutex
+	clients       map[*rpc.Client]struct{} // every open client, so Stop can close them all
+	clientsClosed bool
+
+	wg       sync.WaitGroup // dialer and caller goroutines
+	stopOnce sync.Once
+	epoch    atomic.Uint64 // bridge actor incarnation; results from an older one are ignored
+
+	sentMsgs, sentBatches       atomic.Uint64
+	recvMsgs, recvBatches       atomic.Uint64
+	droppedMsgs, droppedBatches atomic.Uint64
+	refusedBatches, skippedMsgs atomic.Uint64
+	connects                    atomic.Uint64
+}
+
+// NewBridge must be called right after actor.NewActorSystem and before any
+// other actor is spawned: PIDs record the registry's address when they are
+// made, and only PIDs carrying Members[Self] can be answered from other nodes.
+// It sets that address, routes every PID with another node's address through
+// the bridge (addresses that are not members are dropped there, with a
+// warning), and spawns the bridge actor (named "bridge").
+func NewBridge(sys *actor.ActorSystem, cfg BridgeConfig) (*Bridge, error) {
+	if sys == nil {
+		return nil, errors.New("bridge: actor system is nil")
+	}
+	if len(cfg.Members) == 0 {
+		return nil, errors.New("bridge: member list is empty")
+	}
+	if cfg.Self < 0 || int(cfg.Self) >= len(cfg.Members) {
+		return nil, fmt.Errorf("bridge: self node id %d is not a member (members are 0-%d)", cfg.Self, len(cfg.Members)-1)
+	}
+	index := make(map[string]int32, len(cfg.Members))
+	for i, addr := range cfg.Members {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("bridge: member %d address %q: %w", i, addr, err)
+		}
+		if j, dup := index[addr]; dup {
+			return nil, fmt.Errorf("bridge: members %d and %d share address %q", j, i, addr)
+		}
+		index[addr] = int32(i)
+	}
+	if cfg.QueueLimit <= 0 {
+		cfg.QueueLimit = DefaultQueueLimit
+	}
+	if cfg.BatchLimit <= 0 {
+		cfg.BatchLimit = DefaultBatchLimit
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = DefaultCallTimeout
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.RedialMin <= 0 {
+		cfg.RedialMin = DefaultRedialMin
+	}
+	if cfg.RedialMax < cfg.RedialMin {
+		cfg.RedialMax = max(DefaultRedialMax, cfg.RedialMin)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	cfg.Members = append([]string(nil), cfg.Members...) // the caller's slice may change later
+
+	b := &Bridge{
+		sys:     sys,
+		cfg:     cfg,
+		log:     cfg.Logger,
+		self:    cfg.Members[cfg.Self],
+		unbound: sys.ProcessRegistry.Address,
+		index:   index,
+		clients: make(map[*rpc.Client]struct{}),
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+
+	sys.ProcessRegistry.Address = b.self
+	remote := &remoteProcess{b: b}
+	// The registry asks resolvers only about addresses that are not its own,
+	// so claiming all of them sends every non-local PID to the bridge, which
+	// can then name a non-member address instead of leaving a bare dead letter.
+	sys.ProcessRegistry.RegisterAddressResolver(func(*actor.PID) (actor.Process, bool) {
+		return remote, true
+	})
+
+	pid, err := sys.Root.SpawnNamed(actor.PropsFromProducer(b.newActor), BridgeActorName)
+	if err != nil {
+		b.cancel()
+		return nil, fmt.Errorf("bridge: spawn %q actor: %w", BridgeActorName, err)
+	}
+	b.pid = pid
+	return b, nil
+}
+
+// Register adds the inbound "Bridge" service (method Deliver) to srv.
+func (b *Bridge) Register(srv *rpc.Server) error {
+	if srv == nil {
+		return errors.New("bridge: rpc server is nil")
+	}
+	if err := srv.RegisterName("Bridge", &bridgeService{b: b}); err != nil {
+		return fmt.Errorf("bridge: register rpc service %q: %w", "Bridge", err)
+	}
+	return nil
+}
+
+// PID is the bridge actor's PID.
+func (b *Bridge) PID() *actor.PID { return b.pid }
+
+// Stop poisons the bridge actor and waits for it, closes every peer
+// connection and waits for the dialing and calling goroutines to end.
+// Messages still queued are dropped. Safe to call more than once.
+func (b *Bridge) Stop() {
+	b.stopOnce.Do(func() {
+		b.stopMu.Lock()
+		b.stopped = true
+		b.stopMu.Unlock()
+		b.cancel()
+		if err := b.sys.Root.PoisonFuture(b.pid).Wait(); err != nil {
+			b.log.Warn("bridge actor did not stop in time", "error", err)
+		}
+		b.closeAllClients()
+		b.wg.Wait()
+	})
+}
+
+// Stats returns the bridge's counters.
+func (b *Bridge) Stats() BridgeStats {
+	return BridgeStats{
+		SentMessages:     b.sentMsgs.Load(),
+		SentBatches:      b.sentBatches.Load(),
+		ReceivedMessages: b.recvMsgs.Load(),
+		ReceivedBatches:  b.recvBatches.Load(),
+		DroppedMessages:  b.droppedMsgs.Load(),
+		DroppedBatches:   b.droppedBatches.Load(),
+		RefusedBatches:   b.refusedBatches.Load(),
+		SkippedMessages:  b.skippedMsgs.Load(),
+		Connects:         b.connects.Load(),
+	}
+}
+
+// post hands m to the bridge actor unless Stop has begun.
+func (b *Bridge) post(m interface{}) bool {
+	b.stopMu.RLock()
+	defer b.stopMu.RUnlock()
+	if b.stopped {
+		return false
+	}
+	b.sys.Root.Send(b.pid, m)
+	return true
+}
+
+func (b *Bridge) track(c *rpc.Client) bool {
+	b.clientsMu.Lock()
+	defer b.clientsMu.Unlock()
+	if b.clientsClosed {
+		return false
+	}
+	b.clients[c] = struct{}{}
+	return true
+}
+
+func (b *Bridge) closeClient(c *rpc.Client) {
+	b.clientsMu.Lock()
+	delete(b.clients, c)
+	b.clientsMu.Unlock()
+	_ = c.Close() // ErrShutdown when the connection already failed: nothing to do
+}
+
+func (b *Bridge) closeAllClients() {
+	b.clientsMu.Lock()
+	b.clientsClosed = true
+	open := make([]*rpc.Client, 0, len(b.clients))
+	for c := range b.clients {
+		open = append(open, c)
+	}
+	clear(b.clients)
+	b.clientsMu.Unlock()
+	for _, c := range open {
+		_ = c.Close()
+	}
+}
+
+func (b *Bridge) nextDelay(d time.Duration) time.Duration {
+	if d <= 0 {
+		return b.cfg.RedialMin
+	}
+	return min(2*d, b.cfg.RedialMax)
+}
+
+// dial connects to a peer off the bridge actor, retrying with exponential
+// backoff until it succeeds or the bridge stops, then reports the client.
+func (b *Bridge) dial(epoch uint64, peer int32, delay time.Duration) {
+	addr := b.cfg.Members[peer]
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		failures := 0
+		for {
+			if delay > 0 {
+				t := time.NewTimer(delay)
+				select {
+				case <-b.ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+			}
+			delay = b.nextDelay(delay)
+			d := net.Dialer{Timeout: b.cfg.DialTimeout}
+			conn, err := d.DialContext(b.ctx, "tcp", addr)
+			if err != nil {
+				if b.ctx.Err() != nil {
+					return
+				}
+				failures++
+				if failures == 1 {
+					b.log.Warn("peer unreachable, redialling with backoff", "peer", peer, "addr", addr, "error", err)
+				} else {
+					b.log.Debug("redial failed", "peer", peer, "addr", addr, "attempts", failures, "next_in", delay, "error", err)
+				}
+				continue
+			}
+			c := rpc.NewClient(conn)
+			if !b.track(c) {
+				_ = c.Close()
+				return
+			}
+			b.connects.Add(1)
+			if failures > 0 {
+				b.log.Info("peer reachable again", "peer", peer, "addr", addr, "failed_attempts", failures)
+			} else {
+				b.log.Debug("connected to peer", "peer", peer, "addr", addr)
+			}
+			// If Stop has begun the report is discarded; Stop closes every
+			// tracked client, this one included.
+			b.post(&dialed{epoch: epoch, peer: peer, client: c, next: delay})
+			return
+		}
+	}()
+}
+
+// call sends one batch off the bridge actor and reports how it went.
+func (b *Bridge) call(epoch uint64, peer int32, c *rpc.Client, batch *WireBatch) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		// The deadline starts before Go because Go encodes and writes the
+		// request on this goroutine, and a peer that stops reading blocks that
+		// write; closing the client unblocks both the write and the wait.
+		timer := time.AfterFunc(b.cfg.CallTimeout, func() { _ = c.Close() })
+		var ack WireAck
+		call := c.Go("Bridge.Deliver", batch, &ack, make(chan *rpc.Call, 1))
+		<-call.Done
+		expired := !timer.Stop()
+		err := call.Error
+		if expired && err != nil {
+			err = fmt.Errorf("no answer within %v: %w", b.cfg.CallTimeout, err)
+		}
+		d := &delivered{epoch: epoch, peer: peer, msgs: len(batch.Msgs), err: err, closed: expired}
+		if !expired && errors.Is(err, rpc.ErrShutdown) {
+			d.unsent = batch.Msgs
+		}
+		b.post(d)
+	}()
+}
+
+// remoteProcess stands for every actor on other nodes; it runs on the
+// sender's goroutine, so it only hands the message to the bridge actor.
+type remoteProcess struct{ b *Bridge }
+
+func (r *remoteProcess) SendUserMessage(pid *actor.PID, message interface{}) {
+	_, msg, sender := actor.UnwrapEnvelope(message)
+	if !r.b.post(&outbound{to: pid, msg: msg, sender: sender}) {
+		r.b.droppedMsgs.Add(1)
+	}
+}
+
+// System messages (Watch, Stop, ...) are not bridged: remote liveness is the
+// protocol's business (timeouts, retries), not the actor runtime's.
+func (r *remoteProcess) SendSystemMessage(pid *actor.PID, message interface{}) {
+	r.b.log.Debug("system message to remote actor not bridged", "to", pid, "type", reflect.TypeOf(message))
+}
+
+func (r *remoteProcess) Stop(pid *actor.PID) {
+	r.b.log.Debug("stop of remote actor not bridged", "to", pid)
+}
+
+// Messages the bridge actor receives.
+type (
+	outbound struct {
+		to     *actor.PID
+		msg    interface{}
+		sender *actor.PID
+	}
+	dialed struct {
+		epoch  uint64
+		peer   int32
+		client *rpc.Client
+		next   time.Duration // backoff before the next dial, should this connection fail
+	}
+	delivered struct {
+		epoch  uint64
+		peer   int32
+		msgs   int
+		err    error
+		closed bool // the deadline closed the client, even if the call got through
+		// unsent is the batch when the client was already shut down (its
+		// connection broke earlier, e.g. the peer restarted): net/rpc then
+		// fails the call without writing it, so it is safe to send again.
+		unsent []WireMsg
+	}
+)
+
+// peerLink is the bridge actor's view of one peer.
+type peerLink struct {
+	id         int32
+	addr       string
+	queue      []WireMsg
+	client     *rpc.Client
+	dialing    bool
+	inFlight   bool
+	retryDelay time.Duration
+	overflow   uint64 // oldest messages dropped from a full queue since last reported
+}
+
+// At most this many distinct bad addresses and types are warned about; the
+// rest go to the debug log, so a misbehaving sender cannot grow these sets.
+const maxWarned = 64
+
+type bridgeActor struct {
+	b           *Bridge
+	epoch       uint64
+	peers       []*peerLink // by node id; nil at Self
+	warnedAddrs map[string]bool
+	warnedTypes map[reflect.Type]bool
+}
+
+func (b *Bridge) newActor() actor.Actor {
+	a := &bridgeActor{
+		b:           b,
+		epoch:       b.epoch.Add(1),
+		peers:       make([]*peerLink, len(b.cfg.Members)),
+		warnedAddrs: make(map[string]bool),
+		warnedTypes: make(map[reflect.Type]bool),
+	}
+	for i, addr := range b.cfg.Members {
+		if int32(i) != b.cfg.Self {
+			a.peers[i] = &peerLink{id: int32(i), addr: addr}
+		}
+	}
+	return a
+}
+
+func (a *bridgeActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *outbound:
+		a.enqueue(m)
+	case *dialed:
+		a.onDialed(m)
+	case *delivered:
+		a.onDelivered(m)
+	case *actor.Stopping, *actor.Restarting:
+		a.release()
+	}
+}
+
+// enqueue is the single path every outbound message takes to its peer's
+// queue: fault injection (drop, delay, duplicate, reorder, partition) belongs here.
+func (a *bridgeActor) enqueue(o *outbound) {
+	b := a.b
+	id, member := b.index[o.to.Address]
+	if !member || id == b.cfg.Self {
+		b.droppedMsgs.Add(1)
+		a.warnAddress(o.to)
+		return
+	}
+	if !wireable(o.msg) {
+		b.droppedMsgs.Add(1)
+		a.warnType(o.to, o.msg)
+		return
+	}
+	w := WireMsg{To: o.to.Id, Body: o.msg}
+	if s := o.sender; s != nil {
+		w.SenderAddr, w.SenderID = s.Address, s.Id
+		if w.SenderAddr == b.unbound { // spawned before NewBridge: answerable only here
+			w.SenderAddr = b.self
+		}
+	}
+	p := a.peers[id]
+	if len(p.queue) >= b.cfg.QueueLimit {
+		p.queue[0] = WireMsg{} // let the body be collected
+		p.queue = p.queue[1:]
+		p.overflow++
+		b.droppedMsgs.Add(1)
+		if p.overflow == 1 {
+			b.log.Warn("peer queue full, dropping oldest messages", "peer", p.id, "addr", p.addr, "limit", b.cfg.QueueLimit)
+		}
+	}
+	p.queue = append(p.queue, w)
+	a.flush(p)
+}
+
+// flush starts the next Deliver call to p if none is in flight: one call at a
+// time per peer, because net/rpc serves each call on its own goroutine and two
+// in flight could overtake each other.
+func (a *bridgeActor) flush(p *peerLink) {
+	if p.inFlight || len(p.queue) == 0 {
+		return
+	}
+	if p.client == nil {
+		a.dial(p)
+		return
+	}
+	var msgs []WireMsg
+	if n := a.b.cfg.BatchLimit; len(p.queue) > n {
+		msgs = append(make([]WireMsg, 0, n), p.queue[:n]...)
+		clear(p.queue[:n])
+		p.queue = p.queue[n:]
+	} else {
+		// The call goroutine owns the batch from here on; the next message
+		// starts a fresh queue.
+		msgs, p.queue = p.queue, nil
+	}
+	if p.overflow > 0 {
+		a.b.log.Warn("dropped oldest messages while peer queue was full", "peer", p.id, "addr", p.addr, "dropped", p.overflow)
+		p.overflow = 0
+	}
+	p.inFlight = true
+	a.b.call(a.epoch, p.id, p.client, &WireBatch{From: a.b.cfg.Self, Msgs: msgs})
+}
+
+func (a *bridgeActor) dial(p *peerLink) {
+	if p.dialing {
+		return
+	}
+	p.dialing = true
+	a.b.dial(a.epoch, p.id, p.retryDelay)
+}
+
+func (a *bridgeActor) onDialed(m *dialed) {
+	if m.epoch != a.epoch { // dialled for an instance that has since restarted
+		a.b.closeClient(m.client)
+		return
+	}
+	p := a.peers[m.peer]
+	p.dialing = false
+	p.client = m.client
+	p.retryDelay = m.next
+	a.flush(p)
+}
+
+func (a *bridgeActor) onDelivered(m *delivered) {
+	if m.epoch != a.epoch {
+		return
+	}
+	b := a.b
+	p := a.peers[m.peer]
+	p.inFlight = false
+	var refused rpc.ServerError
+	switch {
+	case m.unsent != nil:
+		// Never written: put it back in front and send it on a new connection.
+		b.log.Debug("connection to peer was closed, resending on a new one", "peer", p.id, "addr", p.addr, "msgs", len(m.unsent))
+		p.queue = append(m.unsent, p.queue...)
+		m.closed = true
+	case m.err == nil:
+		b.sentMsgs.Add(uint64(m.msgs))
+		b.sentBatches.Add(1)
+		p.retryDelay = 0
+	case errors.As(m.err, &refused):
+		// The peer answered, so the connection is sound; only this batch is lost.
+		b.droppedMsgs.Add(uint64(m.msgs))
+		b.droppedBatches.Add(1)
+		b.log.Warn("peer refused batch", "peer", p.id, "addr", p.addr, "dropped", m.msgs, "error", m.err)
+	default:
+		// Lost messages are the protocol's to recover (timeouts, retries);
+		// the bridge only has to get the connection back.
+		b.droppedMsgs.Add(uint64(m.msgs))
+		b.droppedBatches.Add(1)
+		b.log.Warn("call to peer failed, batch dropped", "peer", p.id, "addr", p.addr, "dropped", m.msgs, "error", m.err)
+		m.closed = true
+	}
+	if m.closed && p.client != nil {
+		b.closeClient(p.client)
+		p.client = nil
+		a.dial(p)
+	}
+	a.flush(p)
+}
+
+// release closes this instance's connections; queued messages are lost.
+func (a *bridgeActor) release() {
+	for _, p := range a.peers {
+		if p == nil {
+			continue
+		}
+		if p.client != nil {
+			a.b.closeClient(p.client)
+			p.client = nil
+		}
+		if len(p.queue) > 0 {
+			a.b.droppedMsgs.Add(uint64(len(p.queue)))
+			a.b.log.Debug("dropping queued messages on stop", "peer", p.id, "addr", p.addr, "dropped", len(p.queue))
+			p.queue = nil
+		}
+	}
+}
+
+func (a *bridgeActor) warnAddress(to *actor.PID) {
+	if a.warnedAddrs[to.Address] || len(a.warnedAddrs) >= maxWarned {
+		a.b.log.Debug("dropped message to non-member address", "addr", to.Address, "to", to.Id)
+		return
+	}
+	a.warnedAddrs[to.Address] = true
+	a.b.log.Warn("dropping messages to an address that is not a cluster member", "addr", to.Address, "to", to.Id, "members", a.b.cfg.Members)
+}
+
+func (a *bridgeActor) warnType(to *actor.PID, msg interface{}) {
+	t := reflect.TypeOf(msg)
+	if a.warnedTypes[t] || len(a.warnedTypes) >= maxWarned {
+		a.b.log.Debug("dropped message of a type not carried on the wire", "type", t, "to", to)
+		return
+	}
+	a.warnedTypes[t] = true
+	if msg != nil && wireTypes[t] {
+		a.b.log.Warn("dropping nil messages (gob cannot encode a nil pointer)", "type", t, "to", to)
+		return
+	}
+	a.b.log.Warn("dropping messages of a type not carried on the wire (add it to wireMessages in cluster/wire.go)", "type", t, "to", to)
+}
+
+// bridgeService is the inbound rpc service; a separate type keeps the
+// Bridge's other exported methods off the wire.
+type bridgeService struct{ b *Bridge }
+
+// Deliver hands a peer's batch to local actors, in order. It runs on
+// net/rpc's per-call goroutine and never blocks: sends only enqueue.
+func (s *bridgeService) Deliver(batch *WireBatch, ack *WireAck) error {
+	return s.b.deliver(batch, ack)
+}
+
+func (b *Bridge) deliver(batch *WireBatch, ack *WireAck) error {
+	from := batch.From
+	if from < 0 || int(from) >= len(b.cfg.Members) || from == b.cfg.Self {
+		b.refusedBatches.Add(1)
+		b.log.Warn("refused batch from a node that is not a peer", "from", from, "msgs", len(batch.Msgs))
+		return fmt.Errorf("node %d refuses batch from node %d: not a peer (members are 0-%d)", b.cfg.Self, from, len(b.cfg.Members)-1)
+	}
+	b.stopMu.RLock()
+	stopped := b.stopped
+	b.stopMu.RUnlock()
+	if stopped {
+		b.refusedBatches.Add(1)
+		return fmt.Errorf("node %d refuses batch from node %d: bridge stopped", b.cfg.Self, from)
+	}
+	accepted, skipped := 0, 0
+	for i := range batch.Msgs {
+		m := &batch.Msgs[i]
+		if m.Body == nil || m.To == "" {
+			skipped++
+			continue
+		}
+		target := actor.NewPID(b.self, m.To)
+		if m.SenderID == "" {
+			b.sys.Root.Send(target, m.Body)
+		} else {
+			addr := m.SenderAddr
+			if addr == "" { // a sender with no address can only live on the sending node
+				addr = b.cfg.Members[from]
+			}
+			b.sys.Root.RequestWithCustomSender(target, m.Body, actor.NewPID(addr, m.SenderID))
+		}
+		accepted++
+	}
+	if skipped > 0 {
+		b.skippedMsgs.Add(uint64(skipped))
+		b.log.Warn("skipped malformed messages (no body or no target)", "from", from, "skipped", skipped, "accepted", accepted)
+	}
+	b.recvMsgs.Add(uint64(accepted))
+	b.recvBatches.Add(1)
+	ack.Accepted = accepted
+	return nil
+}

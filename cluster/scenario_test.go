@@ -1,0 +1,487 @@
+package cluster
+
+import (
+	"fmt"
+	"math/rand"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"twopc/actors"
+	"twopc/actors/actortest"
+	"twopc/messages"
+)
+
+// testCluster starts n in-process nodes on free ports with their data in a
+// temporary directory, stopped when the test ends.
+func testCluster(t *testing.T, n int, timing actors.Timing) *Local {
+	t.Helper()
+	l, err := StartLocal(LocalConfig{
+		Nodes: n, DataDir: t.TempDir(), Timing: timing,
+		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop() })
+	return l
+}
+
+func dial(t *testing.T, l *Local, node int) *Client {
+	t.Helper()
+	c, err := Dial(l.Members()[node])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func mustCommit(t *testing.T, c *Client, ops ...messages.Op) messages.TxID {
+	t.Helper()
+	o, err := c.Submit(ops...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.Committed {
+		t.Fatalf("%v: want committed, got %v", ops, o)
+	}
+	return o.Tx
+}
+
+// values reads key through c and returns node → value.
+func values(t *testing.T, c *Client, key string) map[int32]int64 {
+	t.Helper()
+	vals, err := c.Read(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int32]int64{}
+	for _, v := range vals {
+		out[v.Node] = v.Value
+	}
+	return out
+}
+
+func wantEverywhere(t *testing.T, c *Client, key string, nodes int, want int64) {
+	t.Helper()
+	got := values(t, c, key)
+	if len(got) != nodes {
+		t.Fatalf("%s read from %d nodes, want %d: %v", key, len(got), nodes, got)
+	}
+	for n, v := range got {
+		if v != want {
+			t.Fatalf("%s on node %d = %d, want %d (all: %v)", key, n, v, want, got)
+		}
+	}
+}
+
+func TestHappyPath(t *testing.T) {
+	l := testCluster(t, 4, actors.Timing{})
+	c := dial(t, l, 0)
+	mustCommit(t, c, messages.Add("value", 1))
+	wantEverywhere(t, c, "value", 4, 1)
+
+	// Keys on three different nodes, in one transaction.
+	mustCommit(t, c, messages.Set("n1/a", 10), messages.Set("n2/b", 20), messages.Add("n3/c", -5))
+	for key, want := range map[string]int64{"n1/a": 10, "n2/b": 20, "n3/c": -5} {
+		if got := values(t, dial(t, l, 2), key); len(got) != 1 || got[int32(key[1]-'0')] != want {
+			t.Fatalf("%s = %v, want %d on its owner", key, got, want)
+		}
+	}
+	mustCommit(t, c, messages.Delete("n1/a"))
+	if got := values(t, c, "n1/a"); got[1] != 0 {
+		t.Fatalf("deleted key reads %v", got)
+	}
+}
+
+// The seed's demo: four sequential transactions, each coordinated by another
+// node, and then a fifth.
+func TestSequentialTransactions(t *testing.T) {
+	l := testCluster(t, 4, actors.Timing{})
+	seen := map[messages.TxID]bool{}
+	for i, via := range []int{0, 1, 3, 2, 0} {
+		tx := mustCommit(t, dial(t, l, via), messages.Add("value", 1))
+		if seen[tx] || tx.Node != int32(via) {
+			t.Fatalf("transaction %d via node %d got id %v (seen before: %v)", i, via, tx, seen[tx])
+		}
+		seen[tx] = true
+		wantEverywhere(t, dial(t, l, via), "value", 4, int64(i+1))
+	}
+}
+
+// holdLock prepares a transaction directly on a participant, so that the
+// participant holds its keys until the test aborts it.
+func holdLock(t *testing.T, l *Local, node int, ops ...messages.Op) func() {
+	t.Helper()
+	n := l.Node(node)
+	txn := actortest.NewProbe(t, n.System(), "blocker")
+	held := messages.TxID{Node: int32(node), Incarnation: 1 << 30, Seq: 1}
+	n.System().Root.RequestWithCustomSender(n.Participant(), &messages.Prepare{Tx: held, Ops: ops, Participants: []int32{int32(node)}}, txn.PID)
+	v, _ := actortest.Expect[*messages.Vote](t, txn, 5*time.Second)
+	if v.Kind != messages.VoteYes {
+		t.Fatalf("blocker not prepared: %+v", v)
+	}
+	return func() { n.System().Root.Send(n.Participant(), &messages.Abort{Tx: held}) }
+}
+
+func TestAbortWhenParticipantRefuses(t *testing.T) {
+	l := testCluster(t, 4, actors.Timing{})
+	c := dial(t, l, 0)
+	mustCommit(t, c, messages.Set("n1/x", 1), messages.Set("n2/y", 2), messages.Set("n3/z", 3))
+	release := holdLock(t, l, 2, messages.Set("n2/y", 99))
+
+	o, err := c.Submit(messages.Set("n1/x", 10), messages.Set("n2/y", 20), messages.Set("n3/z", 30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Committed || !strings.Contains(o.Reason, "node 2 voted no") || !strings.Contains(o.Reason, "n2/y is locked") {
+		t.Fatalf("want abort naming node 2's lock, got %v", o)
+	}
+	// Unchanged everywhere: the yes-voters were told to abort.
+	for key, want := range map[string]int64{"n1/x": 1, "n2/y": 2, "n3/z": 3} {
+		if got := values(t, c, key); got[int32(key[1]-'0')] != want {
+			t.Fatalf("%s = %v after abort, want %d", key, got, want)
+		}
+	}
+	release()
+	waitLocksFree(t, l)
+	mustCommit(t, c, messages.Set("n2/y", 20))
+}
+
+func waitLocksFree(t *testing.T, l *Local) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; i < len(l.Members()); i++ {
+		n := l.Node(i)
+		if n == nil {
+			continue
+		}
+		for {
+			st, err := n.ParticipantStatus()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.LocksHeld == 0 && len(st.InDoubt) == 0 && st.Preparing == 0 && st.Committing == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d still holds locks: %+v", i, st)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+func TestRecoveryAfterRestart(t *testing.T) {
+	l := testCluster(t, 4, actors.Timing{})
+	c := dial(t, l, 0)
+	for i := 0; i < 3; i++ {
+		mustCommit(t, c, messages.Add("value", 1), messages.Set("n2/k", int64(i)))
+	}
+	if err := l.StopNode(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RestartNode(2); err != nil {
+		t.Fatal(err)
+	}
+	wantEverywhere(t, c, "value", 4, 3)
+	if got := values(t, c, "n2/k"); got[2] != 2 {
+		t.Fatalf("n2/k = %v after restart, want 2", got)
+	}
+	// The restarted node coordinates with a new incarnation: ids do not repeat.
+	before := l.Node(2).Incarnation()
+	tx := mustCommit(t, dial(t, l, 2), messages.Add("value", 1))
+	if tx.Incarnation != before || before < 2 {
+		t.Fatalf("restarted node's transaction %v, incarnation %d", tx, before)
+	}
+	wantEverywhere(t, c, "value", 4, 4)
+}
+
+func TestCoordinatorAbortsWhenParticipantIsDown(t *testing.T) {
+	timeout := 300 * time.Millisecond
+	l := testCluster(t, 4, actors.Timing{VoteTimeout: timeout})
+	c := dial(t, l, 0)
+	mustCommit(t, c, messages.Add("value", 1))
+	if err := l.StopNode(3); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	o, err := c.Submit(messages.Add("value", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Committed || !strings.Contains(o.Reason, "vote timeout: no vote from node(s) 3") {
+		t.Fatalf("want vote timeout naming node 3, got %v", o)
+	}
+	if waited := time.Since(start); waited < timeout {
+		t.Fatalf("aborted after %v, before the %v timeout", waited, timeout)
+	}
+	for i := 0; i < 3; i++ {
+		vals, err := l.Node(i).Read("n" + fmt.Sprint(i) + "/probe")
+		if err != nil || len(vals) != 1 {
+			t.Fatalf("node %d read: %v %v", i, vals, err)
+		}
+	}
+	// Nodes 0-2 voted yes and were told to abort: value unchanged, locks free.
+	waitLocksFree(t, l)
+	for i := 0; i < 3; i++ {
+		v, _ := l.Node(i).readLocal("value")
+		if v != 1 {
+			t.Fatalf("node %d value = %d after the abort, want 1", i, v)
+		}
+	}
+}
+
+func TestDisjointKeysCommitConcurrently(t *testing.T) {
+	l := testCluster(t, 4, actors.Timing{})
+	clients := make([]*Client, 4)
+	for i := range clients {
+		clients[i] = dial(t, l, i)
+	}
+	const n = 64
+	var wg sync.WaitGroup
+	outcomes := make([]*messages.Outcome, n)
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			// Each transaction touches its own keys on two nodes.
+			outcomes[i], errs[i] = clients[i%4].Submit(
+				messages.Set(fmt.Sprintf("n%d/k%d", i%4, i), int64(i)),
+				messages.Add(fmt.Sprintf("n%d/k%d", (i+1)%4, i), int64(i)))
+		}(i)
+	}
+	wg.Wait()
+	for i := 0; i < n; i++ {
+		if errs[i] != nil || !outcomes[i].Committed {
+			t.Fatalf("transaction %d on disjoint keys: %v %v", i, outcomes[i], errs[i])
+		}
+	}
+	for i := 0; i < n; i++ {
+		if got := values(t, clients[0], fmt.Sprintf("n%d/k%d", i%4, i)); got[int32(i%4)] != int64(i) {
+			t.Fatalf("k%d = %v", i, got)
+		}
+	}
+}
+
+// Two transactions that write the same key while both are undecided: the
+// second must abort. The first is kept undecided by making its other
+// participant unreachable, so it holds its lock until its vote timeout.
+func TestConflictingTransactionsNeverBothCommit(t *testing.T) {
+	l := testCluster(t, 4, actors.Timing{VoteTimeout: 2 * time.Second})
+	a, b := dial(t, l, 0), dial(t, l, 2)
+	if err := l.StopNode(3); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan *messages.Outcome, 1)
+	go func() {
+		o, err := a.Submit(messages.Set("n1/k", 1), messages.Set("n3/x", 1))
+		if err != nil {
+			t.Error(err)
+		}
+		first <- o
+	}()
+	// Wait until node 1 holds the first transaction's lock.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := l.Node(1).ParticipantStatus()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.LocksHeld == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("first transaction never locked n1/k: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	second, err := b.Submit(messages.Set("n1/k", 2), messages.Set("n2/y", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Committed || !strings.Contains(second.Reason, "n1/k is locked by transaction 0.") {
+		t.Fatalf("second writer of n1/k: want abort naming the lock holder, got %v", second)
+	}
+	o := <-first
+	if o == nil || o.Committed {
+		t.Fatalf("first transaction could not reach node 3 and still: %v", o)
+	}
+	if got := values(t, b, "n1/k")[1]; got != 0 {
+		t.Fatalf("n1/k = %d, though neither writer committed", got)
+	}
+	if got := values(t, b, "n2/y")[2]; got != 0 {
+		t.Fatalf("n2/y = %d: the aborted second transaction was partly applied", got)
+	}
+}
+
+// Racing writers of one key, each also writing a key of its own elsewhere:
+// whatever commits is applied whole, and the contested key holds the value
+// of a writer that committed.
+func TestRacingWritersStayAtomic(t *testing.T) {
+	l := testCluster(t, 4, actors.Timing{})
+	a, b := dial(t, l, 0), dial(t, l, 3)
+	outcomes := map[string]int{}
+	for round := 0; round < 40; round++ {
+		key := fmt.Sprintf("n%d/c%d", round%4, round)
+		sideA, sideB := fmt.Sprintf("n%d/a%d", (round+1)%4, round), fmt.Sprintf("n%d/b%d", (round+2)%4, round)
+		var oa, ob *messages.Outcome
+		var ea, eb error
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); oa, ea = a.Submit(messages.Set(key, 1), messages.Set(sideA, 1)) }()
+		go func() { defer wg.Done(); ob, eb = b.Submit(messages.Set(key, 2), messages.Set(sideB, 1)) }()
+		wg.Wait()
+		if ea != nil || eb != nil {
+			t.Fatal(ea, eb)
+		}
+		got := values(t, a, key)[int32(round%4)]
+		gotA := values(t, a, sideA)[int32((round+1)%4)]
+		gotB := values(t, a, sideB)[int32((round+2)%4)]
+		if (gotA == 1) != oa.Committed || (gotB == 1) != ob.Committed {
+			t.Fatalf("round %d: outcomes %v / %v but side keys %d / %d", round, oa, ob, gotA, gotB)
+		}
+		switch {
+		case oa.Committed && ob.Committed:
+			outcomes["both, one after the other"]++
+			if got != 1 && got != 2 {
+				t.Fatalf("round %d: both committed but %s = %d", round, key, got)
+			}
+		case oa.Committed && got != 1, ob.Committed && got != 2:
+			t.Fatalf("round %d: %v / %v but %s = %d", round, oa, ob, key, got)
+		case !oa.Committed && !ob.Committed && got != 0:
+			t.Fatalf("round %d: both aborted but %s = %d", round, key, got)
+		case oa.Committed || ob.Committed:
+			outcomes["one"]++
+		default:
+			outcomes["neither"]++
+		}
+	}
+	t.Logf("40 rounds: %v", outcomes)
+}
+
+// TestBankKeepsItsTotal runs concurrent transfers between accounts spread
+// over the nodes; each transfer debits with a floor of 0. Money is neither
+// created nor lost, no account goes negative, and every committed transfer
+// is accounted for.
+func TestBankKeepsItsTotal(t *testing.T) {
+	l := testCluster(t, 4, actors.Timing{})
+	const accounts, initial = 8, 100
+	acct := func(i int) string { return fmt.Sprintf("n%d/acct%d", i%4, i) }
+	setup := dial(t, l, 0)
+	var ops []messages.Op
+	for i := 0; i < accounts; i++ {
+		ops = append(ops, messages.Set(acct(i), initial))
+	}
+	mustCommit(t, setup, ops...)
+
+	const workers, perWorker = 16, 25
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	net := make([]int64, accounts) // expected change per account, from committed transfers
+	committed, aborted := 0, 0
+	for w := 0; w < workers; w++ {
+		c := dial(t, l, w%4)
+		rng := rand.New(rand.NewSource(int64(w)))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perWorker; i++ {
+				from, to := rng.Intn(accounts), rng.Intn(accounts)
+				if from == to {
+					to = (to + 1) % accounts
+				}
+				amount := int64(1 + rng.Intn(60))
+				o, err := c.Submit(messages.AddFloor(acct(from), -amount, 0), messages.Add(acct(to), amount))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if o.Committed {
+					committed++
+					net[from] -= amount
+					net[to] += amount
+				} else {
+					aborted++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	waitLocksFree(t, l)
+	var total int64
+	for i := 0; i < accounts; i++ {
+		v := values(t, setup, acct(i))[int32(i%4)]
+		if v < 0 {
+			t.Fatalf("%s = %d: below its floor", acct(i), v)
+		}
+		if v != initial+net[i] {
+			t.Fatalf("%s = %d, but committed transfers add up to %d", acct(i), v, initial+net[i])
+		}
+		total += v
+	}
+	if total != accounts*initial {
+		t.Fatalf("total %d, want %d", total, accounts*initial)
+	}
+	if committed == 0 {
+		t.Fatal("no transfer committed")
+	}
+	t.Logf("%d transfers committed, %d aborted; total %d", committed, aborted, total)
+}
+
+func TestBadInputGetsClearErrors(t *testing.T) {
+	l := testCluster(t, 4, actors.Timing{})
+	c := dial(t, l, 1)
+	cases := []struct {
+		name string
+		ops  []messages.Op
+		want string
+	}{
+		{"no ops", nil, "no operations"},
+		{"unknown node", []messages.Op{messages.Set("n9/x", 1)}, "unknown node 9"},
+		{"malformed key", []messages.Op{messages.Set("a b", 1)}, `key "a b"`},
+		{"empty key", []messages.Op{messages.Set("", 1)}, "empty key"},
+		{"floor on set", []messages.Op{{Key: "k", Kind: messages.OpSet, HasFloor: true}}, "floor applies only to add"},
+		{"unknown op", []messages.Op{{Key: "k", Kind: 42}}, "unknown operation"},
+		{"overdraft", []messages.Op{messages.AddFloor("n0/poor", -1, 0), messages.Add("n1/rich", 1)}, "below its floor 0"},
+		{"overflow", []messages.Op{messages.Set("n2/big", 1<<62), messages.Add("n2/big", 1<<62), messages.Add("n2/big", 1<<62)}, "overflows"},
+	}
+	for _, tc := range cases {
+		o, err := c.Submit(tc.ops...)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if o.Committed || !strings.Contains(o.Reason, tc.want) {
+			t.Errorf("%s: want an abort mentioning %q, got %v", tc.name, tc.want, o)
+		}
+	}
+	// Nothing of it was applied anywhere.
+	if got := values(t, c, "n1/rich")[1]; got != 0 {
+		t.Fatalf("partial commit: n1/rich = %d", got)
+	}
+	if got := values(t, c, "n2/big")[2]; got != 0 {
+		t.Fatalf("partial commit: n2/big = %d", got)
+	}
+	if _, err := c.Read("bad key"); err == nil || !strings.Contains(err.Error(), `key "bad key"`) {
+		t.Fatalf("read of a malformed key: %v", err)
+	}
+	mustCommit(t, c, messages.Add("value", 1)) // and the cluster goes on
+}
+
+func TestSecondStartOnSamePortFails(t *testing.T) {
+	l := testCluster(t, 2, actors.Timing{})
+	_, err := Start(Config{ID: 0, Members: l.Members(), DataDir: t.TempDir(), Logger: hclog.NewNullLogger()})
+	port := portOf(l.Members()[0])
+	if err == nil || !strings.Contains(err.Error(), "port "+port) {
+		t.Fatalf("want an error naming port %s, got %v", port, err)
+	}
+	// The running node is unharmed.
+	mustCommit(t, dial(t, l, 0), messages.Add("value", 1))
+}

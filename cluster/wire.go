@@ -1,0 +1,76 @@
+package cluster
+
+import (
+	"encoding/gob"
+	"reflect"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"twopc/messages"
+)
+
+// The wire types hold no maps: gob pre-allocates a map from the element count
+// the sender claims, so a few hostile bytes could make a node allocate
+// gigabytes. Fixed-size fields, strings and slices only.
+
+// WireMsg is one actor message crossing from one node to another.
+type WireMsg struct {
+	To         string      // target actor id on the receiving node (e.g. "participant", "coordinator/0.1.5", "future$12")
+	SenderAddr string      // sender PID address ("" if no sender)
+	SenderID   string      // sender PID id ("" if no sender)
+	Body       interface{} // one of the gob-registered protocol messages
+}
+
+// WireBatch is what one Bridge.Deliver call carries: everything queued for a
+// peer, in the order it was sent.
+type WireBatch struct {
+	From int32 // sender node id
+	Msgs []WireMsg
+}
+
+// WireAck answers a WireBatch.
+type WireAck struct {
+	Accepted int // messages handed to local actors (malformed ones are skipped)
+}
+
+// wireMessages lists every message type that may cross nodes. gob can only
+// decode an interface{} field into a registered type, and encoding an
+// unregistered one fails the whole batch, so the bridge refuses anything not
+// listed here before it is queued.
+var wireMessages = []interface{}{
+	&messages.Prepare{},
+	&messages.Vote{},
+	&messages.Commit{},
+	&messages.Abort{},
+	&messages.Ack{},
+	&messages.DecisionQuery{},
+	&messages.DecisionReply{},
+	&messages.Read{},
+	&messages.ReadReply{},
+	&messages.Begin{},
+	&messages.Outcome{},
+	// A node's dead-letter handler answers a request to a missing actor with
+	// this; carrying it back lets a remote RequestFuture fail fast with
+	// actor.ErrDeadLetter instead of waiting for its timeout.
+	&actor.DeadLetterResponse{},
+}
+
+// wireTypes is filled once by init and only read afterwards, so concurrent
+// lookups need no lock.
+var wireTypes = map[reflect.Type]bool{}
+
+func init() {
+	for _, m := range wireMessages {
+		gob.Register(m)
+		wireTypes[reflect.TypeOf(m)] = true
+	}
+}
+
+// wireable reports whether body can be encoded on the wire: a registered type
+// and, since gob refuses nil pointers, not a nil one.
+func wireable(body interface{}) bool {
+	if body == nil || !wireTypes[reflect.TypeOf(body)] {
+		return false
+	}
+	return !reflect.ValueOf(body).IsNil()
+}
