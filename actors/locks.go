@@ -126,14 +126,29 @@ func (lt *lockTable) force(tx messages.TxID, ops []messages.Op) {
 	}
 }
 
+// lockConflict is the error for a key held in a mode that excludes the
+// request; Holders are the transactions holding it.
+type lockConflict struct {
+	Key     string
+	Holders []messages.TxID
+}
+
+func (c *lockConflict) Error() string {
+	return fmt.Sprintf("key %s is locked by transaction %v", c.Key, c.Holders[0])
+}
+
 func (lt *lockTable) admissible(p keyPlan, cur int64) error {
 	kl := lt.keys[p.key]
 	if kl != nil && !kl.exclusive.IsZero() {
-		return fmt.Errorf("key %s is locked by transaction %v", p.key, kl.exclusive)
+		return &lockConflict{Key: p.key, Holders: []messages.TxID{kl.exclusive}}
 	}
 	if p.exclusive {
 		if kl != nil && len(kl.adders) > 0 {
-			return fmt.Errorf("key %s is locked by transaction %v", p.key, kl.adders[0].tx)
+			c := &lockConflict{Key: p.key}
+			for _, a := range kl.adders {
+				c.Holders = append(c.Holders, a.tx)
+			}
+			return c
 		}
 		_, err := applyOps(cur, p.ops)
 		return err

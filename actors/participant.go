@@ -2,6 +2,8 @@ package actors
 
 import (
 	"fmt"
+	"math"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -45,6 +47,35 @@ type participant struct {
 	appends   map[uint64]pendingAppend
 
 	queryTimer *timer
+
+	// waitingReads are reads held back until the transactions that were
+	// prepared on their keys when they arrived are applied or aborted.
+	waitingReads []*waitingRead
+	// waitingPrepares are Prepares held back by a lock conflict with older
+	// transactions; they hold no lock while they wait.
+	waitingPrepares map[messages.TxID]*waitingPrepare
+}
+
+// waitingPrepare is a Prepare that found its keys held and may wait: every
+// holder is older than it (or already committing). Waits go only from
+// younger to older transactions and a waiting Prepare holds nothing, so
+// waits never form a cycle: no deadlock, here or across nodes.
+type waitingPrepare struct {
+	m        *messages.Prepare
+	voteTo   *actor.PID
+	blockers map[messages.TxID]bool
+	deadline time.Time
+}
+
+// waitingRead is a read that must not answer before its blockers are gone:
+// a client told "committed" may read at once, and every transaction that
+// was committed before the read arrived is either applied here already or
+// still prepared here (the coordinator decides only after every yes vote).
+type waitingRead struct {
+	to       *actor.PID
+	keys     []string
+	blockers map[messages.TxID]bool
+	deadline time.Time
 }
 
 type ptxState uint8
@@ -58,6 +89,7 @@ const (
 // ptx is the participant's view of one transaction it holds locks for.
 type ptx struct {
 	state        ptxState
+	begun        int64 // for lock-wait ordering
 	ops          []messages.Op
 	participants []int32
 	voteTo       *actor.PID // where the vote goes (the txn actor)
@@ -87,6 +119,9 @@ func (p *participant) Receive(ctx actor.Context) {
 		p.start(ctx)
 	case *actor.Stopping:
 		p.queryTimer.stop()
+		for _, r := range p.waitingReads {
+			ctx.Send(r.to, &messages.ReadReply{From: p.cfg.Node, Err: fmt.Sprintf("node %d is stopping", p.cfg.Node)})
+		}
 	case *messages.Prepare:
 		p.onPrepare(ctx, m)
 	case *messages.Appended:
@@ -105,6 +140,8 @@ func (p *participant) Receive(ctx actor.Context) {
 		ctx.Respond(p.status())
 	case *timerFired:
 		if p.queryTimer.current(m) {
+			p.expireReads(ctx)
+			p.expirePrepares(ctx)
 			p.askAboutInDoubt(ctx)
 		}
 	}
@@ -122,6 +159,7 @@ func (p *participant) start(ctx actor.Context) {
 	p.recentAborts = newTxRing(4096)
 	p.appends = make(map[uint64]pendingAppend)
 	p.queryTimer = newTimer("in-doubt")
+	p.waitingPrepares = make(map[messages.TxID]*waitingPrepare)
 	now := time.Now()
 	for _, rec := range p.cfg.InDoubt {
 		// A transaction prepared before the restart is still promised: its
@@ -129,6 +167,10 @@ func (p *participant) start(ctx actor.Context) {
 		// about at once: its coordinator may have decided long ago.
 		p.locks.force(rec.Tx, rec.Ops)
 		p.txs[rec.Tx] = &ptx{
+			// Its age is unknown; counting it as youngest makes conflicting
+			// Prepares vote no at once rather than wait on an in-doubt
+			// transaction.
+			begun: math.MaxInt64,
 			state: prepared, ops: rec.Ops, participants: rec.Participants,
 			preparedAt: now, nextQuery: now, queryGap: p.timing.InDoubtAfter,
 		}
@@ -171,29 +213,111 @@ func (p *participant) onPrepare(ctx actor.Context, m *messages.Prepare) {
 		}
 		return
 	}
+	if w, ok := p.waitingPrepares[m.Tx]; ok {
+		w.voteTo = ctx.Sender() // a duplicate of one still waiting
+		return
+	}
+	p.tryPrepare(ctx, m, ctx.Sender())
+}
+
+// tryPrepare locks and checks a transaction's ops and starts logging
+// PREPARED, or makes it wait for older lock holders, or votes no.
+func (p *participant) tryPrepare(ctx actor.Context, m *messages.Prepare, voteTo *actor.PID) {
 	if p.recentAborts.has(m.Tx) {
-		p.vote(ctx, ctx.Sender(), m.Tx, messages.VoteNo, "transaction already aborted here")
+		p.vote(ctx, voteTo, m.Tx, messages.VoteNo, "transaction already aborted here")
 		return
 	}
 	if err := p.checkOwnership(m.Ops); err != nil {
-		p.vote(ctx, ctx.Sender(), m.Tx, messages.VoteNo, err.Error())
+		p.vote(ctx, voteTo, m.Tx, messages.VoteNo, err.Error())
 		return
 	}
 	if err := p.locks.acquire(m.Tx, m.Ops, p.value); err != nil {
-		p.vote(ctx, ctx.Sender(), m.Tx, messages.VoteNo, fmt.Sprintf("node %d: %v", p.cfg.Node, err))
+		if c, ok := err.(*lockConflict); ok && p.mayWait(m, c.Holders) {
+			w := &waitingPrepare{m: m, voteTo: voteTo, blockers: map[messages.TxID]bool{}, deadline: time.Now().Add(p.timing.VoteTimeout)}
+			for _, h := range c.Holders {
+				w.blockers[h] = true
+			}
+			p.waitingPrepares[m.Tx] = w
+			p.log.Debug("prepare waits for an older lock holder", "tx", m.Tx, "key", c.Key, "holders", c.Holders)
+			return
+		}
+		p.vote(ctx, voteTo, m.Tx, messages.VoteNo, fmt.Sprintf("node %d: %v", p.cfg.Node, err))
 		return
 	}
 	if readOnly(m.Ops) {
 		// Only floor checks here, and they hold: nothing to commit, so
 		// release now and stay out of phase two.
 		p.locks.release(m.Tx, m.Ops)
-		p.vote(ctx, ctx.Sender(), m.Tx, messages.VoteReadOnly, "")
+		p.vote(ctx, voteTo, m.Tx, messages.VoteReadOnly, "")
 		return
 	}
-	p.txs[m.Tx] = &ptx{state: preparing, ops: m.Ops, participants: m.Participants, voteTo: ctx.Sender()}
+	p.txs[m.Tx] = &ptx{state: preparing, ops: m.Ops, participants: m.Participants, voteTo: voteTo, begun: m.Begun}
 	// The yes vote is a promise that survives a crash, so PREPARED must be
 	// durable before the vote leaves.
 	p.appendRecord(ctx, messages.Record{Kind: messages.RecPrepared, Tx: m.Tx, Participants: m.Participants, Ops: m.Ops}, true)
+}
+
+// mayWait: a conflicting Prepare waits (instead of voting no) when every
+// holder is already committing here, or is older than it. Holders that are
+// older never wait for younger ones, so no cycle of waits can form; a
+// younger holder makes the older requester vote no at once.
+func (p *participant) mayWait(m *messages.Prepare, holders []messages.TxID) bool {
+	for _, h := range holders {
+		t := p.txs[h]
+		if t == nil {
+			return false // held by a recovered or unknown transaction: do not wait
+		}
+		if t.state == committing {
+			continue
+		}
+		if !older(t.begun, h, m.Begun, m.Tx) {
+			return false
+		}
+	}
+	return true
+}
+
+// older orders transactions by begin time, then by id, so the order is total.
+func older(aBegun int64, a messages.TxID, bBegun int64, b messages.TxID) bool {
+	if aBegun != bBegun {
+		return aBegun < bBegun
+	}
+	if a.Node != b.Node {
+		return a.Node < b.Node
+	}
+	if a.Incarnation != b.Incarnation {
+		return a.Incarnation < b.Incarnation
+	}
+	return a.Seq < b.Seq
+}
+
+// released is called whenever tx stops holding locks here: waiting reads and
+// Prepares it held back get another chance.
+func (p *participant) released(ctx actor.Context, tx messages.TxID) {
+	p.unblockReads(ctx, tx)
+	for id, w := range p.waitingPrepares {
+		if !w.blockers[tx] {
+			continue
+		}
+		delete(w.blockers, tx)
+		if len(w.blockers) == 0 {
+			delete(p.waitingPrepares, id)
+			p.tryPrepare(ctx, w.m, w.voteTo)
+		}
+	}
+}
+
+// expirePrepares votes no for Prepares that waited longer than the vote
+// timeout: their coordinator has given up on them by now anyway.
+func (p *participant) expirePrepares(ctx actor.Context) {
+	now := time.Now()
+	for id, w := range p.waitingPrepares {
+		if now.Before(w.deadline) {
+			continue
+		}
+		delete(p.waitingPrepares, id)
+		p.vote(ctx, w.voteTo, id, messages.VoteNo, fmt.Sprintf("node %d: gave up waiting for locks held by older transactions", p.cfg.Node))
+	}
 }
 
 func (p *participant) checkOwnership(ops []messages.Op) error {
@@ -263,6 +387,7 @@ func (p *participant) onAppended(ctx actor.Context, m *messages.Appended) {
 			p.log.Error("PREPARED not logged; voting no", "tx", pa.tx, "error", m.Err)
 			p.locks.release(pa.tx, t.ops)
 			delete(p.txs, pa.tx)
+			p.released(ctx, pa.tx)
 			p.vote(ctx, t.voteTo, pa.tx, messages.VoteNo, fmt.Sprintf("node %d: log write failed: %v", p.cfg.Node, m.Err))
 			return
 		}
@@ -286,6 +411,7 @@ func (p *participant) onAppended(ctx actor.Context, m *messages.Appended) {
 		}
 		p.locks.release(pa.tx, t.ops)
 		delete(p.txs, pa.tx)
+		p.released(ctx, pa.tx)
 		p.log.Info("committed", "tx", pa.tx)
 		to := t.ackTo
 		if to == nil {
@@ -343,6 +469,8 @@ func (p *participant) onDecision(ctx actor.Context, tx messages.TxID, d messages
 		}
 	case messages.DecisionAbort:
 		if t == nil {
+			// Possibly still waiting for locks: it holds nothing, drop it.
+			delete(p.waitingPrepares, tx)
 			p.recentAborts.add(tx)
 			return
 		}
@@ -364,6 +492,7 @@ func (p *participant) abort(ctx actor.Context, tx messages.TxID, t *ptx, reason 
 	// Lazy: losing ABORTED in a crash leaves the transaction in doubt after
 	// restart, and the coordinator then answers abort (presumed abort).
 	p.appendRecord(ctx, messages.Record{Kind: messages.RecAborted, Tx: tx}, false)
+	p.released(ctx, tx)
 	p.log.Info("aborted", "tx", tx, "reason", reason)
 }
 
@@ -415,11 +544,86 @@ func (p *participant) askAboutInDoubt(ctx actor.Context) {
 }
 
 func (p *participant) onRead(ctx actor.Context, m *messages.Read) {
-	out := &messages.ReadReply{From: p.cfg.Node, Values: make([]messages.KeyValue, len(m.Keys))}
-	for i, k := range m.Keys {
+	var blockers map[messages.TxID]bool
+	for tx, t := range p.txs {
+		// A transaction still being prepared has not voted, so nobody has
+		// been told it committed: it does not hold the read back.
+		if t.state == preparing || !touches(t.ops, m.Keys) {
+			continue
+		}
+		if blockers == nil {
+			blockers = make(map[messages.TxID]bool)
+		}
+		blockers[tx] = true
+	}
+	if len(blockers) == 0 {
+		ctx.Respond(p.readNow(m.Keys))
+		return
+	}
+	if ctx.Sender() == nil {
+		return // nobody to answer
+	}
+	p.waitingReads = append(p.waitingReads, &waitingRead{
+		to: ctx.Sender(), keys: m.Keys, blockers: blockers, deadline: time.Now().Add(p.timing.VoteTimeout),
+	})
+}
+
+func (p *participant) readNow(keys []string) *messages.ReadReply {
+	out := &messages.ReadReply{From: p.cfg.Node, Values: make([]messages.KeyValue, len(keys))}
+	for i, k := range keys {
 		out.Values[i] = messages.KeyValue{Key: k, Value: p.kv[k]}
 	}
-	ctx.Respond(out)
+	return out
+}
+
+func touches(ops []messages.Op, keys []string) bool {
+	for _, o := range ops {
+		for _, k := range keys {
+			if o.Key == k {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// unblockReads answers the reads that were waiting only for tx.
+func (p *participant) unblockReads(ctx actor.Context, tx messages.TxID) {
+	if len(p.waitingReads) == 0 {
+		return
+	}
+	kept := p.waitingReads[:0]
+	for _, r := range p.waitingReads {
+		delete(r.blockers, tx)
+		if len(r.blockers) == 0 {
+			ctx.Send(r.to, p.readNow(r.keys))
+			continue
+		}
+		kept = append(kept, r)
+	}
+	clear(p.waitingReads[len(kept):])
+	p.waitingReads = kept
+}
+
+// expireReads answers, with an error, reads whose blockers are in doubt for
+// longer than the vote timeout: the value they would read is not yet known.
+func (p *participant) expireReads(ctx actor.Context) {
+	now := time.Now()
+	kept := p.waitingReads[:0]
+	for _, r := range p.waitingReads {
+		if now.Before(r.deadline) {
+			kept = append(kept, r)
+			continue
+		}
+		var txs []string
+		for tx := range r.blockers {
+			txs = append(txs, tx.String())
+		}
+		ctx.Send(r.to, &messages.ReadReply{From: p.cfg.Node, Err: fmt.Sprintf(
+			"node %d: key held by transaction(s) %s awaiting their decision; the value is not known yet", p.cfg.Node, strings.Join(txs, ", "))})
+	}
+	clear(p.waitingReads[len(kept):])
+	p.waitingReads = kept
 }
 
 // ParticipantStatusRequest asks a participant for a ParticipantStatus.
@@ -433,10 +637,13 @@ type ParticipantStatus struct {
 	Preparing  int             // PREPARED being logged
 	InDoubt    []messages.TxID // voted yes, no decision yet
 	Committing int             // COMMITTED being logged
+	Waiting    int             // Prepares waiting for older lock holders
+	Reads      int             // reads waiting for prepared transactions
 }
 
 func (p *participant) status() *ParticipantStatus {
-	s := &ParticipantStatus{Node: p.cfg.Node, Keys: len(p.kv), LocksHeld: p.locks.held()}
+	s := &ParticipantStatus{Node: p.cfg.Node, Keys: len(p.kv), LocksHeld: p.locks.held(),
+		Waiting: len(p.waitingPrepares), Reads: len(p.waitingReads)}
 	for tx, t := range p.txs {
 		switch t.state {
 		case preparing:

@@ -95,16 +95,63 @@ func (diskError) Error() string { return "disk on fire" }
 
 var errDisk error = diskError{}
 
-func TestParticipantConflictVotesNoAtOnce(t *testing.T) {
+func TestParticipantOlderRequesterVotesNoAtOnce(t *testing.T) {
 	r := newParticipantRig(t, nil, nil)
-	r.prepare(t, tx(1), messages.Set("a", 1)) // holds a exclusively, not answered yet
+	// tx(2) holds a (its PREPARED is being logged), begun at time 200.
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Set("a", 1)}, Begun: 200}, r.txn.PID)
+	actortest.Expect[*messages.Append](t, r.wal, wait)
 
-	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Add("a", 1)}}, r.txn.PID)
+	// tx(1), begun earlier, must not wait for a younger holder: no at once.
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.Add("a", 1)}, Begun: 100}, r.txn.PID)
 	v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait)
-	if v.Tx != tx(2) || v.Kind != messages.VoteNo || !strings.Contains(v.Reason, "locked by transaction 0.1.1") {
-		t.Fatalf("want immediate no for the conflicting transaction, got %+v", v)
+	if v.Tx != tx(1) || v.Kind != messages.VoteNo || !strings.Contains(v.Reason, "locked by transaction 0.1.2") {
+		t.Fatalf("want immediate no for the older requester, got %+v", v)
 	}
 	actortest.ExpectNone(t, r.wal, 50*time.Millisecond) // nothing logged for the refused one
+}
+
+func TestParticipantYoungerRequesterWaitsForOlderHolder(t *testing.T) {
+	r := newParticipantRig(t, nil, nil)
+	app, from := r.prepare(t, tx(1), messages.Set("a", 1)) // Begun 0: oldest
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	actortest.Expect[*messages.Vote](t, r.txn, wait)
+
+	// tx(2) is younger: it waits, holding nothing, and says nothing yet.
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Set("a", 2)}, Begun: 50}, r.txn.PID)
+	actortest.ExpectNone(t, r.txn, 100*time.Millisecond)
+	if st := r.status(t); st.Waiting != 1 || st.LocksHeld != 1 {
+		t.Fatalf("want one waiting prepare and one held key, got %+v", st)
+	}
+	// The holder aborts: the waiter gets the lock and logs its PREPARED.
+	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(1)})
+	actortest.Expect[*messages.Append](t, r.wal, wait) // lazy ABORTED of tx(1)
+	app2, from2 := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if app2.Records[0].Kind != messages.RecPrepared || app2.Records[0].Tx != tx(2) {
+		t.Fatalf("want PREPARED of the waiter, got %+v", app2)
+	}
+	r.sys.Root.Send(from2, &messages.Appended{ID: app2.ID})
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Tx != tx(2) || v.Kind != messages.VoteYes {
+		t.Fatalf("waiter's vote %+v", v)
+	}
+}
+
+func TestParticipantWaitingPrepareDroppedOnAbort(t *testing.T) {
+	r := newParticipantRig(t, nil, nil)
+	app, from := r.prepare(t, tx(1), messages.Set("a", 1))
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	actortest.Expect[*messages.Vote](t, r.txn, wait)
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Set("a", 2)}, Begun: 50}, r.txn.PID)
+	// Its coordinator gives up on tx(2) while it waits.
+	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(2)})
+	if st := r.status(t); st.Waiting != 0 {
+		t.Fatalf("aborted prepare still waiting: %+v", st)
+	}
+	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(1)})
+	actortest.Expect[*messages.Append](t, r.wal, wait) // ABORTED of tx(1)
+	actortest.ExpectNone(t, r.wal, 100*time.Millisecond) // tx(2) never prepared
+	if st := r.status(t); st.LocksHeld != 0 {
+		t.Fatalf("locks left: %+v", st)
+	}
 }
 
 func TestParticipantFloorRefusesOverdraft(t *testing.T) {
@@ -127,18 +174,24 @@ func TestParticipantCommitLogsThenAppliesThenAcks(t *testing.T) {
 	if !app.Force || app.Records[0].Kind != messages.RecCommitted {
 		t.Fatalf("want forced COMMITTED, got %+v", app)
 	}
-	// Not durable yet: no ack, and the value is unchanged.
+	// Not durable yet: no ack. A read of the key waits: the client may
+	// already have been told "committed", and must read its own write.
 	actortest.ExpectNone(t, r.txn, 50*time.Millisecond)
-	if got := r.read(t, "a"); got != 1 {
-		t.Fatalf("value changed before COMMITTED was durable: %d", got)
+	pending := r.sys.Root.RequestFuture(r.pid, &messages.Read{Keys: []string{"a"}}, wait)
+	if res, err := r.sys.Root.RequestFuture(r.pid, &messages.Read{Keys: []string{"other"}}, wait).Result(); err != nil || res.(*messages.ReadReply).Values[0].Value != 0 {
+		t.Fatalf("read of an unrelated key: %v %v", res, err) // not held back
 	}
 	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
 	ack, _ := actortest.Expect[*messages.Ack](t, r.txn, wait)
 	if ack.Tx != tx(1) {
 		t.Fatalf("ack for %v", ack.Tx)
 	}
-	if got := r.read(t, "a"); got != 6 {
-		t.Fatalf("a = %d after commit, want 6", got)
+	res, err := pending.Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.(*messages.ReadReply).Values[0].Value; got != 6 {
+		t.Fatalf("read held during commit answered %d, want 6", got)
 	}
 	// A duplicate Commit (the ack was lost) is acked again and changes nothing.
 	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)

@@ -60,7 +60,6 @@ func newTxnProps(cfg txnConfig) *actor.Props {
 			votes:    make(map[int32]messages.VoteKind),
 			unacked:  make(map[int32]bool),
 			deadline: newTimer("deadline"),
-			ackWait:  newTimer("ack-wait"),
 		}
 		if cfg.redrive {
 			t.behavior.Become(t.committing)
@@ -74,7 +73,6 @@ func newTxnProps(cfg txnConfig) *actor.Props {
 func (t *txn) Receive(ctx actor.Context) {
 	if _, ok := ctx.Message().(*actor.Stopping); ok {
 		t.deadline.stop()
-		t.ackWait.stop()
 	}
 	t.behavior.Receive(ctx)
 }
@@ -87,7 +85,7 @@ func (t *txn) collecting(ctx actor.Context) {
 		for i, n := range t.cfg.participants {
 			t.cfg.log.Info("prepare sent", "tx", t.cfg.tx, "to", n, "ops", opsString(t.cfg.ops[i]))
 			ctx.Request(t.cfg.directory.Participant(n), &messages.Prepare{
-				Tx: t.cfg.tx, Ops: t.cfg.ops[i], Participants: t.cfg.participants,
+				Tx: t.cfg.tx, Ops: t.cfg.ops[i], Participants: t.cfg.participants, Begun: t.start.UnixNano(),
 			})
 		}
 		t.deadline.arm(ctx, t.cfg.timing.VoteTimeout)
@@ -182,17 +180,13 @@ func (t *txn) committing(ctx actor.Context) {
 			t.finish(ctx)
 		}
 	case *timerFired:
-		switch {
-		case t.deadline.current(m):
+		if t.deadline.current(m) {
 			t.sendCommit(ctx, true)
 			t.resend *= 2
 			if t.resend > t.cfg.timing.MaxResendInterval {
 				t.resend = t.cfg.timing.MaxResendInterval
 			}
 			t.deadline.arm(ctx, t.resend)
-		case t.ackWait.current(m):
-			t.reply(ctx, &messages.Outcome{Tx: t.cfg.tx, Committed: true,
-				Reason: fmt.Sprintf("acks pending from node(s) %s", t.unackedList())})
 		}
 	case *messages.DecisionQuery:
 		ctx.Send(t.cfg.directory.Participant(m.From), &messages.DecisionReply{Tx: t.cfg.tx, From: t.cfg.tx.Node, Decision: messages.DecisionCommit})
@@ -210,9 +204,11 @@ func (t *txn) beginCommitting(ctx actor.Context) {
 	t.sendCommit(ctx, false)
 	t.resend = t.cfg.timing.ResendInterval
 	t.deadline.arm(ctx, t.resend)
-	// The client hears "committed" when every participant has applied it
-	// (so it reads its own write), or after the vote timeout at the latest.
-	t.ackWait.arm(ctx, t.cfg.timing.VoteTimeout)
+	// The decision is durable, so the transaction is committed: the client
+	// hears it now, not after the acks. It still reads its own writes: a
+	// participant holds a read of a key until every transaction prepared on
+	// that key when the read arrived has been applied or aborted.
+	t.reply(ctx, &messages.Outcome{Tx: t.cfg.tx, Committed: true})
 }
 
 func (t *txn) sendCommit(ctx actor.Context, resend bool) {
@@ -236,7 +232,6 @@ func (t *txn) finish(ctx actor.Context) {
 		Records: []messages.Record{{Kind: messages.RecEnd, Tx: t.cfg.tx}},
 	})
 	t.cfg.log.Info("transaction ended", "tx", t.cfg.tx, "took", time.Since(t.start).Round(time.Microsecond))
-	t.reply(ctx, &messages.Outcome{Tx: t.cfg.tx, Committed: true})
 	ctx.Stop(ctx.Self())
 }
 
@@ -289,16 +284,6 @@ func (t *txn) missingVoters() string {
 		}
 	}
 	return strings.Join(missing, ",")
-}
-
-func (t *txn) unackedList() string {
-	var out []string
-	for _, n := range t.yes {
-		if t.unacked[n] {
-			out = append(out, fmt.Sprint(n))
-		}
-	}
-	return strings.Join(out, ",")
 }
 
 func opsString(ops []messages.Op) string {

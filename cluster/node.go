@@ -309,11 +309,16 @@ func (n *Node) Read(keys ...string) ([]NodeValue, error) {
 		}
 		for _, o := range owners {
 			pid := actor.NewPID(n.cfg.Members[o], actors.ParticipantName)
-			res, err := n.sys.Root.RequestFuture(pid, &messages.Read{Keys: []string{k}}, n.cfg.Timing.WithDefaults().VoteTimeout).Result()
+			// A read may wait up to the vote timeout for transactions
+			// prepared on the key to be decided; allow for that.
+			res, err := n.sys.Root.RequestFuture(pid, &messages.Read{Keys: []string{k}}, 2*n.cfg.Timing.WithDefaults().VoteTimeout+time.Second).Result()
 			if err != nil {
 				return nil, fmt.Errorf("read %s: node %d did not answer: %w", k, o, err)
 			}
 			rr, ok := res.(*messages.ReadReply)
+			if ok && rr.Err != "" {
+				return nil, fmt.Errorf("read %s: %s", k, rr.Err)
+			}
 			if !ok || len(rr.Values) != 1 {
 				return nil, fmt.Errorf("read %s: node %d: unexpected answer %T", k, o, res)
 			}

@@ -29,6 +29,10 @@ type Prepare struct {
 	Tx           TxID
 	Ops          []Op    // this participant's operations only
 	Participants []int32 // everyone asked, for cooperative termination
+	// Begun is when the coordinator began the transaction (Unix ns). It
+	// orders transactions by age for lock waits: a transaction may wait
+	// only for an older one, so waits never form a cycle.
+	Begun int64
 }
 
 // VoteKind is a participant's answer to Prepare.
@@ -125,8 +129,11 @@ type KeyValue struct {
 	Value int64
 }
 
-// ReadReply answers Read, in the order of the keys asked.
+// ReadReply answers Read, in the order of the keys asked. Err is set, and
+// Values empty, when the read could not be answered (e.g. a key stayed held
+// by an in-doubt transaction).
 type ReadReply struct {
 	From   int32
 	Values []KeyValue
+	Err    string
 }

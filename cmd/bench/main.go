@@ -117,7 +117,7 @@ func (r *result) pct(p int) time.Duration {
 func run(clients, nodes int, d time.Duration, dir, mode string) (*result, error) {
 	l, err := cluster.StartLocal(cluster.LocalConfig{
 		Nodes: nodes, DataDir: dir,
-		Logger: hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.Warn}),
+		Logger: benchLogger(),
 	})
 	if err != nil {
 		return nil, err
@@ -185,4 +185,12 @@ func logTotals(l *cluster.Local, nodes int) messages.LogStats {
 		t.Records += s.Records
 	}
 	return t
+}
+
+func benchLogger() hclog.Logger {
+	if p := os.Getenv("TWOPC_BENCH_LOG"); p != "" {
+		f, _ := os.Create(p)
+		return hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.Info, Output: f, TimeFormat: "15:04:05.000000"})
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.Warn})
 }
