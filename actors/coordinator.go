@@ -109,11 +109,15 @@ func (c *coordinator) begin(ctx actor.Context, m *messages.Begin) {
 	tx := messages.TxID{Node: c.cfg.Node, Incarnation: c.cfg.Incarnation, Seq: *c.seq}
 	participants, byNode, err := messages.Split(m.Ops, c.cfg.Members)
 	if err != nil {
-		c.log.Info("transaction refused", "tx", tx, "reason", err)
+		if c.log.IsInfo() {
+			c.log.Info("transaction refused", "tx", tx, "reason", err)
+		}
 		ctx.Respond(&messages.Outcome{Tx: tx, Reason: err.Error()})
 		return
 	}
-	c.log.Info("begin", "tx", tx, "participants", participants)
+	if c.log.IsInfo() {
+		c.log.Info("begin", "tx", tx, "participants", participants)
+	}
 	c.spawn(ctx, tx, participants, byNode, false)
 	c.info[tx].client = ctx.Sender()
 }
@@ -218,7 +222,9 @@ func (c *coordinator) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 				c.spawn(ctx, q.Tx, r.Participants, nil, true)
 			}
 		}
-		c.log.Info("decision query answered", "tx", q.Tx, "from", q.From, "decision", d)
+		if c.log.IsInfo() {
+			c.log.Info("decision query answered", "tx", q.Tx, "from", q.From, "decision", d)
+		}
 		ctx.Send(c.cfg.Directory.Participant(q.From), &messages.DecisionReply{Tx: q.Tx, From: c.cfg.Node, Decision: d})
 	})
 }

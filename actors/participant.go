@@ -197,9 +197,13 @@ func (p *participant) vote(ctx actor.Context, to *actor.PID, tx messages.TxID, k
 		to = p.cfg.Directory.Coordinator(tx.Node)
 	}
 	if kind == messages.VoteNo {
-		p.log.Info("vote", "tx", tx, "vote", kind, "reason", reason)
+		if p.log.IsInfo() {
+			p.log.Info("vote", "tx", tx, "vote", kind, "reason", reason)
+		}
 	} else {
-		p.log.Info("vote", "tx", tx, "vote", kind)
+		if p.log.IsInfo() {
+			p.log.Info("vote", "tx", tx, "vote", kind)
+		}
 	}
 	ctx.Send(to, &messages.Vote{Tx: tx, From: p.cfg.Node, Kind: kind, Reason: reason})
 }
@@ -412,12 +416,16 @@ func (p *participant) onAppended(ctx actor.Context, m *messages.Appended) {
 		p.locks.release(pa.tx, t.ops)
 		delete(p.txs, pa.tx)
 		p.released(ctx, pa.tx)
-		p.log.Info("committed", "tx", pa.tx)
+		if p.log.IsInfo() {
+			p.log.Info("committed", "tx", pa.tx)
+		}
 		to := t.ackTo
 		if to == nil {
 			to = p.cfg.Directory.Coordinator(pa.tx.Node)
 		}
-		p.log.Info("ack sent", "tx", pa.tx)
+		if p.log.IsInfo() {
+			p.log.Info("ack sent", "tx", pa.tx)
+		}
 		ctx.Send(to, &messages.Ack{Tx: pa.tx, From: p.cfg.Node})
 	}
 }
@@ -458,7 +466,9 @@ func (p *participant) onDecision(ctx actor.Context, tx messages.TxID, d messages
 			p.log.Error("Commit before this node voted yes; ignored", "tx", tx)
 		case prepared:
 			t.state = committing
-			p.log.Info("commit received", "tx", tx)
+			if p.log.IsInfo() {
+				p.log.Info("commit received", "tx", tx)
+			}
 			// The ack tells the coordinator it may forget the transaction,
 			// so COMMITTED must be durable first: otherwise a restart would
 			// leave this node in doubt and the coordinator would answer
@@ -493,7 +503,9 @@ func (p *participant) abort(ctx actor.Context, tx messages.TxID, t *ptx, reason 
 	// restart, and the coordinator then answers abort (presumed abort).
 	p.appendRecord(ctx, messages.Record{Kind: messages.RecAborted, Tx: tx}, false)
 	p.released(ctx, tx)
-	p.log.Info("aborted", "tx", tx, "reason", reason)
+	if p.log.IsInfo() {
+		p.log.Info("aborted", "tx", tx, "reason", reason)
+	}
 }
 
 func (p *participant) onDecisionReply(ctx actor.Context, m *messages.DecisionReply) {
@@ -503,10 +515,14 @@ func (p *participant) onDecisionReply(ctx actor.Context, m *messages.DecisionRep
 	}
 	switch m.Decision {
 	case messages.DecisionCommit:
-		p.log.Info("in-doubt transaction resolved", "tx", m.Tx, "decision", m.Decision, "by", m.From)
+		if p.log.IsInfo() {
+			p.log.Info("in-doubt transaction resolved", "tx", m.Tx, "decision", m.Decision, "by", m.From)
+		}
 		p.onDecision(ctx, m.Tx, messages.DecisionCommit, p.cfg.Directory.Coordinator(m.Tx.Node), "")
 	case messages.DecisionAbort:
-		p.log.Info("in-doubt transaction resolved", "tx", m.Tx, "decision", m.Decision, "by", m.From)
+		if p.log.IsInfo() {
+			p.log.Info("in-doubt transaction resolved", "tx", m.Tx, "decision", m.Decision, "by", m.From)
+		}
 		p.onDecision(ctx, m.Tx, messages.DecisionAbort, nil, fmt.Sprintf("resolved by node %d", m.From))
 	}
 }
@@ -532,7 +548,9 @@ func (p *participant) askAboutInDoubt(ctx actor.Context) {
 		if t.state != prepared || now.Before(t.nextQuery) {
 			continue
 		}
-		p.log.Info("asking coordinator about in-doubt transaction", "tx", tx, "coordinator", tx.Node, "waiting", now.Sub(t.preparedAt).Round(time.Millisecond))
+		if p.log.IsInfo() {
+			p.log.Info("asking coordinator about in-doubt transaction", "tx", tx, "coordinator", tx.Node, "waiting", now.Sub(t.preparedAt).Round(time.Millisecond))
+		}
 		ctx.Send(p.cfg.Directory.Coordinator(tx.Node), &messages.DecisionQuery{Tx: tx, From: p.cfg.Node})
 		t.queryGap *= 2
 		if t.queryGap > p.timing.MaxQueryInterval {

@@ -147,7 +147,7 @@ func TestParticipantWaitingPrepareDroppedOnAbort(t *testing.T) {
 		t.Fatalf("aborted prepare still waiting: %+v", st)
 	}
 	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(1)})
-	actortest.Expect[*messages.Append](t, r.wal, wait) // ABORTED of tx(1)
+	actortest.Expect[*messages.Append](t, r.wal, wait)   // ABORTED of tx(1)
 	actortest.ExpectNone(t, r.wal, 100*time.Millisecond) // tx(2) never prepared
 	if st := r.status(t); st.LocksHeld != 0 {
 		t.Fatalf("locks left: %+v", st)

@@ -83,7 +83,9 @@ func (t *txn) collecting(ctx actor.Context) {
 	case *actor.Started:
 		t.start = time.Now()
 		for i, n := range t.cfg.participants {
-			t.cfg.log.Info("prepare sent", "tx", t.cfg.tx, "to", n, "ops", opsString(t.cfg.ops[i]))
+			if t.cfg.log.IsInfo() {
+				t.cfg.log.Info("prepare sent", "tx", t.cfg.tx, "to", n, "ops", opsString(t.cfg.ops[i]))
+			}
 			ctx.Request(t.cfg.directory.Participant(n), &messages.Prepare{
 				Tx: t.cfg.tx, Ops: t.cfg.ops[i], Participants: t.cfg.participants, Begun: t.start.UnixNano(),
 			})
@@ -97,7 +99,9 @@ func (t *txn) collecting(ctx actor.Context) {
 			return
 		}
 		t.votes[m.From] = m.Kind
-		t.cfg.log.Info("vote received", "tx", t.cfg.tx, "from", m.From, "vote", m.Kind)
+		if t.cfg.log.IsInfo() {
+			t.cfg.log.Info("vote received", "tx", t.cfg.tx, "from", m.From, "vote", m.Kind)
+		}
 		switch m.Kind {
 		case messages.VoteNo:
 			t.abort(ctx, fmt.Sprintf("node %d voted no: %s", m.From, m.Reason))
@@ -153,7 +157,9 @@ func (t *txn) logging(ctx actor.Context) {
 			ctx.Stop(ctx.Self())
 			return
 		}
-		t.cfg.log.Info("decision logged", "tx", t.cfg.tx, "decision", "commit")
+		if t.cfg.log.IsInfo() {
+			t.cfg.log.Info("decision logged", "tx", t.cfg.tx, "decision", "commit")
+		}
 		t.behavior.Become(t.committing)
 		t.beginCommitting(ctx)
 	case *messages.DecisionQuery:
@@ -168,14 +174,18 @@ func (t *txn) committing(ctx actor.Context) {
 		// Only a re-driven transaction starts here.
 		t.start = time.Now()
 		t.yes = t.cfg.participants
-		t.cfg.log.Info("re-driving commit decision", "tx", t.cfg.tx, "participants", t.yes)
+		if t.cfg.log.IsInfo() {
+			t.cfg.log.Info("re-driving commit decision", "tx", t.cfg.tx, "participants", t.yes)
+		}
 		t.beginCommitting(ctx)
 	case *messages.Ack:
 		if m.Tx != t.cfg.tx || !t.unacked[m.From] {
 			return
 		}
 		delete(t.unacked, m.From)
-		t.cfg.log.Info("ack received", "tx", t.cfg.tx, "from", m.From)
+		if t.cfg.log.IsInfo() {
+			t.cfg.log.Info("ack received", "tx", t.cfg.tx, "from", m.From)
+		}
 		if len(t.unacked) == 0 {
 			t.finish(ctx)
 		}
@@ -217,9 +227,13 @@ func (t *txn) sendCommit(ctx actor.Context, resend bool) {
 			continue
 		}
 		if resend {
-			t.cfg.log.Info("commit re-sent", "tx", t.cfg.tx, "to", n)
+			if t.cfg.log.IsInfo() {
+				t.cfg.log.Info("commit re-sent", "tx", t.cfg.tx, "to", n)
+			}
 		} else {
-			t.cfg.log.Info("commit sent", "tx", t.cfg.tx, "to", n)
+			if t.cfg.log.IsInfo() {
+				t.cfg.log.Info("commit sent", "tx", t.cfg.tx, "to", n)
+			}
 		}
 		ctx.Request(t.cfg.directory.Participant(n), &messages.Commit{Tx: t.cfg.tx, From: t.cfg.tx.Node})
 	}
@@ -231,7 +245,9 @@ func (t *txn) finish(ctx actor.Context) {
 	ctx.Send(t.cfg.persistence, &messages.Append{
 		Records: []messages.Record{{Kind: messages.RecEnd, Tx: t.cfg.tx}},
 	})
-	t.cfg.log.Info("transaction ended", "tx", t.cfg.tx, "took", time.Since(t.start).Round(time.Microsecond))
+	if t.cfg.log.IsInfo() {
+		t.cfg.log.Info("transaction ended", "tx", t.cfg.tx, "took", time.Since(t.start).Round(time.Microsecond))
+	}
 	ctx.Stop(ctx.Self())
 }
 
@@ -239,12 +255,16 @@ func (t *txn) finish(ctx actor.Context) {
 // everyone who may hold locks: all but those that voted no or read-only.
 func (t *txn) abort(ctx actor.Context, reason string) {
 	t.deadline.stop()
-	t.cfg.log.Info("decision", "tx", t.cfg.tx, "decision", "abort", "reason", reason)
+	if t.cfg.log.IsInfo() {
+		t.cfg.log.Info("decision", "tx", t.cfg.tx, "decision", "abort", "reason", reason)
+	}
 	for _, n := range t.cfg.participants {
 		if v, ok := t.votes[n]; ok && v != messages.VoteYes {
 			continue
 		}
-		t.cfg.log.Info("abort sent", "tx", t.cfg.tx, "to", n)
+		if t.cfg.log.IsInfo() {
+			t.cfg.log.Info("abort sent", "tx", t.cfg.tx, "to", n)
+		}
 		ctx.Send(t.cfg.directory.Participant(n), &messages.Abort{Tx: t.cfg.tx, From: t.cfg.tx.Node, Reason: reason})
 	}
 	for _, n := range t.askers {

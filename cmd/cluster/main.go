@@ -39,6 +39,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "error: --nodes %d from --base-port %d does not fit in 1-65535\n", *nodes, *basePort)
 		os.Exit(2)
 	}
+	cluster.TuneProcs(*nodes)
 	logger := hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: level, Output: os.Stderr})
 
 	c, err := startCluster(cluster.LocalConfig{Nodes: *nodes, BasePort: *basePort, DataDir: *dataDir, Logger: logger})
