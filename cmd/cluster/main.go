@@ -8,6 +8,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -97,7 +98,7 @@ func (c *localCluster) stop() {
 
 // runDemo is the seed's demo: sequential transactions adding 1 to value on
 // every node, each coordinated by a different node, then every node's value.
-func runDemo(c *localCluster, out *os.File) bool {
+func runDemo(c *localCluster, out io.Writer) bool {
 	order := []int{0, 1, 3, 2}
 	ok := true
 	for i, via := range order {
