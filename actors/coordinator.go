@@ -58,6 +58,7 @@ type liveTxn struct {
 // an ordinary message of the coordinator.
 type childCrashed struct {
 	tx     messages.TxID
+	pid    *actor.PID
 	reason string
 }
 
@@ -211,8 +212,13 @@ func (c *coordinator) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 	f := ctx.RequestFuture(c.cfg.Persistence, &messages.DecisionLookup{Tx: m.Tx}, c.timing.VoteTimeout)
 	ctx.ReenterAfter(f, func(res interface{}, err error) {
 		r, ok := res.(*messages.DecisionLookupReply)
+		if err == nil && ok && r.Err != nil {
+			err = r.Err
+		}
 		if err != nil || !ok {
-			c.log.Warn("decision lookup failed; the asker will ask again", "tx", q.Tx, "error", err)
+			// No answer is better than a wrong one: the asker stays in
+			// doubt and asks again.
+			c.log.Warn("decision lookup failed; not answering", "tx", q.Tx, "from", q.From, "error", err)
 			return
 		}
 		d := messages.DecisionAbort
@@ -239,7 +245,7 @@ func (c *coordinator) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor
 		if lt := c.info[tx]; lt != nil {
 			lt.crashed = true
 		}
-		sys.Root.Send(c.self, &childCrashed{tx: tx, reason: fmt.Sprint(reason)})
+		sys.Root.Send(c.self, &childCrashed{tx: tx, pid: child, reason: fmt.Sprint(reason)})
 	}
 }
 
@@ -254,17 +260,24 @@ func (c *coordinator) onChildCrashed(ctx actor.Context, m *childCrashed) {
 	f := ctx.RequestFuture(c.cfg.Persistence, &messages.DecisionLookup{Tx: m.tx}, c.timing.VoteTimeout)
 	ctx.ReenterAfter(f, func(res interface{}, err error) {
 		r, ok := res.(*messages.DecisionLookupReply)
+		if err == nil && ok && r.Err != nil {
+			err = r.Err
+		}
 		if err != nil || !ok {
-			// Cannot tell: say so; participants in doubt keep asking.
-			c.answerClient(ctx, &messages.Outcome{Tx: m.tx, Reason: "outcome unknown: txn actor crashed (" + m.reason + ") and the log did not answer"})
+			// Cannot tell: say so, and tell nobody to abort; participants
+			// in doubt keep asking until the log can answer.
+			c.answerClient(ctx, &messages.Outcome{Tx: m.tx, Reason: fmt.Sprintf("outcome unknown: txn actor crashed (%s) and the log did not answer: %v", m.reason, err)})
 			delete(c.info, m.tx)
 			return
 		}
 		if r.CommitPending {
 			client := lt.client
-			c.spawn(ctx, m.tx, r.Participants, nil, true)
+			if pid := c.children[m.tx]; pid == nil || pid.Id == m.pid.Id {
+				c.spawn(ctx, m.tx, r.Participants, nil, true)
+			} // else a successor started by a DecisionQuery drives it already
 			if nl := c.info[m.tx]; nl != nil {
 				nl.client = client
+				nl.crashed = false
 			}
 			return
 		}

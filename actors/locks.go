@@ -158,6 +158,20 @@ func (lt *lockTable) admissible(p keyPlan, cur int64) error {
 		others = kl.adders
 	}
 	all := append(append([]adder(nil), others...), p.adder)
+	// Every subset of the holders may commit: the extremes are all the
+	// increments, or all the decrements, and neither may overflow.
+	hi, lo := cur, cur
+	for _, a := range all {
+		var ok bool
+		if a.net > 0 {
+			hi, ok = addChecked(hi, a.net)
+		} else {
+			lo, ok = addChecked(lo, a.net)
+		}
+		if !ok {
+			return fmt.Errorf("key %s: pending adds could overflow int64", p.key)
+		}
+	}
 	for i, a := range all {
 		if len(a.checks) == 0 {
 			continue
@@ -166,10 +180,7 @@ func (lt *lockTable) admissible(p keyPlan, cur int64) error {
 		worst := cur
 		for j, b := range all {
 			if j != i && b.net < 0 {
-				var ok bool
-				if worst, ok = addChecked(worst, b.net); !ok {
-					return fmt.Errorf("key %s: pending decrements overflow int64", p.key)
-				}
+				worst += b.net // cannot overflow: bounded by lo
 			}
 		}
 		for _, c := range a.checks {
@@ -178,17 +189,33 @@ func (lt *lockTable) admissible(p keyPlan, cur int64) error {
 				return fmt.Errorf("key %s: add overflows int64", p.key)
 			}
 			if v < c.floor {
-				if a.tx == p.adder.tx {
-					return fmt.Errorf("key %s would fall to %d, below its floor %d", p.key, v, c.floor)
+				err := &floorConflict{Key: p.key, Value: v, Floor: c.floor, Holder: a.tx, Own: a.tx == p.adder.tx}
+				for _, b := range others {
+					err.Pending = append(err.Pending, b.tx)
 				}
-				return fmt.Errorf("key %s: admitting this add could take it to %d, below the floor %d held by transaction %v", p.key, v, c.floor, a.tx)
+				return err
 			}
 		}
 	}
-	if _, ok := addChecked(cur, p.adder.net); !ok {
-		return fmt.Errorf("key %s: add overflows int64", p.key)
-	}
 	return nil
+}
+
+// floorConflict: admitting the add could take the key below a floor. When
+// other transactions hold the key (Pending), their outcome may change that,
+// so the requester may wait for them like for a lock.
+type floorConflict struct {
+	Key          string
+	Value, Floor int64
+	Holder       messages.TxID // whose floor
+	Own          bool          // the floor is the requester's own
+	Pending      []messages.TxID
+}
+
+func (c *floorConflict) Error() string {
+	if c.Own {
+		return fmt.Sprintf("key %s would fall to %d, below its floor %d", c.Key, c.Value, c.Floor)
+	}
+	return fmt.Sprintf("key %s: admitting this add could take it to %d, below the floor %d held by transaction %v", c.Key, c.Value, c.Floor, c.Holder)
 }
 
 func (lt *lockTable) take(p keyPlan) {

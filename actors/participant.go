@@ -2,7 +2,6 @@ package actors
 
 import (
 	"fmt"
-	"math"
 	"strings"
 	"time"
 
@@ -25,6 +24,12 @@ type ParticipantConfig struct {
 	// PREPARED records that have no outcome yet (in doubt).
 	KV      map[string]int64
 	InDoubt []messages.Record
+
+	// Reload returns the state the log holds now. A participant that failed
+	// (panicked) and is restarted by its supervisor rebuilds itself from it,
+	// never from the possibly half-changed memory of the failed instance.
+	// Without Reload a restarted participant stops instead.
+	Reload func() (kv map[string]int64, inDoubt []messages.Record, err error)
 }
 
 // participant owns its node's committed state and lock table. It is the only
@@ -42,9 +47,16 @@ type participant struct {
 	// arrives after its Abort (reordered or duplicated) is refused instead of
 	// locking keys for a transaction that is already over.
 	recentAborts *txRing
+	// recentCommits remembers transactions committed here, so a late
+	// duplicate Prepare does not prepare (and a re-sent Commit apply) one
+	// twice, and peers in doubt can be told.
+	recentCommits *txRing
 
-	appendSeq uint64
+	// appendSeq outlives a restart of this actor, so an Appended addressed
+	// to a failed instance never matches an append of its successor.
+	appendSeq *uint64
 	appends   map[uint64]pendingAppend
+	starts    *int
 
 	queryTimer *timer
 
@@ -90,6 +102,7 @@ const (
 type ptx struct {
 	state        ptxState
 	begun        int64 // for lock-wait ordering
+	recovered    bool  // in doubt since before a restart
 	ops          []messages.Op
 	participants []int32
 	voteTo       *actor.PID // where the vote goes (the txn actor)
@@ -99,6 +112,7 @@ type ptx struct {
 	preparedAt time.Time
 	nextQuery  time.Time
 	queryGap   time.Duration
+	asked      int // DecisionQuery rounds sent
 }
 
 type pendingAppend struct {
@@ -108,8 +122,9 @@ type pendingAppend struct {
 
 // NewParticipantProps returns the props of a participant.
 func NewParticipantProps(cfg ParticipantConfig) *actor.Props {
+	seq, starts := new(uint64), new(int)
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &participant{cfg: cfg}
+		return &participant{cfg: cfg, appendSeq: seq, starts: starts}
 	})
 }
 
@@ -150,37 +165,59 @@ func (p *participant) Receive(ctx actor.Context) {
 func (p *participant) start(ctx actor.Context) {
 	p.timing = p.cfg.Timing.WithDefaults()
 	p.log = orNull(p.cfg.Logger)
-	p.kv = make(map[string]int64, len(p.cfg.KV))
-	for k, v := range p.cfg.KV {
+	*p.starts++
+	kv, inDoubt := p.cfg.KV, p.cfg.InDoubt
+	if *p.starts > 1 {
+		// Restarted after a failure: what this node promised and committed
+		// is in its log, not in the failed instance's memory.
+		if p.cfg.Reload == nil {
+			p.log.Error("participant failed and cannot reload its state; stopping")
+			ctx.Stop(ctx.Self())
+			return
+		}
+		var err error
+		if kv, inDoubt, err = p.cfg.Reload(); err != nil {
+			p.log.Error("participant failed and reloading its state from the log failed; stopping", "error", err)
+			ctx.Stop(ctx.Self())
+			return
+		}
+		p.log.Warn("participant restarted from its log", "keys", len(kv), "in_doubt", len(inDoubt))
+	}
+	p.kv = make(map[string]int64, len(kv))
+	for k, v := range kv {
 		p.kv[k] = v
 	}
 	p.locks = newLockTable()
 	p.txs = make(map[messages.TxID]*ptx)
-	p.recentAborts = newTxRing(4096)
+	p.recentAborts = newTxRing(recentOutcomes)
+	p.recentCommits = newTxRing(recentOutcomes)
 	p.appends = make(map[uint64]pendingAppend)
 	p.queryTimer = newTimer("in-doubt")
 	p.waitingPrepares = make(map[messages.TxID]*waitingPrepare)
 	now := time.Now()
-	for _, rec := range p.cfg.InDoubt {
+	for _, rec := range inDoubt {
 		// A transaction prepared before the restart is still promised: its
 		// locks are taken again and it waits for the decision. It is asked
 		// about at once: its coordinator may have decided long ago.
 		p.locks.force(rec.Tx, rec.Ops)
 		p.txs[rec.Tx] = &ptx{
-			// Its age is unknown; counting it as youngest makes conflicting
-			// Prepares vote no at once rather than wait on an in-doubt
-			// transaction.
-			begun: math.MaxInt64,
-			state: prepared, ops: rec.Ops, participants: rec.Participants,
+			// Conflicting Prepares vote no at once rather than wait on a
+			// transaction in doubt since before the restart.
+			recovered: true,
+			state:     prepared, ops: rec.Ops, participants: rec.Participants,
 			preparedAt: now, nextQuery: now, queryGap: p.timing.InDoubtAfter,
 		}
 		p.log.Warn("in doubt after restart", "tx", rec.Tx, "coordinator", rec.Tx.Node)
 	}
 	p.queryTimer.arm(ctx, p.queryTick())
-	if len(p.cfg.InDoubt) > 0 {
+	if len(inDoubt) > 0 {
 		p.askAboutInDoubt(ctx)
 	}
 }
+
+// recentOutcomes is how many committed and aborted transaction ids a
+// participant remembers (each), for duplicates and peers' questions.
+const recentOutcomes = 16384
 
 // queryTick is how often the participant looks for transactions it has been
 // in doubt about for too long.
@@ -197,11 +234,14 @@ func (p *participant) vote(ctx actor.Context, to *actor.PID, tx messages.TxID, k
 		to = p.cfg.Directory.Coordinator(tx.Node)
 	}
 	if kind == messages.VoteNo {
-		if p.log.IsInfo() {
+		// Having voted no, this node knows the outcome: abort. A duplicate
+		// of the Prepare must get no again, and peers may be told.
+		p.recentAborts.add(tx)
+	}
+	if p.log.IsInfo() {
+		if kind == messages.VoteNo {
 			p.log.Info("vote", "tx", tx, "vote", kind, "reason", reason)
-		}
-	} else {
-		if p.log.IsInfo() {
+		} else {
 			p.log.Info("vote", "tx", tx, "vote", kind)
 		}
 	}
@@ -231,18 +271,32 @@ func (p *participant) tryPrepare(ctx actor.Context, m *messages.Prepare, voteTo 
 		p.vote(ctx, voteTo, m.Tx, messages.VoteNo, "transaction already aborted here")
 		return
 	}
+	if p.recentCommits.has(m.Tx) {
+		// A late duplicate: this node prepared and committed it already.
+		p.vote(ctx, voteTo, m.Tx, messages.VoteYes, "")
+		return
+	}
 	if err := p.checkOwnership(m.Ops); err != nil {
 		p.vote(ctx, voteTo, m.Tx, messages.VoteNo, err.Error())
 		return
 	}
 	if err := p.locks.acquire(m.Tx, m.Ops, p.value); err != nil {
-		if c, ok := err.(*lockConflict); ok && p.mayWait(m, c.Holders) {
+		// A key held by others, or a floor that holds only if some of them
+		// abort or commit: wait for them if they are all older.
+		var holders []messages.TxID
+		switch c := err.(type) {
+		case *lockConflict:
+			holders = c.Holders
+		case *floorConflict:
+			holders = c.Pending
+		}
+		if len(holders) > 0 && p.mayWait(m, holders) {
 			w := &waitingPrepare{m: m, voteTo: voteTo, blockers: map[messages.TxID]bool{}, deadline: time.Now().Add(p.timing.VoteTimeout)}
-			for _, h := range c.Holders {
+			for _, h := range holders {
 				w.blockers[h] = true
 			}
 			p.waitingPrepares[m.Tx] = w
-			p.log.Debug("prepare waits for an older lock holder", "tx", m.Tx, "key", c.Key, "holders", c.Holders)
+			p.log.Debug("prepare waits for older transactions", "tx", m.Tx, "reason", err, "holders", holders)
 			return
 		}
 		p.vote(ctx, voteTo, m.Tx, messages.VoteNo, fmt.Sprintf("node %d: %v", p.cfg.Node, err))
@@ -268,8 +322,8 @@ func (p *participant) tryPrepare(ctx actor.Context, m *messages.Prepare, voteTo 
 func (p *participant) mayWait(m *messages.Prepare, holders []messages.TxID) bool {
 	for _, h := range holders {
 		t := p.txs[h]
-		if t == nil {
-			return false // held by a recovered or unknown transaction: do not wait
+		if t == nil || t.recovered {
+			return false // held by an unknown or long-undecided transaction: do not wait
 		}
 		if t.state == committing {
 			continue
@@ -364,13 +418,14 @@ func readOnly(ops []messages.Op) bool {
 func (p *participant) value(key string) int64 { return p.kv[key] }
 
 func (p *participant) appendRecord(ctx actor.Context, rec messages.Record, force bool) {
-	p.appendSeq++
-	req := &messages.Append{ID: p.appendSeq, Records: []messages.Record{rec}, Force: force}
+	*p.appendSeq++
+	id := *p.appendSeq
+	req := &messages.Append{ID: id, Records: []messages.Record{rec}, Force: force}
 	if !force {
 		ctx.Send(p.cfg.Persistence, req) // lazy: nobody waits for it
 		return
 	}
-	p.appends[p.appendSeq] = pendingAppend{tx: rec.Tx, kind: rec.Kind}
+	p.appends[id] = pendingAppend{tx: rec.Tx, kind: rec.Kind}
 	ctx.Request(p.cfg.Persistence, req)
 }
 
@@ -415,6 +470,7 @@ func (p *participant) onAppended(ctx actor.Context, m *messages.Appended) {
 		}
 		p.locks.release(pa.tx, t.ops)
 		delete(p.txs, pa.tx)
+		p.recentCommits.add(pa.tx)
 		p.released(ctx, pa.tx)
 		if p.log.IsInfo() {
 			p.log.Info("committed", "tx", pa.tx)
@@ -447,6 +503,12 @@ func (p *participant) onDecision(ctx actor.Context, tx messages.TxID, d messages
 	switch d {
 	case messages.DecisionCommit:
 		if t == nil {
+			if p.recentAborts.has(tx) {
+				// This node voted no or was told abort: a commit now means
+				// the decisions disagree. Never ack it; make it loud.
+				p.log.Error("Commit for a transaction this node aborted: conflicting decisions; not acked", "tx", tx)
+				return
+			}
 			// Already committed and forgotten (a duplicate or re-sent
 			// Commit): the ack got lost, so send it again.
 			to := replyTo
@@ -527,13 +589,25 @@ func (p *participant) onDecisionReply(ctx actor.Context, m *messages.DecisionRep
 	}
 }
 
-// onQuery answers another participant's DecisionQuery with what this node
-// knows: abort if it aborted the transaction; unknown otherwise (a prepared
-// participant is in doubt too, and a forgotten commit cannot be told from a
-// transaction never seen).
+// onQuery answers another participant's DecisionQuery (cooperative
+// termination) with what this node knows:
+//   - commit, if it committed the transaction or is committing it;
+//   - abort, if it voted no or aborted it — or if its Prepare is still
+//     waiting for locks: it votes no now (it may: the coordinator cannot
+//     have decided commit without its vote), so the outcome is abort;
+//   - unknown, if it is in doubt too, or has no memory of the transaction
+//     (a forgotten commit cannot be told from one never seen).
 func (p *participant) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 	d := messages.DecisionUnknown
-	if p.recentAborts.has(m.Tx) {
+	t, w := p.txs[m.Tx], p.waitingPrepares[m.Tx]
+	switch {
+	case p.recentCommits.has(m.Tx), t != nil && t.state == committing:
+		d = messages.DecisionCommit
+	case p.recentAborts.has(m.Tx):
+		d = messages.DecisionAbort
+	case w != nil:
+		delete(p.waitingPrepares, m.Tx)
+		p.vote(ctx, w.voteTo, m.Tx, messages.VoteNo, fmt.Sprintf("node %d: a peer in doubt asked before this node voted", p.cfg.Node))
 		d = messages.DecisionAbort
 	}
 	ctx.Send(p.cfg.Directory.Participant(m.From), &messages.DecisionReply{Tx: m.Tx, From: p.cfg.Node, Decision: d})
@@ -552,6 +626,16 @@ func (p *participant) askAboutInDoubt(ctx actor.Context) {
 			p.log.Info("asking coordinator about in-doubt transaction", "tx", tx, "coordinator", tx.Node, "waiting", now.Sub(t.preparedAt).Round(time.Millisecond))
 		}
 		ctx.Send(p.cfg.Directory.Coordinator(tx.Node), &messages.DecisionQuery{Tx: tx, From: p.cfg.Node})
+		if t.asked > 0 {
+			// The coordinator did not settle it the first time: ask the
+			// other participants too (cooperative termination).
+			for _, n := range t.participants {
+				if n != p.cfg.Node {
+					ctx.Send(p.cfg.Directory.Participant(n), &messages.DecisionQuery{Tx: tx, From: p.cfg.Node})
+				}
+			}
+		}
+		t.asked++
 		t.queryGap *= 2
 		if t.queryGap > p.timing.MaxQueryInterval {
 			t.queryGap = p.timing.MaxQueryInterval

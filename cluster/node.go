@@ -132,17 +132,12 @@ func (n *Node) start() error {
 	for _, r := range state.InDoubt {
 		inDoubt = append(inDoubt, r)
 	}
-	n.participant, err = n.sys.Root.SpawnNamed(actors.NewParticipantProps(actors.ParticipantConfig{
-		Node: n.cfg.ID, Members: len(n.cfg.Members), Persistence: n.persistencePID, Directory: dirOf,
-		Timing: n.cfg.Timing, Logger: n.log.Named("participant"), KV: state.KV, InDoubt: inDoubt,
-	}), actors.ParticipantName)
-	if err != nil {
-		return fmt.Errorf("node %d: spawn participant: %w", n.cfg.ID, err)
-	}
 	var pending []actors.PendingCommit
 	for tx, parts := range state.Pending {
 		pending = append(pending, actors.PendingCommit{Tx: tx, Participants: parts})
 	}
+	// The coordinator first: a recovered participant asks coordinators about
+	// its in-doubt transactions at once, this node's own among them.
 	n.coordinator, err = n.sys.Root.SpawnNamed(actors.NewCoordinatorProps(actors.CoordinatorConfig{
 		Node: n.cfg.ID, Members: len(n.cfg.Members), Incarnation: n.incarnation,
 		Persistence: n.persistencePID, Directory: dirOf, Timing: n.cfg.Timing,
@@ -150,6 +145,14 @@ func (n *Node) start() error {
 	}), actors.CoordinatorName)
 	if err != nil {
 		return fmt.Errorf("node %d: spawn coordinator: %w", n.cfg.ID, err)
+	}
+	n.participant, err = n.sys.Root.SpawnNamed(actors.NewParticipantProps(actors.ParticipantConfig{
+		Node: n.cfg.ID, Members: len(n.cfg.Members), Persistence: n.persistencePID, Directory: dirOf,
+		Timing: n.cfg.Timing, Logger: n.log.Named("participant"), KV: state.KV, InDoubt: inDoubt,
+		Reload: n.reloadParticipant,
+	}), actors.ParticipantName)
+	if err != nil {
+		return fmt.Errorf("node %d: spawn participant: %w", n.cfg.ID, err)
 	}
 	if len(inDoubt) > 0 || len(pending) > 0 {
 		n.log.Warn("recovered unfinished transactions", "in_doubt", len(inDoubt), "commits_to_redrive", len(pending))
@@ -166,6 +169,28 @@ func (n *Node) start() error {
 	go n.serve(srv)
 	n.log.Info("node started", "addr", addr, "incarnation", n.incarnation, "keys", len(state.KV), "dir", dir)
 	return nil
+}
+
+// reloadParticipant gives a participant that failed and is being restarted
+// the state its log holds now. It runs on the participant's goroutine and
+// waits for the persistence actor, which never waits for the participant.
+func (n *Node) reloadParticipant() (map[string]int64, []messages.Record, error) {
+	res, err := n.sys.Root.RequestFuture(n.persistencePID, &persistence.CurrentState{}, 30*time.Second).Result()
+	if err != nil {
+		return nil, nil, err
+	}
+	r, ok := res.(*persistence.StateReply)
+	if !ok {
+		return nil, nil, fmt.Errorf("unexpected answer %T", res)
+	}
+	if r.Err != nil {
+		return nil, nil, r.Err
+	}
+	var inDoubt []messages.Record
+	for _, rec := range r.State.InDoubt {
+		inDoubt = append(inDoubt, rec)
+	}
+	return r.State.KV, inDoubt, nil
 }
 
 // lockDir makes sure only one process uses a node's directory.

@@ -93,6 +93,10 @@ type DecisionLookupReply struct {
 	Tx            TxID
 	CommitPending bool
 	Participants  []int32
+	// Err is set when the log has failed: whatever the memory says, a COMMIT
+	// whose write failed may still be on disk, so no answer is safe until the
+	// node restarts and replays it.
+	Err error
 }
 
 // TakeSnapshot asks the persistence actor to write a snapshot now and delete

@@ -15,6 +15,16 @@ import (
 // actor answers with CrashSimulated. For crash-point tests only.
 type SimulateCrash struct{}
 
+// CurrentState asks the persistence actor for the state its log adds up to
+// now (after writing whatever is queued); answered with a StateReply.
+type CurrentState struct{}
+
+// StateReply answers CurrentState; Err is set when the log has failed.
+type StateReply struct {
+	State *State
+	Err   error
+}
+
 // CrashSimulated answers SimulateCrash.
 type CrashSimulated struct{}
 
@@ -59,8 +69,21 @@ func (a *logActor) Receive(ctx actor.Context) {
 	case *messages.DecisionLookup:
 		// An append queued before the lookup must be visible to it.
 		a.flush(ctx)
+		if err := a.l.usable(); err != nil {
+			ctx.Respond(&messages.DecisionLookupReply{Tx: m.Tx, Err: err})
+			return
+		}
 		parts, ok := a.l.state.Pending[m.Tx]
 		ctx.Respond(&messages.DecisionLookupReply{Tx: m.Tx, CommitPending: ok, Participants: slices.Clone(parts)})
+	case *CurrentState:
+		// What a restarted role rebuilds from: everything queued so far,
+		// written and folded.
+		a.flush(ctx)
+		if err := a.l.usable(); err != nil {
+			ctx.Respond(&StateReply{Err: err})
+			return
+		}
+		ctx.Respond(&StateReply{State: a.l.state.Clone()})
 	case *messages.TakeSnapshot:
 		a.flush(ctx)
 		ctx.Respond(&messages.SnapshotTaken{Err: a.l.snapshot()})
