@@ -70,16 +70,9 @@ func newTxnProps(cfg txnConfig) *actor.Props {
 	})
 }
 
-// injectPanic makes a txn actor fail, so tests can check how its
-// coordinator supervises it.
-type injectPanic struct{ reason string }
-
 func (t *txn) Receive(ctx actor.Context) {
-	switch m := ctx.Message().(type) {
-	case *actor.Stopping:
+	if _, ok := ctx.Message().(*actor.Stopping); ok {
 		t.deadline.stop()
-	case *injectPanic:
-		panic(m.reason)
 	}
 	t.behavior.Receive(ctx)
 }
