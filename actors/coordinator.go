@@ -211,11 +211,8 @@ func (c *coordinator) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 	q := *m
 	f := ctx.RequestFuture(c.cfg.Persistence, &messages.DecisionLookup{Tx: m.Tx}, c.timing.VoteTimeout)
 	ctx.ReenterAfter(f, func(res interface{}, err error) {
-		r, ok := res.(*messages.DecisionLookupReply)
-		if err == nil && ok && r.Err != nil {
-			err = r.Err
-		}
-		if err != nil || !ok {
+		r, err := lookupResult(res, err)
+		if err != nil {
 			// No answer is better than a wrong one: the asker stays in
 			// doubt and asks again.
 			c.log.Warn("decision lookup failed; not answering", "tx", q.Tx, "from", q.From, "error", err)
@@ -233,6 +230,22 @@ func (c *coordinator) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 		}
 		ctx.Send(c.cfg.Directory.Participant(q.From), &messages.DecisionReply{Tx: q.Tx, From: c.cfg.Node, Decision: d})
 	})
+}
+
+// lookupResult unpacks the persistence actor's answer to a DecisionLookup:
+// a timeout, an unexpected reply and a failed log are all "cannot tell".
+func lookupResult(res interface{}, err error) (*messages.DecisionLookupReply, error) {
+	if err != nil {
+		return nil, err
+	}
+	r, ok := res.(*messages.DecisionLookupReply)
+	if !ok {
+		return nil, fmt.Errorf("unexpected answer %T to a decision lookup", res)
+	}
+	if r.Err != nil {
+		return nil, r.Err
+	}
+	return r, nil
 }
 
 // HandleFailure makes the coordinator the supervisor of its txn actors. A
@@ -259,11 +272,8 @@ func (c *coordinator) onChildCrashed(ctx actor.Context, m *childCrashed) {
 	// COMMIT it asked for is seen.
 	f := ctx.RequestFuture(c.cfg.Persistence, &messages.DecisionLookup{Tx: m.tx}, c.timing.VoteTimeout)
 	ctx.ReenterAfter(f, func(res interface{}, err error) {
-		r, ok := res.(*messages.DecisionLookupReply)
-		if err == nil && ok && r.Err != nil {
-			err = r.Err
-		}
-		if err != nil || !ok {
+		r, err := lookupResult(res, err)
+		if err != nil {
 			// Cannot tell: say so, and tell nobody to abort; participants
 			// in doubt keep asking until the log can answer.
 			c.answerClient(ctx, &messages.Outcome{Tx: m.tx, Reason: fmt.Sprintf("outcome unknown: txn actor crashed (%s) and the log did not answer: %v", m.reason, err)})

@@ -466,7 +466,7 @@ func (p *participant) onAppended(ctx actor.Context, m *messages.Appended) {
 			return
 		}
 		for _, o := range t.ops {
-			p.applyOp(o)
+			messages.Apply(p.kv, o)
 		}
 		p.locks.release(pa.tx, t.ops)
 		delete(p.txs, pa.tx)
@@ -483,17 +483,6 @@ func (p *participant) onAppended(ctx actor.Context, m *messages.Appended) {
 			p.log.Info("ack sent", "tx", pa.tx)
 		}
 		ctx.Send(to, &messages.Ack{Tx: pa.tx, From: p.cfg.Node})
-	}
-}
-
-func (p *participant) applyOp(o messages.Op) {
-	switch o.Kind {
-	case messages.OpSet:
-		p.kv[o.Key] = o.Value
-	case messages.OpAdd:
-		p.kv[o.Key] += o.Value
-	case messages.OpDelete:
-		delete(p.kv, o.Key)
 	}
 }
 

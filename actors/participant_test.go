@@ -57,6 +57,17 @@ func (r *participantRig) prepare(t *testing.T, id messages.TxID, ops ...messages
 	return actortest.Expect[*messages.Append](t, r.wal, wait)
 }
 
+// prepared takes a transaction through Prepare, a durable PREPARED and a
+// yes vote.
+func (r *participantRig) prepared(t *testing.T, id messages.TxID, ops ...messages.Op) {
+	t.Helper()
+	app, from := r.prepare(t, id, ops...)
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Tx != id || v.Kind != messages.VoteYes {
+		t.Fatalf("want a yes vote for %v, got %+v", id, v)
+	}
+}
+
 func TestParticipantVotesYesOnlyAfterPreparedIsDurable(t *testing.T) {
 	r := newParticipantRig(t, nil, nil)
 	app, from := r.prepare(t, tx(1), messages.Add("a", 5))
@@ -137,9 +148,7 @@ func TestParticipantYoungerRequesterWaitsForOlderHolder(t *testing.T) {
 
 func TestParticipantWaitingPrepareDroppedOnAbort(t *testing.T) {
 	r := newParticipantRig(t, nil, nil)
-	app, from := r.prepare(t, tx(1), messages.Set("a", 1))
-	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
-	actortest.Expect[*messages.Vote](t, r.txn, wait)
+	r.prepared(t, tx(1), messages.Set("a", 1))
 	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Set("a", 2)}, Begun: 50}, r.txn.PID)
 	// Its coordinator gives up on tx(2) while it waits.
 	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(2)})
@@ -165,12 +174,10 @@ func TestParticipantFloorRefusesOverdraft(t *testing.T) {
 
 func TestParticipantCommitLogsThenAppliesThenAcks(t *testing.T) {
 	r := newParticipantRig(t, map[string]int64{"a": 1}, nil)
-	app, from := r.prepare(t, tx(1), messages.Add("a", 5))
-	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
-	actortest.Expect[*messages.Vote](t, r.txn, wait)
+	r.prepared(t, tx(1), messages.Add("a", 5))
 
 	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)
-	app, from = actortest.Expect[*messages.Append](t, r.wal, wait)
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
 	if !app.Force || app.Records[0].Kind != messages.RecCommitted {
 		t.Fatalf("want forced COMMITTED, got %+v", app)
 	}
@@ -204,9 +211,7 @@ func TestParticipantCommitLogsThenAppliesThenAcks(t *testing.T) {
 
 func TestParticipantAbortReleasesAndRefusesLatePrepare(t *testing.T) {
 	r := newParticipantRig(t, nil, nil)
-	app, from := r.prepare(t, tx(1), messages.Set("a", 1))
-	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
-	actortest.Expect[*messages.Vote](t, r.txn, wait)
+	r.prepared(t, tx(1), messages.Set("a", 1))
 
 	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(1)})
 	ab, _ := actortest.Expect[*messages.Append](t, r.wal, wait)

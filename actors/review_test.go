@@ -33,31 +33,13 @@ const reviewIncarnation = 2
 func newCoordRig(t *testing.T, timing Timing, pending []PendingCommit, persistencePID *actor.PID) *coordRig {
 	t.Helper()
 	sys := actortest.NewSystem(t)
-	r := &coordRig{
-		sys:    sys,
-		client: actortest.NewProbe(t, sys, "client"),
-		parts:  map[int32]*actortest.Probe{},
-	}
+	var wal *actortest.Probe
 	if persistencePID == nil {
-		r.wal = actortest.NewProbe(t, sys, "wal")
-		persistencePID = r.wal.PID
+		wal = actortest.NewProbe(t, sys, "wal")
+		persistencePID = wal.PID
 	}
-	dir := &actortest.Directory{Participants: map[int32]*actor.PID{}, Coordinators: map[int32]*actor.PID{}}
-	for _, n := range []int32{0, 1} {
-		p := actortest.NewProbe(t, sys, "participant-"+string(rune('0'+n)))
-		r.parts[n] = p
-		dir.Participants[n] = p.PID
-	}
-	pid, err := sys.Root.SpawnNamed(NewCoordinatorProps(CoordinatorConfig{
-		Node: 0, Members: 2, Incarnation: reviewIncarnation, Persistence: persistencePID,
-		Directory: dir, Timing: timing, Pending: pending,
-	}), CoordinatorName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir.Coordinators[0] = pid
-	r.pid = pid
-	t.Cleanup(func() { _ = sys.Root.PoisonFuture(pid).Wait() })
+	r := newCoordRigOn(t, sys, timing, pending, persistencePID)
+	r.wal = wal
 	return r
 }
 
@@ -466,11 +448,9 @@ func TestReviewParticipantAbortWhilePreparingNeverVotesYes(t *testing.T) {
 // an abort answer after the commit was applied changes nothing.
 func TestReviewParticipantStaleDecisionReplyIgnored(t *testing.T) {
 	r := newParticipantRig(t, nil, nil)
-	app, from := r.prepare(t, tx(1), messages.Add("a", 5))
-	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
-	actortest.Expect[*messages.Vote](t, r.txn, wait)
+	r.prepared(t, tx(1), messages.Add("a", 5))
 	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)
-	app, from = actortest.Expect[*messages.Append](t, r.wal, wait)
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
 	// While COMMITTED is being written, an abort answer must not undo it.
 	r.sys.Root.Send(r.pid, &messages.DecisionReply{Tx: tx(1), From: 1, Decision: messages.DecisionAbort})
 	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(1)})

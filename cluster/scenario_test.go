@@ -158,6 +158,26 @@ func TestAbortWhenParticipantRefuses(t *testing.T) {
 	mustCommit(t, c, messages.Set("n2/y", 20))
 }
 
+// waitStatus polls node's participant until ok holds, failing with what
+// after five seconds.
+func waitStatus(t *testing.T, l *Local, node int, what string, ok func(*actors.ParticipantStatus) bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := l.Node(node).ParticipantStatus()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok(st) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %d: %s: %+v", node, what, st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func waitLocksFree(t *testing.T, l *Local) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -291,20 +311,7 @@ func TestYoungerWriterWaitsForOlderHolder(t *testing.T) {
 		done <- o
 	}()
 	// The waiter is parked at node 1 and has no answer while the holder is undecided.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		st, err := l.Node(1).ParticipantStatus()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Waiting == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("second writer never waited at node 1: %+v", st)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitStatus(t, l, 1, "second writer never waited at node 1", func(st *actors.ParticipantStatus) bool { return st.Waiting == 1 })
 	select {
 	case o := <-done:
 		t.Fatalf("second writer finished while the older holder was undecided: %v", o)
@@ -337,20 +344,7 @@ func TestConflictingTransactionsNeverBothCommit(t *testing.T) {
 		}
 		first <- o
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		st, err := l.Node(1).ParticipantStatus()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.LocksHeld == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("first transaction never locked n1/k: %+v", st)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitStatus(t, l, 1, "first transaction never locked n1/k", func(st *actors.ParticipantStatus) bool { return st.LocksHeld == 1 })
 	second, err := b.Submit(messages.Set("n1/k", 2), messages.Set("n2/y", 2))
 	if err != nil {
 		t.Fatal(err)

@@ -193,3 +193,17 @@ func Split(ops []Op, members int) (participants []int32, byNode [][]Op, err erro
 	}
 	return participants, byNode, nil
 }
+
+// Apply carries out a committed operation on a node's state. Floors are not
+// checked here: they were checked, with escrow, when the transaction
+// prepared.
+func Apply(kv map[string]int64, o Op) {
+	switch o.Kind {
+	case OpSet:
+		kv[o.Key] = o.Value
+	case OpAdd:
+		kv[o.Key] += o.Value
+	case OpDelete:
+		delete(kv, o.Key)
+	}
+}

@@ -115,27 +115,20 @@ func (d *decoder) u8(what string) byte {
 }
 
 func (d *decoder) uvarint(what string) uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b[d.off:])
-	if n <= 0 {
-		if n == 0 {
-			d.failf("%s: payload ends inside a varint", what)
-		} else {
-			d.failf("%s: varint overflows 64 bits", what)
-		}
-		return 0
-	}
-	d.off += n
-	return v
+	return readVarint(d, what, binary.Uvarint)
 }
 
 func (d *decoder) varint(what string) int64 {
+	return readVarint(d, what, binary.Varint)
+}
+
+// readVarint reads one varint with read (binary.Uvarint or binary.Varint),
+// failing the decoder when the payload ends inside it or it overflows.
+func readVarint[T int64 | uint64](d *decoder, what string, read func([]byte) (T, int)) T {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Varint(d.b[d.off:])
+	v, n := read(d.b[d.off:])
 	if n <= 0 {
 		if n == 0 {
 			d.failf("%s: payload ends inside a varint", what)

@@ -46,14 +46,7 @@ func (s *State) Apply(r messages.Record) {
 			return // a repeated COMMITTED: its ops are in KV already
 		}
 		for _, o := range p.Ops {
-			switch o.Kind {
-			case messages.OpSet:
-				s.KV[o.Key] = o.Value
-			case messages.OpAdd:
-				s.KV[o.Key] += o.Value
-			case messages.OpDelete:
-				delete(s.KV, o.Key)
-			}
+			messages.Apply(s.KV, o)
 		}
 		delete(s.InDoubt, r.Tx)
 	case messages.RecAborted:
