@@ -144,7 +144,13 @@ func (c *coordinator) spawn(ctx actor.Context, tx messages.TxID, participants []
 	}
 	c.children[tx] = pid
 	c.byID[pid.Id] = tx
-	c.info[tx] = &liveTxn{participants: participants}
+	// A successor (re-driving a crashed actor's commit) inherits the client
+	// still waiting for the outcome.
+	lt := &liveTxn{participants: participants}
+	if old := c.info[tx]; old != nil {
+		lt.client = old.client
+	}
+	c.info[tx] = lt
 }
 
 func (c *coordinator) answerClient(ctx actor.Context, o *messages.Outcome) {
@@ -281,13 +287,12 @@ func (c *coordinator) onChildCrashed(ctx actor.Context, m *childCrashed) {
 			return
 		}
 		if r.CommitPending {
-			client := lt.client
+			// The decision is durable: the client may hear it now. A new
+			// txn actor drives it to the participants, unless a DecisionQuery
+			// has started one meanwhile.
+			c.answerClient(ctx, &messages.Outcome{Tx: m.tx, Committed: true})
 			if pid := c.children[m.tx]; pid == nil || pid.Id == m.pid.Id {
 				c.spawn(ctx, m.tx, r.Participants, nil, true)
-			} // else a successor started by a DecisionQuery drives it already
-			if nl := c.info[m.tx]; nl != nil {
-				nl.client = client
-				nl.crashed = false
 			}
 			return
 		}

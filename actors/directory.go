@@ -26,9 +26,14 @@ type Directory interface {
 // default.
 type Timing struct {
 	// VoteTimeout bounds how long a txn actor waits for votes before it
-	// aborts. Also the longest a client waits for acks before it is told
-	// "committed" anyway.
+	// aborts; also how long a Prepare may wait for locks and a read for
+	// prepared transactions to be decided. All nodes should use the same.
 	VoteTimeout time.Duration
+	// ClockSkew is how far apart nodes' clocks may be. A Prepare older than
+	// VoteTimeout+ClockSkew (by its Begun time) can no longer count, so a
+	// participant ignores it: a late duplicate cannot prepare again a
+	// transaction that finished here.
+	ClockSkew time.Duration
 	// ResendInterval is the first pause before Commit is re-sent to a
 	// participant that has not acked; it doubles up to MaxResendInterval.
 	ResendInterval    time.Duration
@@ -43,6 +48,7 @@ type Timing struct {
 // Defaults used for zero fields of Timing.
 var DefaultTiming = Timing{
 	VoteTimeout:       2 * time.Second,
+	ClockSkew:         time.Second,
 	ResendInterval:    200 * time.Millisecond,
 	MaxResendInterval: 5 * time.Second,
 	InDoubtAfter:      3 * time.Second,
@@ -54,6 +60,9 @@ func (t Timing) WithDefaults() Timing {
 	d := DefaultTiming
 	if t.VoteTimeout > 0 {
 		d.VoteTimeout = t.VoteTimeout
+	}
+	if t.ClockSkew > 0 {
+		d.ClockSkew = t.ClockSkew
 	}
 	if t.ResendInterval > 0 {
 		d.ResendInterval = t.ResendInterval
@@ -76,3 +85,7 @@ func orNull(l hclog.Logger) hclog.Logger {
 	}
 	return l
 }
+
+// staleAfter is how long after its Begun time a Prepare can still matter:
+// past it, the coordinator has stopped counting votes.
+func (t Timing) staleAfter() time.Duration { return t.VoteTimeout + t.ClockSkew }

@@ -18,8 +18,9 @@ import (
 //     the key (its own and the others') is still met in the worst case —
 //     every pending decrement commits and no pending increment does.
 //
-// Conflicts are refused at once (no-wait): the participant votes no, so no
-// transaction ever waits for a lock and there is no deadlock.
+// The table itself never blocks: a conflict is reported to the participant,
+// which either votes no at once or parks the Prepare, holding nothing, until
+// older holders are decided (see participant.mayWait).
 type lockTable struct {
 	keys map[string]*keyLock
 }

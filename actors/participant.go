@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -43,14 +44,17 @@ type participant struct {
 	locks *lockTable
 	txs   map[messages.TxID]*ptx
 
-	// recentAborts remembers transactions aborted here, so a Prepare that
-	// arrives after its Abort (reordered or duplicated) is refused instead of
-	// locking keys for a transaction that is already over.
-	recentAborts *txRing
-	// recentCommits remembers transactions committed here, so a late
-	// duplicate Prepare does not prepare (and a re-sent Commit apply) one
-	// twice, and peers in doubt can be told.
-	recentCommits *txRing
+	// recentAborts remembers transactions aborted here (or voted no on), so
+	// a Prepare that arrives after its Abort (reordered or duplicated) is
+	// refused instead of locking keys for a transaction that is over.
+	// recentCommits remembers those committed here, so a late duplicate
+	// Prepare does not prepare (and a re-sent Commit apply) one twice. Both
+	// keep an id as long as a Prepare of it could still count (staleAfter);
+	// older Prepares are ignored, and so are Prepares begun before this
+	// participant started, whose outcomes it cannot remember.
+	recentAborts  *outcomes
+	recentCommits *outcomes
+	startedAt     time.Time
 
 	// appendSeq outlives a restart of this actor, so an Appended addressed
 	// to a failed instance never matches an append of its successor.
@@ -124,7 +128,9 @@ type pendingAppend struct {
 func NewParticipantProps(cfg ParticipantConfig) *actor.Props {
 	seq, starts := new(uint64), new(int)
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &participant{cfg: cfg, appendSeq: seq, starts: starts}
+		// Set here, when the actor is made, not when Started is handled: a
+		// Prepare begun after spawning returned is never taken for stale.
+		return &participant{cfg: cfg, appendSeq: seq, starts: starts, startedAt: time.Now()}
 	})
 }
 
@@ -155,6 +161,9 @@ func (p *participant) Receive(ctx actor.Context) {
 		ctx.Respond(p.status())
 	case *timerFired:
 		if p.queryTimer.current(m) {
+			horizon := time.Now().Add(-p.timing.staleAfter())
+			p.recentAborts.forgetBefore(horizon)
+			p.recentCommits.forgetBefore(horizon)
 			p.expireReads(ctx)
 			p.expirePrepares(ctx)
 			p.askAboutInDoubt(ctx)
@@ -189,8 +198,8 @@ func (p *participant) start(ctx actor.Context) {
 	}
 	p.locks = newLockTable()
 	p.txs = make(map[messages.TxID]*ptx)
-	p.recentAborts = newTxRing(recentOutcomes)
-	p.recentCommits = newTxRing(recentOutcomes)
+	p.recentAborts = newOutcomes()
+	p.recentCommits = newOutcomes()
 	p.appends = make(map[uint64]pendingAppend)
 	p.queryTimer = newTimer("in-doubt")
 	p.waitingPrepares = make(map[messages.TxID]*waitingPrepare)
@@ -215,10 +224,6 @@ func (p *participant) start(ctx actor.Context) {
 	}
 }
 
-// recentOutcomes is how many committed and aborted transaction ids a
-// participant remembers (each), for duplicates and peers' questions.
-const recentOutcomes = 16384
-
 // queryTick is how often the participant looks for transactions it has been
 // in doubt about for too long.
 func (p *participant) queryTick() time.Duration {
@@ -236,7 +241,7 @@ func (p *participant) vote(ctx actor.Context, to *actor.PID, tx messages.TxID, k
 	if kind == messages.VoteNo {
 		// Having voted no, this node knows the outcome: abort. A duplicate
 		// of the Prepare must get no again, and peers may be told.
-		p.recentAborts.add(tx)
+		p.recentAborts.add(tx, time.Now())
 	}
 	if p.log.IsInfo() {
 		if kind == messages.VoteNo {
@@ -261,7 +266,26 @@ func (p *participant) onPrepare(ctx actor.Context, m *messages.Prepare) {
 		w.voteTo = ctx.Sender() // a duplicate of one still waiting
 		return
 	}
+	if p.stale(m) {
+		// Its vote could no longer count, and this node may have finished
+		// the transaction already: preparing it again could apply it twice.
+		// Rare unless clocks disagree by more than ClockSkew: say so.
+		p.log.Warn("Prepare begun before this participant started, or too long ago to count; ignored (check the clocks if this repeats)",
+			"tx", m.Tx, "begun", time.Unix(0, m.Begun).Format(time.RFC3339Nano))
+		return
+	}
 	p.tryPrepare(ctx, m, ctx.Sender())
+}
+
+// stale: the Prepare was begun before this participant started (it cannot
+// know the outcome) or longer ago than a vote can count. A zero Begun means
+// no age is known.
+func (p *participant) stale(m *messages.Prepare) bool {
+	if m.Begun == 0 {
+		return false
+	}
+	begun := time.Unix(0, m.Begun)
+	return begun.Before(p.startedAt) || time.Since(begun) > p.timing.staleAfter()
 }
 
 // tryPrepare locks and checks a transaction's ops and starts logging
@@ -353,6 +377,7 @@ func older(aBegun int64, a messages.TxID, bBegun int64, b messages.TxID) bool {
 // Prepares it held back get another chance.
 func (p *participant) released(ctx actor.Context, tx messages.TxID) {
 	p.unblockReads(ctx, tx)
+	var ready []*waitingPrepare
 	for id, w := range p.waitingPrepares {
 		if !w.blockers[tx] {
 			continue
@@ -360,8 +385,16 @@ func (p *participant) released(ctx actor.Context, tx messages.TxID) {
 		delete(w.blockers, tx)
 		if len(w.blockers) == 0 {
 			delete(p.waitingPrepares, id)
-			p.tryPrepare(ctx, w.m, w.voteTo)
+			ready = append(ready, w)
 		}
+	}
+	// Oldest first: it must not lose the key to a younger waiter and then
+	// be refused for a conflict it waited to avoid.
+	sort.Slice(ready, func(i, j int) bool {
+		return older(ready[i].m.Begun, ready[i].m.Tx, ready[j].m.Begun, ready[j].m.Tx)
+	})
+	for _, w := range ready {
+		p.tryPrepare(ctx, w.m, w.voteTo)
 	}
 }
 
@@ -470,7 +503,7 @@ func (p *participant) onAppended(ctx actor.Context, m *messages.Appended) {
 		}
 		p.locks.release(pa.tx, t.ops)
 		delete(p.txs, pa.tx)
-		p.recentCommits.add(pa.tx)
+		p.recentCommits.add(pa.tx, time.Now())
 		p.released(ctx, pa.tx)
 		if p.log.IsInfo() {
 			p.log.Info("committed", "tx", pa.tx)
@@ -532,7 +565,7 @@ func (p *participant) onDecision(ctx actor.Context, tx messages.TxID, d messages
 		if t == nil {
 			// Possibly still waiting for locks: it holds nothing, drop it.
 			delete(p.waitingPrepares, tx)
-			p.recentAborts.add(tx)
+			p.recentAborts.add(tx, time.Now())
 			return
 		}
 		switch t.state {
@@ -549,7 +582,7 @@ func (p *participant) onDecision(ctx actor.Context, tx messages.TxID, d messages
 func (p *participant) abort(ctx actor.Context, tx messages.TxID, t *ptx, reason string) {
 	p.locks.release(tx, t.ops)
 	delete(p.txs, tx)
-	p.recentAborts.add(tx)
+	p.recentAborts.add(tx, time.Now())
 	// Lazy: losing ABORTED in a crash leaves the transaction in doubt after
 	// restart, and the coordinator then answers abort (presumed abort).
 	p.appendRecord(ctx, messages.Record{Kind: messages.RecAborted, Tx: tx}, false)
@@ -746,33 +779,4 @@ func (p *participant) status() *ParticipantStatus {
 		}
 	}
 	return s
-}
-
-// txRing is a fixed-size set of recent transaction ids: old entries fall
-// out, so memory stays bounded however long the node runs.
-type txRing struct {
-	ring []messages.TxID
-	next int
-	set  map[messages.TxID]struct{}
-}
-
-func newTxRing(n int) *txRing {
-	return &txRing{ring: make([]messages.TxID, n), set: make(map[messages.TxID]struct{}, n)}
-}
-
-func (r *txRing) add(tx messages.TxID) {
-	if _, ok := r.set[tx]; ok {
-		return
-	}
-	if old := r.ring[r.next]; !old.IsZero() {
-		delete(r.set, old)
-	}
-	r.ring[r.next] = tx
-	r.set[tx] = struct{}{}
-	r.next = (r.next + 1) % len(r.ring)
-}
-
-func (r *txRing) has(tx messages.TxID) bool {
-	_, ok := r.set[tx]
-	return ok
 }

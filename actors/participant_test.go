@@ -13,6 +13,11 @@ import (
 
 const wait = 2 * time.Second
 
+// testEpoch is the begin time tests count from: in the future, so that no
+// Prepare of a test is stale (begun before its participant started, or
+// longer ago than a vote can count); only the order of begin times matters.
+var testEpoch = time.Now().Add(time.Hour).UnixNano()
+
 // participantRig is a participant whose collaborators are probes: wal is the
 // persistence actor, txn the transaction that prepares it, coord the
 // coordinator, peer another participant.
@@ -109,11 +114,11 @@ var errDisk error = diskError{}
 func TestParticipantOlderRequesterVotesNoAtOnce(t *testing.T) {
 	r := newParticipantRig(t, nil, nil)
 	// tx(2) holds a (its PREPARED is being logged), begun at time 200.
-	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Set("a", 1)}, Begun: 200}, r.txn.PID)
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Set("a", 1)}, Begun: testEpoch + 200}, r.txn.PID)
 	actortest.Expect[*messages.Append](t, r.wal, wait)
 
 	// tx(1), begun earlier, must not wait for a younger holder: no at once.
-	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.Add("a", 1)}, Begun: 100}, r.txn.PID)
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.Add("a", 1)}, Begun: testEpoch + 100}, r.txn.PID)
 	v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait)
 	if v.Tx != tx(1) || v.Kind != messages.VoteNo || !strings.Contains(v.Reason, "locked by transaction 0.1.2") {
 		t.Fatalf("want immediate no for the older requester, got %+v", v)
@@ -128,7 +133,7 @@ func TestParticipantYoungerRequesterWaitsForOlderHolder(t *testing.T) {
 	actortest.Expect[*messages.Vote](t, r.txn, wait)
 
 	// tx(2) is younger: it waits, holding nothing, and says nothing yet.
-	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Set("a", 2)}, Begun: 50}, r.txn.PID)
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Set("a", 2)}, Begun: testEpoch + 50}, r.txn.PID)
 	actortest.ExpectNone(t, r.txn, 100*time.Millisecond)
 	if st := r.status(t); st.Waiting != 1 || st.LocksHeld != 1 {
 		t.Fatalf("want one waiting prepare and one held key, got %+v", st)
@@ -149,7 +154,7 @@ func TestParticipantYoungerRequesterWaitsForOlderHolder(t *testing.T) {
 func TestParticipantWaitingPrepareDroppedOnAbort(t *testing.T) {
 	r := newParticipantRig(t, nil, nil)
 	r.prepared(t, tx(1), messages.Set("a", 1))
-	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Set("a", 2)}, Begun: 50}, r.txn.PID)
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Set("a", 2)}, Begun: testEpoch + 50}, r.txn.PID)
 	// Its coordinator gives up on tx(2) while it waits.
 	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(2)})
 	if st := r.status(t); st.Waiting != 0 {

@@ -532,13 +532,13 @@ func TestReviewLatePrepareAfterCommitIsNotPreparedAgain(t *testing.T) {
 func TestReviewLatePrepareAfterNoVoteIsRefused(t *testing.T) {
 	r := newParticipantRig(t, nil, nil)
 	// The holder is younger than tx 2, so tx 2 is refused at once (no wait).
-	holder := &messages.Prepare{Tx: tx(5), Ops: []messages.Op{messages.Set("a", 1)}, Participants: []int32{0}, Begun: 200}
+	holder := &messages.Prepare{Tx: tx(5), Ops: []messages.Op{messages.Set("a", 1)}, Participants: []int32{0}, Begun: testEpoch + 200}
 	r.sys.Root.RequestWithCustomSender(r.pid, holder, r.txn.PID)
 	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
 	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
 	actortest.Expect[*messages.Vote](t, r.txn, wait)
 
-	prep2 := &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Set("a", 2)}, Participants: []int32{0}, Begun: 100}
+	prep2 := &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Set("a", 2)}, Participants: []int32{0}, Begun: testEpoch + 100}
 	r.sys.Root.RequestWithCustomSender(r.pid, prep2, r.txn.PID)
 	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteNo || v.Tx != tx(2) {
 		t.Fatalf("conflict: %+v", v)

@@ -43,8 +43,7 @@ type txn struct {
 	resend   time.Duration  // current pause between Commit re-sends
 	askers   []int32        // DecisionQuery senders waiting for the decision to be durable
 	answered bool           // the client has its Outcome
-	start    time.Time      // for the ack-wait bound
-	ackWait  *timer         // tells the client "committed" if acks are slow
+	start    time.Time      // when collecting began; sent as Prepare.Begun
 }
 
 // txnOutcome is the txn actor's word to its coordinator: answer the client.
