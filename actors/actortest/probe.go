@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/goleak"
 )
 
 // NewSystem returns an actor system that logs nothing, shut down when the
@@ -112,3 +113,10 @@ type Directory struct {
 
 func (d *Directory) Coordinator(n int32) *actor.PID { return d.Coordinators[n] }
 func (d *Directory) Participant(n int32) *actor.PID { return d.Participants[n] }
+
+// VerifyNoLeaks runs a package's tests and fails them if any goroutine is
+// left running afterwards. protoactor's dead-letter throttle is let go: it
+// ends by itself a second after a system's last dead letter.
+func VerifyNoLeaks(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"))
+}
