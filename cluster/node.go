@@ -7,6 +7,7 @@ import (
 	"net/rpc"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -94,6 +95,9 @@ func (n *Node) start() error {
 
 	dir := filepath.Join(n.cfg.DataDir, fmt.Sprintf("node-%d", n.cfg.ID))
 	if err := n.lockDir(dir); err != nil {
+		return err
+	}
+	if err := n.checkMembership(dir); err != nil {
 		return err
 	}
 	wal, err := persistence.Open(persistence.Options{Dir: dir, SnapshotEvery: n.cfg.SnapshotEvery, Logger: n.log.Named("wal")})
@@ -191,6 +195,47 @@ func (n *Node) reloadParticipant() (map[string]int64, []messages.Record, error) 
 		inDoubt = append(inDoubt, rec)
 	}
 	return r.State.KV, inDoubt, nil
+}
+
+// membershipFile records which cluster a node's data belongs to. Keys are
+// placed by a hash over the members, so the same data under another
+// cluster size would be looked for on the wrong nodes.
+const membershipFile = "CLUSTER"
+
+// checkMembership refuses a directory written by a cluster of another size
+// (or by another node), and records the membership on first start.
+func (n *Node) checkMembership(dir string) error {
+	want := fmt.Sprintf("node %d of %d\n", n.cfg.ID, len(n.cfg.Members))
+	path := filepath.Join(dir, membershipFile)
+	got, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if string(got) != want {
+			return fmt.Errorf("node %d: %s holds the data of %q, but this is %q: changing the cluster's size is not supported (use another --data-dir, or make clean to start afresh)",
+				n.cfg.ID, dir, strings.TrimSpace(string(got)), strings.TrimSpace(want))
+		}
+		return nil
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
+	}
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err == nil {
+		_, err = f.WriteString(want)
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		return fmt.Errorf("node %d: recording membership in %s: %w", n.cfg.ID, path, err)
+	}
+	return nil
 }
 
 // lockDir makes sure only one process uses a node's directory.

@@ -529,3 +529,41 @@ func TestSecondStartOnSamePortFails(t *testing.T) {
 	// The running node is unharmed.
 	mustCommit(t, dial(t, l, 0), messages.Add("value", 1))
 }
+
+// A node's data belongs to the cluster that wrote it: keys are placed by a
+// hash over the members, so a restart with another cluster size is refused
+// with the reason, and nothing is touched.
+func TestRestartWithAnotherClusterSizeIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	l, err := StartLocal(LocalConfig{Nodes: 4, DataDir: dir, Logger: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Dial(l.Members()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, c, messages.Set("alice", 7))
+	c.Close()
+	l.Stop()
+
+	_, err = StartLocal(LocalConfig{Nodes: 2, DataDir: dir, Logger: hclog.NewNullLogger()})
+	if err == nil || !strings.Contains(err.Error(), `holds the data of "node 0 of 4", but this is "node 0 of 2"`) {
+		t.Fatalf("want a refusal naming both sizes, got %v", err)
+	}
+	l, err = StartLocal(LocalConfig{Nodes: 4, DataDir: dir, Logger: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Stop()
+	c = dial(t, l, 3)
+	if got := values(t, c, "alice"); len(got) != 1 {
+		t.Fatalf("alice read from %v", got)
+	} else {
+		for _, v := range got {
+			if v != 7 {
+				t.Fatalf("alice = %d after the refused start, want 7", v)
+			}
+		}
+	}
+}
