@@ -28,6 +28,10 @@ type participantRig struct {
 }
 
 func newParticipantRig(t *testing.T, kv map[string]int64, inDoubt []messages.Record) *participantRig {
+	return buildParticipantRig(t, Timing{InDoubtAfter: time.Hour}, kv, inDoubt)
+}
+
+func buildParticipantRig(t *testing.T, timing Timing, kv map[string]int64, inDoubt []messages.Record) *participantRig {
 	sys := actortest.NewSystem(t)
 	r := &participantRig{
 		sys:   sys,
@@ -42,7 +46,7 @@ func newParticipantRig(t *testing.T, kv map[string]int64, inDoubt []messages.Rec
 	}
 	pid, err := sys.Root.SpawnNamed(NewParticipantProps(ParticipantConfig{
 		Node: 0, Members: 1, Persistence: r.wal.PID, Directory: dir,
-		Timing: Timing{InDoubtAfter: time.Hour}, KV: kv, InDoubt: inDoubt,
+		Timing: timing, KV: kv, InDoubt: inDoubt,
 	}), "participant")
 	if err != nil {
 		t.Fatal(err)

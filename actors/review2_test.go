@@ -19,27 +19,7 @@ import (
 
 // newTimedParticipantRig is newParticipantRig with chosen clocks.
 func newTimedParticipantRig(t *testing.T, timing Timing, kv map[string]int64) *participantRig {
-	sys := actortest.NewSystem(t)
-	r := &participantRig{
-		sys:   sys,
-		wal:   actortest.NewProbe(t, sys, "wal"),
-		txn:   actortest.NewProbe(t, sys, "txn"),
-		coord: actortest.NewProbe(t, sys, "coord"),
-		peer:  actortest.NewProbe(t, sys, "peer"),
-	}
-	dir := &actortest.Directory{
-		Coordinators: map[int32]*actor.PID{0: r.coord.PID},
-		Participants: map[int32]*actor.PID{1: r.peer.PID},
-	}
-	pid, err := sys.Root.SpawnNamed(NewParticipantProps(ParticipantConfig{
-		Node: 0, Members: 1, Persistence: r.wal.PID, Directory: dir, Timing: timing, KV: kv,
-	}), "participant")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.pid = pid
-	t.Cleanup(func() { _ = sys.Root.StopFuture(pid).Wait() })
-	return r
+	return buildParticipantRig(t, timing, kv, nil)
 }
 
 // prepareAt sends a Prepare begun at testEpoch+begun; it returns nothing: the
@@ -287,7 +267,6 @@ func TestReview2ExpiredWaitVotesNoOnce(t *testing.T) {
 // the older one is then refused because a younger transaction holds the key:
 // an abort nobody needed (unfair, and it repeats under load).
 func TestReview2OldestWaiterServedFirst(t *testing.T) {
-
 	for round := uint64(0); round < 40; round++ {
 		r := newParticipantRig(t, nil, nil)
 		r.prepareYes(t, tx(1), 10, messages.Set("a", 1))
@@ -518,23 +497,12 @@ func TestReview2RestartKeepsReadsHeldByInDoubt(t *testing.T) {
 // A txn actor crashes after asking for its COMMIT record. Before the
 // coordinator's own lookup (onChildCrashed) returns, a participant's
 // DecisionQuery finds no running actor, reads the same durable COMMIT and
-// spawns a successor; the successor tells the coordinator "committed" at
-// once — while the client is still parked on the crashed transaction's
-// record, so that answer goes nowhere. The crash lookup then hands the
-// client to the successor, which has already answered: the client never
-// hears, and info[tx] stays (ended, client set) forever.
+// spawns a successor. Once found: the client was parked on the crashed
+// actor's record and never heard. Fixed: the successor inherits the waiting
+// client, and the crash lookup answers it from the log.
 func TestReview2CrashedTxnClientAnsweredWhenQueryRedriveWinsTheRace(t *testing.T) {
-
 	r := newCoordRig(t, Timing{VoteTimeout: time.Hour, ResendInterval: time.Hour}, nil, nil)
-	txnPID := r.begin(t)
-	id := r.parts[0].Seen()[0].Msg.(*messages.Prepare).Tx
-	for _, n := range []int32{0, 1} {
-		r.sys.Root.Send(txnPID, &messages.Vote{Tx: id, From: n, Kind: messages.VoteYes})
-	}
-	app, _ := actortest.Expect[*messages.Append](t, r.wal, wait) // COMMIT, never answered
-	if app.Records[0].Kind != messages.RecCommitDecision {
-		t.Fatalf("append %+v", app)
-	}
+	txnPID, id, _, _ := r.decidingCommit(t)            // COMMIT asked for, never answered
 	r.sys.Root.Send(txnPID, (*messages.Appended)(nil)) // crash in the logging state
 
 	crashLookup := expectLookup(t, r, id)
@@ -586,12 +554,7 @@ func expectLookup(t *testing.T, r *coordRig, id messages.TxID) *actor.PID {
 // the transaction.
 func TestReview2CrashAfterAnswerNotAnsweredTwice(t *testing.T) {
 	r := newCoordRig(t, Timing{VoteTimeout: time.Hour, ResendInterval: time.Hour}, nil, nil)
-	txnPID := r.begin(t)
-	id := r.parts[0].Seen()[0].Msg.(*messages.Prepare).Tx
-	for _, n := range []int32{0, 1} {
-		r.sys.Root.Send(txnPID, &messages.Vote{Tx: id, From: n, Kind: messages.VoteYes})
-	}
-	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	txnPID, id, app, from := r.decidingCommit(t)
 	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
 	for _, n := range []int32{0, 1} {
 		actortest.Expect[*messages.Commit](t, r.parts[n], wait)

@@ -59,6 +59,23 @@ func (r *coordRig) begin(t *testing.T) *actor.PID {
 	return txnPID
 }
 
+// decidingCommit begins a transaction and has both participants vote yes;
+// it returns the txn actor, the transaction and the COMMIT Append the txn
+// actor asked for (not yet answered) with who to answer.
+func (r *coordRig) decidingCommit(t *testing.T) (*actor.PID, messages.TxID, *messages.Append, *actor.PID) {
+	t.Helper()
+	txnPID := r.begin(t)
+	id := r.parts[0].Seen()[0].Msg.(*messages.Prepare).Tx
+	for _, n := range []int32{0, 1} {
+		r.sys.Root.Send(txnPID, &messages.Vote{Tx: id, From: n, Kind: messages.VoteYes})
+	}
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if app.Records[0].Kind != messages.RecCommitDecision {
+		t.Fatalf("want the COMMIT append, got %+v", app)
+	}
+	return txnPID, id, app, from
+}
+
 // answerLookup waits for the DecisionLookup the coordinator asks the
 // persistence probe and answers it.
 func (r *coordRig) answerLookup(t *testing.T, want messages.TxID, pending bool, parts []int32) {
@@ -180,15 +197,7 @@ func TestReviewTxnCrashBeforeDecisionAbortsAndAnswersClient(t *testing.T) {
 // participant acked.
 func TestReviewTxnCrashAfterCommitDecisionRedrivesAndAnswersClient(t *testing.T) {
 	r := newCoordRig(t, Timing{VoteTimeout: time.Hour, ResendInterval: time.Hour}, nil, nil)
-	txnPID := r.begin(t)
-	id := r.parts[0].Seen()[0].Msg.(*messages.Prepare).Tx
-	for _, n := range []int32{0, 1} {
-		r.sys.Root.Send(txnPID, &messages.Vote{Tx: id, From: n, Kind: messages.VoteYes})
-	}
-	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
-	if app.Records[0].Kind != messages.RecCommitDecision {
-		t.Fatalf("append %+v", app)
-	}
+	txnPID, id, app, from := r.decidingCommit(t)
 	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
 	for _, n := range []int32{0, 1} {
 		actortest.Expect[*messages.Commit](t, r.parts[n], wait)
