@@ -621,70 +621,27 @@ func TestReviewInDoubtParticipantAsksPeers(t *testing.T) {
 // after a panic) must not forget what it committed or promised: it rebuilds
 // itself from its log, not from the state it had at node start.
 func TestReviewParticipantRestartKeepsState(t *testing.T) {
-	sys := actortest.NewSystem(t)
-	l, err := persistence.Open(persistence.Options{Dir: t.TempDir(), SnapshotEvery: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wal, err := sys.Root.SpawnNamed(persistence.Props(l), "wal")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sys.Root.PoisonFuture(wal).Wait() })
-	txn := actortest.NewProbe(t, sys, "txn")
-	coord := actortest.NewProbe(t, sys, "coord")
-	reload := func() (map[string]int64, []messages.Record, error) {
-		res, err := sys.Root.RequestFuture(wal, &persistence.CurrentState{}, wait).Result()
-		if err != nil {
-			return nil, nil, err
-		}
-		st := res.(*persistence.StateReply).State
-		var inDoubt []messages.Record
-		for _, r := range st.InDoubt {
-			inDoubt = append(inDoubt, r)
-		}
-		return st.KV, inDoubt, nil
-	}
-	pid, err := sys.Root.SpawnNamed(NewParticipantProps(ParticipantConfig{
-		Node: 0, Members: 1, Persistence: wal, Timing: Timing{InDoubtAfter: time.Hour},
-		Directory: &actortest.Directory{Coordinators: map[int32]*actor.PID{0: coord.PID}},
-		Reload:    reload,
-	}), "participant")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sys.Root.StopFuture(pid).Wait() })
-	read := func(key string) int64 {
-		res, err := sys.Root.RequestFuture(pid, &messages.Read{Keys: []string{key}}, wait).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res.(*messages.ReadReply).Values[0].Value
-	}
-
-	sys.Root.RequestWithCustomSender(pid, &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.Add("a", 5)}}, txn.PID)
-	actortest.Expect[*messages.Vote](t, txn, wait)
-	sys.Root.RequestWithCustomSender(pid, &messages.Commit{Tx: tx(1)}, txn.PID)
-	actortest.Expect[*messages.Ack](t, txn, wait)
+	r := newRestartRig(t)
+	r.committed(t, &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.Add("a", 5)}})
 	// Prepared and voted yes for tx 2.
-	sys.Root.RequestWithCustomSender(pid, &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Add("b", 7)}}, txn.PID)
-	if v, _ := actortest.Expect[*messages.Vote](t, txn, wait); v.Kind != messages.VoteYes {
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Add("b", 7)}}, r.txn.PID)
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteYes {
 		t.Fatalf("vote %+v", v)
 	}
 
-	sys.Root.Send(pid, (*messages.Read)(nil)) // any panic in Receive
+	r.crash()
 
-	if got := read("a"); got != 5 {
+	if got := r.read(t, "a"); got != 5 {
 		t.Errorf("a = %d after a participant restart, want 5 (committed)", got)
 	}
 	// tx 2 is still promised: its key is locked and its Commit is applied.
-	sys.Root.RequestWithCustomSender(pid, &messages.Prepare{Tx: tx(3), Ops: []messages.Op{messages.Set("b", 1)}, Begun: math.MaxInt64}, txn.PID)
-	if v, _ := actortest.Expect[*messages.Vote](t, txn, wait); v.Tx != tx(3) || v.Kind != messages.VoteNo {
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(3), Ops: []messages.Op{messages.Set("b", 1)}, Begun: math.MaxInt64}, r.txn.PID)
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Tx != tx(3) || v.Kind != messages.VoteNo {
 		t.Fatalf("key of a promised transaction not locked after restart: %+v", v)
 	}
-	sys.Root.RequestWithCustomSender(pid, &messages.Commit{Tx: tx(2)}, txn.PID)
-	actortest.Expect[*messages.Ack](t, txn, wait)
-	if got := read("b"); got != 7 {
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(2)}, r.txn.PID)
+	actortest.Expect[*messages.Ack](t, r.txn, wait)
+	if got := r.read(t, "b"); got != 7 {
 		t.Fatalf("b = %d: a promised commit was acked but not applied", got)
 	}
 }
