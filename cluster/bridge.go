@@ -99,6 +99,24 @@ type Bridge struct {
 	droppedMsgs, droppedBatches atomic.Uint64
 	refusedBatches, skippedMsgs atomic.Uint64
 	connects                    atomic.Uint64
+
+	cluster uint64 // clusterID(Members)
+	session int64  // this bridge's start: orders its batches against a predecessor's
+
+	// inbound is, per sending node, the newest batch delivered in each of
+	// its recent sessions (a restarted peer starts a new one; clocks may
+	// step back, so sessions are matched, not compared). The mutex also
+	// makes delivering one peer's batches strictly one after another.
+	inboundMu sync.Mutex
+	inbound   map[int32][]linkPosition
+}
+
+// sessionsKept bounds how many sessions of one peer are remembered.
+const sessionsKept = 4
+
+type linkPosition struct {
+	session int64
+	seq     uint64
 }
 
 // NewBridge must be called right after actor.NewActorSystem and before any
@@ -158,6 +176,9 @@ func NewBridge(sys *actor.ActorSystem, cfg BridgeConfig) (*Bridge, error) {
 		unbound: sys.ProcessRegistry.Address,
 		index:   index,
 		clients: make(map[*rpc.Client]struct{}),
+		cluster: clusterID(cfg.Members),
+		session: time.Now().UnixNano(),
+		inbound: make(map[int32][]linkPosition),
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 
@@ -408,6 +429,7 @@ type peerLink struct {
 	inFlight   bool
 	retryDelay time.Duration
 	overflow   uint64 // oldest messages dropped from a full queue since last reported
+	seq        uint64 // batches sent to this peer, for WireBatch.Seq
 }
 
 // At most this many distinct bad addresses and types are warned about; the
@@ -513,7 +535,11 @@ func (a *bridgeActor) flush(p *peerLink) {
 		p.overflow = 0
 	}
 	p.inFlight = true
-	a.b.call(a.epoch, p.id, p.client, &WireBatch{From: a.b.cfg.Self, Msgs: msgs})
+	p.seq++
+	a.b.call(a.epoch, p.id, p.client, &WireBatch{
+		Cluster: a.b.cluster, From: a.b.cfg.Self, FromAddr: a.b.self, To: p.id,
+		Session: a.b.session, Seq: p.seq, Msgs: msgs,
+	})
 }
 
 func (a *bridgeActor) dial(p *peerLink) {
@@ -626,6 +652,32 @@ func (s *bridgeService) Deliver(batch *WireBatch, ack *WireAck) error {
 	return s.b.deliver(batch, ack)
 }
 
+// admit records batch as the newest of its link, or refuses it when a newer
+// batch of the same session was delivered already: its call had timed out
+// and the sender moved on, so delivering it now would reorder the link.
+// Called with inboundMu held.
+func (b *Bridge) admit(from int32, batch *WireBatch) error {
+	known := b.inbound[from]
+	for i := range known {
+		if known[i].session != batch.Session {
+			continue
+		}
+		if batch.Seq <= known[i].seq {
+			b.refusedBatches.Add(1)
+			b.droppedMsgs.Add(uint64(len(batch.Msgs)))
+			b.log.Warn("refused a late batch: newer ones from this peer were delivered already", "from", from, "seq", batch.Seq, "newest", known[i].seq)
+			return fmt.Errorf("node %d refuses batch %d from node %d: batch %d was delivered already", b.cfg.Self, batch.Seq, from, known[i].seq)
+		}
+		known[i].seq = batch.Seq
+		return nil
+	}
+	if len(known) == sessionsKept {
+		known = known[1:]
+	}
+	b.inbound[from] = append(known, linkPosition{session: batch.Session, seq: batch.Seq})
+	return nil
+}
+
 func (b *Bridge) deliver(batch *WireBatch, ack *WireAck) error {
 	from := batch.From
 	if from < 0 || int(from) >= len(b.cfg.Members) || from == b.cfg.Self {
@@ -639,6 +691,17 @@ func (b *Bridge) deliver(batch *WireBatch, ack *WireAck) error {
 	if stopped {
 		b.refusedBatches.Add(1)
 		return fmt.Errorf("node %d refuses batch from node %d: bridge stopped", b.cfg.Self, from)
+	}
+	if batch.Cluster != b.cluster || batch.FromAddr != b.cfg.Members[from] || batch.To != b.cfg.Self {
+		b.refusedBatches.Add(1)
+		b.log.Warn("refused batch from outside this cluster", "from", from, "from_addr", batch.FromAddr, "to", batch.To, "msgs", len(batch.Msgs))
+		return fmt.Errorf("node %d refuses batch from node %d at %s addressed to node %d: not a member of this cluster %v (or sent to the wrong node)",
+			b.cfg.Self, from, batch.FromAddr, batch.To, b.cfg.Members)
+	}
+	b.inboundMu.Lock()
+	defer b.inboundMu.Unlock()
+	if err := b.admit(from, batch); err != nil {
+		return err
 	}
 	accepted, skipped := 0, 0
 	for i := range batch.Msgs {

@@ -542,7 +542,7 @@ func TestBridgeRefusesBatches(t *testing.T) {
 	}
 
 	var ack WireAck
-	batch := &WireBatch{From: 0, Msgs: []WireMsg{
+	batch := &WireBatch{Cluster: b.bridge.cluster, From: 0, FromAddr: nodes[0].addr, To: 1, Session: 1, Seq: 1, Msgs: []WireMsg{
 		{To: "", Body: vote(1)},
 		{To: "recorder", Body: nil},
 		{To: "recorder", Body: vote(2), SenderID: "someone"},

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/gob"
+	"hash/fnv"
 	"reflect"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -24,8 +25,28 @@ type WireMsg struct {
 // WireBatch is what one Bridge.Deliver call carries: everything queued for a
 // peer, in the order it was sent.
 type WireBatch struct {
-	From int32 // sender node id
-	Msgs []WireMsg
+	Cluster  uint64 // hash of the member list: a node of another cluster is refused
+	From     int32  // sender node id
+	FromAddr string // sender's address, which must be Members[From]
+	To       int32  // receiver node id: a batch that reached the wrong node is refused
+	// Session and Seq order the batches of one link. Session is the sending
+	// bridge's start time, Seq counts its batches to this peer. A batch whose
+	// call timed out may still arrive, after later ones; the receiver refuses
+	// anything not newer than what it already delivered, so a late batch is
+	// a loss (which the protocol recovers from), never a reordering.
+	Session int64
+	Seq     uint64
+	Msgs    []WireMsg
+}
+
+// clusterID names a membership: every node of one cluster computes the same.
+func clusterID(members []string) uint64 {
+	h := fnv.New64a()
+	for _, m := range members {
+		h.Write([]byte(m))
+		h.Write([]byte{0})
+	}
+	return h.Sum64()
 }
 
 // WireAck answers a WireBatch.

@@ -168,8 +168,19 @@ func scanSegment(path string, last bool, apply func(messages.Record)) (segmentSc
 			}
 		}
 		if last && tornIf {
-			res.torn = reason
-			return res, nil
+			// A torn write is the last write: nothing intact can follow it.
+			// An intact frame further on means this one was damaged after
+			// it was written — and the frames after it may have been
+			// acknowledged as durable, so trimming would lose them.
+			at, found, err := intactFrameAfter(f, off+1, res.size)
+			if err != nil {
+				return res, fmt.Errorf("persistence: %s: %w", path, err)
+			}
+			if !found {
+				res.torn = reason
+				return res, nil
+			}
+			reason += fmt.Sprintf(", yet an intact record follows at offset %d (not a torn tail)", at)
 		}
 		if !last && tornIf {
 			reason += " (in a segment that later segments follow, so not a torn tail)"
@@ -177,6 +188,36 @@ func scanSegment(path string, last bool, apply func(messages.Record)) (segmentSc
 		return res, &DamageError{File: path, Offset: off, Reason: reason}
 	}
 	return res, nil
+}
+
+// intactFrameAfter looks for a frame that starts somewhere in [from, to),
+// fits before to, passes its CRC and decodes. Only a tail that looks torn
+// is searched, so the cost is paid on abnormal logs alone.
+func intactFrameAfter(f *os.File, from, to int64) (int64, bool, error) {
+	if to-from < frameHeaderSize+1 {
+		return 0, false, nil
+	}
+	buf := make([]byte, to-from)
+	if n, err := f.ReadAt(buf, from); n < len(buf) {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, false, fmt.Errorf("read at offset %d: %w", from, err)
+	}
+	for i := 0; i+frameHeaderSize < len(buf); i++ {
+		n := int(binary.LittleEndian.Uint32(buf[i : i+4]))
+		if n == 0 || n > maxRecordSize || i+frameHeaderSize+n > len(buf) {
+			continue
+		}
+		payload := buf[i+frameHeaderSize : i+frameHeaderSize+n]
+		if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(buf[i+4:i+8]) {
+			continue
+		}
+		if _, err := decodeRecord(payload); err == nil {
+			return from + int64(i), true, nil
+		}
+	}
+	return 0, false, nil
 }
 
 // allZero reports whether bytes [from, to) of f are all zero.

@@ -138,9 +138,22 @@ func Open(opts Options) (*Log, error) {
 	if err := l.checkSequence(snapIdx, live); err != nil {
 		return nil, err
 	}
+	// The segment a crash can tear is the last one written to: empty
+	// segments after it (a crash right after a rotation) do not count.
+	tornable := len(live) - 1
+	for tornable > 0 {
+		st, err := os.Stat(l.path(segName(live[tornable])))
+		if err != nil {
+			return nil, fmt.Errorf("persistence: %w", err)
+		}
+		if st.Size() > 0 {
+			break
+		}
+		tornable--
+	}
 	var last segmentScan
 	for i, idx := range live {
-		res, err := scanSegment(l.path(segName(idx)), i == len(live)-1, l.state.Apply)
+		res, err := scanSegment(l.path(segName(idx)), i == tornable, l.state.Apply)
 		if err != nil {
 			return nil, err
 		}
@@ -148,11 +161,22 @@ func Open(opts Options) (*Log, error) {
 		if i < len(live)-1 {
 			l.closedBytes += res.size
 		}
+		if res.torn != "" {
+			if err := l.trim(idx, res); err != nil {
+				return nil, err
+			}
+			if i < len(live)-1 {
+				l.closedBytes -= res.size - res.end
+			}
+		}
 		last = res
 	}
 
-	if last.torn != "" {
-		if err := l.trim(live[len(live)-1], last); err != nil {
+	if snapIdx > 0 && (len(segs) > len(live) || len(snaps) > 1 || len(temps) > 0) {
+		// The snapshot's name must be durable before anything it replaces
+		// goes: a crash between its rename and the directory fsync may have
+		// left it only in the page cache.
+		if err := syncDir(l.dir); err != nil {
 			return nil, err
 		}
 	}
@@ -425,20 +449,18 @@ func (l *Log) snapshot() error {
 	// Retry only after another interval, so a persistent failure (a full
 	// disk) is not retried, with a new segment each time, on every flush.
 	l.sinceSnap = 0
+	// The old segment must be durable before the next one exists on disk:
+	// otherwise a crash could leave a torn tail in a segment that is no
+	// longer the last, which replay rightly calls damage.
+	if l.segSize > l.syncedSize {
+		if err := l.sync(); err != nil {
+			return err
+		}
+	}
 	next := l.segIndex + 1
 	f, err := l.newSegmentFile(next)
 	if err != nil {
 		return l.snapshotFailed(err)
-	}
-	// The old segment must be durable before records land in the new one:
-	// otherwise a crash could tear a segment that is no longer the last,
-	// which replay rightly calls damage.
-	if l.segSize > l.syncedSize {
-		if err := l.sync(); err != nil {
-			f.Close()
-			os.Remove(l.path(segName(next)))
-			return err
-		}
 	}
 	if err := l.seg.Close(); err != nil {
 		l.logger.Warn("closing log segment", "file", l.path(segName(l.segIndex)), "error", err)
