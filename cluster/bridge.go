@@ -641,4 +641,3 @@ func (a *bridgeActor) warnType(to *actor.PID, msg interface{}) {
 	}
 	a.b.log.Warn("dropping messages of a type not carried on the wire (add it to wireMessages in cluster/wire.go)", "type", t, "to", to)
 }
-
