@@ -3,7 +3,6 @@ package cluster
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/rpc"
 	"runtime"
@@ -566,45 +565,65 @@ func TestBridgeRefusesBatches(t *testing.T) {
 	}
 }
 
-func TestBridgeCallDeadline(t *testing.T) {
-	checkNoLeaks(t)
-	// A peer that accepts and reads but never answers.
-	mute := listenLoopback(t)
-	var conns sync.WaitGroup
+// mutePeer is a peer that accepts connections and reads everything sent
+// to it, but never answers. read counts the bytes it got.
+type mutePeer struct {
+	addr string
+	read atomic.Int64
+}
+
+func startMutePeer(t *testing.T) *mutePeer {
+	t.Helper()
+	ln := listenLoopback(t)
+	p := &mutePeer{addr: ln.Addr().String()}
+	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var open []net.Conn
-	conns.Add(1)
+	wg.Add(1)
 	go func() {
-		defer conns.Done()
+		defer wg.Done()
 		for {
-			c, err := mute.Accept()
+			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
 			mu.Lock()
 			open = append(open, c)
 			mu.Unlock()
-			conns.Add(1)
+			wg.Add(1)
 			go func() {
-				defer conns.Done()
-				_, _ = io.Copy(io.Discard, c)
+				defer wg.Done()
+				buf := make([]byte, 4096)
+				for {
+					n, err := c.Read(buf)
+					p.read.Add(int64(n))
+					if err != nil {
+						return
+					}
+				}
 			}()
 		}
 	}()
-	lnA := listenLoopback(t)
-	members := []string{lnA.Addr().String(), mute.Addr().String()}
-	a := startNode(t, 0, members, lnA, func(c *BridgeConfig) { c.CallTimeout = 100 * time.Millisecond }, nil)
 	t.Cleanup(func() {
-		mute.Close()
+		ln.Close()
 		mu.Lock()
 		for _, c := range open {
 			c.Close()
 		}
 		mu.Unlock()
-		conns.Wait()
+		wg.Wait()
 	})
+	return p
+}
 
-	pinger := spawnPinger(t, a.sys, actor.NewPID(mute.Addr().String(), "x"))
+func TestBridgeCallDeadline(t *testing.T) {
+	checkNoLeaks(t)
+	mute := startMutePeer(t)
+	lnA := listenLoopback(t)
+	members := []string{lnA.Addr().String(), mute.addr}
+	a := startNode(t, 0, members, lnA, func(c *BridgeConfig) { c.CallTimeout = 100 * time.Millisecond }, nil)
+
+	pinger := spawnPinger(t, a.sys, actor.NewPID(mute.addr, "x"))
 	pokeOnce(t, a.sys, pinger, 1)
 	waitFor(t, "the unanswered batch to be dropped and the peer redialled", func() bool {
 		st := a.bridge.Stats()

@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -263,50 +262,12 @@ func TestReview3SmallBatchLimitKeepsOrder(t *testing.T) {
 // ends the call, and no goroutine is left.
 func TestReview3StopWithCallInFlight(t *testing.T) {
 	checkNoLeaks(t)
-	mute := listenLoopback(t)
-	var read atomic.Int64
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := mute.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			open = append(open, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				buf := make([]byte, 4096)
-				for {
-					n, err := c.Read(buf)
-					read.Add(int64(n))
-					if err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		mute.Close()
-		mu.Lock()
-		for _, c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
+	mute := startMutePeer(t)
 	lnA := listenLoopback(t)
-	members := []string{lnA.Addr().String(), mute.Addr().String()}
+	members := []string{lnA.Addr().String(), mute.addr}
 	a := startNode(t, 0, members, lnA, func(c *BridgeConfig) { c.CallTimeout = time.Hour }, nil)
 	a.sys.Root.Send(actor.NewPID(members[1], "x"), vote(1))
-	waitFor(t, "the request to reach the mute peer", func() bool { return read.Load() > 0 })
+	waitFor(t, "the request to reach the mute peer", func() bool { return mute.read.Load() > 0 })
 
 	stopped := make(chan struct{})
 	go func() {

@@ -118,14 +118,7 @@ func TestReviewLazyRecordsSurviveCrashAfterSnapshot(t *testing.T) {
 	}
 	extra := messages.Record{Kind: messages.RecCommitDecision, Tx: tx(9), Participants: []int32{1}}
 	n.mustAppend(false, extra) // lazy, in the new segment: may be lost
-	request[*CrashSimulated](t, n, &SimulateCrash{})
-	n.stop()
-
-	l := openLog(t, dir, -1)
-	defer l.Close()
-	if got, want := l.State(), foldOf(recs); !reflect.DeepEqual(got, want) {
-		t.Fatalf("state after crash:\n got %+v\nwant %+v", got, want)
-	}
+	crashThenReplay(t, n, dir, recs)
 }
 
 // TestReviewEmptyForcedAppendSyncsLazyRecords pins that a forced Append
@@ -137,13 +130,7 @@ func TestReviewEmptyForcedAppendSyncsLazyRecords(t *testing.T) {
 	recs := fiveRecords()
 	n.mustAppend(false, recs...)
 	n.mustAppend(true)
-	request[*CrashSimulated](t, n, &SimulateCrash{})
-	n.stop()
-	l := openLog(t, dir, -1)
-	defer l.Close()
-	if got, want := l.State(), foldOf(recs); !reflect.DeepEqual(got, want) {
-		t.Fatalf("state after crash:\n got %+v\nwant %+v", got, want)
-	}
+	crashThenReplay(t, n, dir, recs)
 }
 
 // TestReviewHugeLengthIsDamageWithoutAllocation pins that a garbage length
@@ -252,5 +239,18 @@ func TestReviewStatsWhileAppendingAndSnapshotting(t *testing.T) {
 	n.stop()
 	if st.Records != 120 || st.Snapshots == 0 || st.LastSnapshot == "" {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// crashThenReplay cuts the power under n's log (unsynced bytes are lost),
+// then replays dir and checks it adds up to want.
+func crashThenReplay(t *testing.T, n *node, dir string, want []messages.Record) {
+	t.Helper()
+	request[*CrashSimulated](t, n, &SimulateCrash{})
+	n.stop()
+	l := openLog(t, dir, -1)
+	defer l.Close()
+	if got, want := l.State(), foldOf(want); !reflect.DeepEqual(got, want) {
+		t.Fatalf("state after crash:\n got %+v\nwant %+v", got, want)
 	}
 }
