@@ -39,19 +39,26 @@ type coordinator struct {
 	log    hclog.Logger
 	self   *actor.PID
 
-	seq      *uint64 // survives a restart of this actor: ids must never repeat
-	children map[messages.TxID]*actor.PID
-	byID     map[string]messages.TxID // child actor id → transaction
-	info     map[messages.TxID]*liveTxn
-	spawns   uint64 // makes a re-spawned txn actor's name unique
+	seq    *uint64                    // survives a restart of this actor: ids must never repeat
+	txns   map[messages.TxID]*liveTxn // transactions with a txn actor or a client still to answer
+	byID   map[string]messages.TxID   // txn actor id → transaction, for Terminated and failures
+	spawns uint64                     // makes a re-spawned txn actor's name unique
 }
 
-// liveTxn is what the coordinator keeps about a running transaction.
+// liveTxn is what the coordinator keeps about a transaction.
 type liveTxn struct {
-	client       *actor.PID // who gets the Outcome; nil for a re-driven one
+	pid          *actor.PID // its txn actor; nil once that has stopped
+	client       *actor.PID // who gets the Outcome; nil once answered, or for a re-driven one
 	participants []int32
-	crashed      bool
-	ended        bool // its actor has stopped
+	crashed      bool // its txn actor failed; what to do is being settled
+}
+
+// running returns the transaction's txn actor, if it has one.
+func (c *coordinator) running(tx messages.TxID) *actor.PID {
+	if lt := c.txns[tx]; lt != nil {
+		return lt.pid
+	}
+	return nil
 }
 
 // childCrashed is posted by HandleFailure so that the recovery work runs as
@@ -89,7 +96,13 @@ func (c *coordinator) Receive(ctx actor.Context) {
 	case *childCrashed:
 		c.onChildCrashed(ctx, m)
 	case *CoordinatorStatusRequest:
-		ctx.Respond(&CoordinatorStatus{Node: c.cfg.Node, InFlight: len(c.children), Incarnation: c.cfg.Incarnation})
+		inFlight := 0
+		for _, lt := range c.txns {
+			if lt.pid != nil {
+				inFlight++
+			}
+		}
+		ctx.Respond(&CoordinatorStatus{Node: c.cfg.Node, InFlight: inFlight, Incarnation: c.cfg.Incarnation})
 	}
 }
 
@@ -97,9 +110,8 @@ func (c *coordinator) start(ctx actor.Context) {
 	c.timing = c.cfg.Timing.WithDefaults()
 	c.log = orNull(c.cfg.Logger)
 	c.self = ctx.Self()
-	c.children = make(map[messages.TxID]*actor.PID)
+	c.txns = make(map[messages.TxID]*liveTxn)
 	c.byID = make(map[string]messages.TxID)
-	c.info = make(map[messages.TxID]*liveTxn)
 	for _, p := range c.cfg.Pending {
 		c.spawn(ctx, p.Tx, p.Participants, nil, true)
 	}
@@ -119,11 +131,12 @@ func (c *coordinator) begin(ctx actor.Context, m *messages.Begin) {
 	if c.log.IsInfo() {
 		c.log.Info("begin", "tx", tx, "participants", participants)
 	}
-	c.spawn(ctx, tx, participants, byNode, false)
-	c.info[tx].client = ctx.Sender()
+	if lt := c.spawn(ctx, tx, participants, byNode, false); lt != nil {
+		lt.client = ctx.Sender()
+	}
 }
 
-func (c *coordinator) spawn(ctx actor.Context, tx messages.TxID, participants []int32, ops [][]messages.Op, redrive bool) {
+func (c *coordinator) spawn(ctx actor.Context, tx messages.TxID, participants []int32, ops [][]messages.Op, redrive bool) *liveTxn {
 	props := newTxnProps(txnConfig{
 		tx: tx, participants: participants, ops: ops, redrive: redrive,
 		directory: c.cfg.Directory, persistence: c.cfg.Persistence,
@@ -140,28 +153,28 @@ func (c *coordinator) spawn(ctx actor.Context, tx messages.TxID, participants []
 	if err != nil {
 		// Only possible if the id repeats, which the sequence rules out.
 		c.log.Error("cannot spawn txn actor", "tx", tx, "error", err)
-		return
+		return nil
 	}
-	c.children[tx] = pid
 	c.byID[pid.Id] = tx
 	// A successor (re-driving a crashed actor's commit) inherits the client
 	// still waiting for the outcome.
-	lt := &liveTxn{participants: participants}
-	if old := c.info[tx]; old != nil {
+	lt := &liveTxn{pid: pid, participants: participants}
+	if old := c.txns[tx]; old != nil {
 		lt.client = old.client
 	}
-	c.info[tx] = lt
+	c.txns[tx] = lt
+	return lt
 }
 
 func (c *coordinator) answerClient(ctx actor.Context, o *messages.Outcome) {
-	lt := c.info[o.Tx]
+	lt := c.txns[o.Tx]
 	if lt == nil || lt.client == nil {
 		return
 	}
 	ctx.Send(lt.client, o)
 	lt.client = nil
-	if lt.ended {
-		delete(c.info, o.Tx)
+	if lt.pid == nil && !lt.crashed {
+		delete(c.txns, o.Tx)
 	}
 }
 
@@ -171,19 +184,16 @@ func (c *coordinator) forget(who *actor.PID) {
 		return
 	}
 	delete(c.byID, who.Id)
-	if pid := c.children[tx]; pid == nil || pid.Id != who.Id {
+	lt := c.txns[tx]
+	if lt == nil || lt.pid == nil || lt.pid.Id != who.Id {
 		return // a successor runs the transaction now
 	}
-	delete(c.children, tx)
+	lt.pid = nil
 	// Terminated is a system message and overtakes the txnOutcome the
 	// actor sent just before stopping: keep the client's entry until that
-	// outcome has been passed on.
-	if lt := c.info[tx]; lt != nil && !lt.crashed {
-		if lt.client == nil {
-			delete(c.info, tx)
-		} else {
-			lt.ended = true
-		}
+	// outcome has been passed on (answerClient then drops it).
+	if lt.client == nil && !lt.crashed {
+		delete(c.txns, tx)
 	}
 }
 
@@ -191,7 +201,7 @@ func (c *coordinator) forget(who *actor.PID) {
 // txn actor (e.g. sent by a participant that recovered and lost the txn
 // actor's address).
 func (c *coordinator) toChild(ctx actor.Context, tx messages.TxID) {
-	if pid, ok := c.children[tx]; ok {
+	if pid := c.running(tx); pid != nil {
 		ctx.Forward(pid)
 	}
 }
@@ -206,7 +216,7 @@ func (c *coordinator) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 		c.log.Warn("decision query for a transaction this node did not coordinate; ignored", "tx", m.Tx, "from", m.From)
 		return
 	}
-	if pid, ok := c.children[m.Tx]; ok {
+	if pid := c.running(m.Tx); pid != nil {
 		ctx.Forward(pid)
 		return
 	}
@@ -227,7 +237,7 @@ func (c *coordinator) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 		d := messages.DecisionAbort
 		if r.CommitPending {
 			d = messages.DecisionCommit
-			if _, running := c.children[q.Tx]; !running {
+			if c.running(q.Tx) == nil {
 				c.spawn(ctx, q.Tx, r.Participants, nil, true)
 			}
 		}
@@ -261,7 +271,7 @@ func lookupResult(res interface{}, err error) (*messages.DecisionLookupReply, er
 func (c *coordinator) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, reason interface{}, _ interface{}) {
 	sup.StopChildren(child)
 	if tx, ok := c.byID[child.Id]; ok {
-		if lt := c.info[tx]; lt != nil {
+		if lt := c.txns[tx]; lt != nil {
 			lt.crashed = true
 		}
 		sys.Root.Send(c.self, &childCrashed{tx: tx, pid: child, reason: fmt.Sprint(reason)})
@@ -269,9 +279,16 @@ func (c *coordinator) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor
 }
 
 func (c *coordinator) onChildCrashed(ctx actor.Context, m *childCrashed) {
-	lt := c.info[m.tx]
+	lt := c.txns[m.tx]
 	if lt == nil {
 		return
+	}
+	// settled drops the crashed actor's entry, unless a successor (started
+	// by a DecisionQuery meanwhile) runs the transaction now.
+	settled := func() {
+		if cur := c.txns[m.tx]; cur != nil && (cur.pid == nil || cur.pid.Id == m.pid.Id) {
+			delete(c.txns, m.tx)
+		}
 	}
 	c.log.Error("txn actor crashed", "tx", m.tx, "reason", m.reason)
 	// The lookup is queued behind any Append the crashed actor sent, so a
@@ -283,7 +300,7 @@ func (c *coordinator) onChildCrashed(ctx actor.Context, m *childCrashed) {
 			// Cannot tell: say so, and tell nobody to abort; participants
 			// in doubt keep asking until the log can answer.
 			c.answerClient(ctx, &messages.Outcome{Tx: m.tx, Reason: fmt.Sprintf("outcome unknown: txn actor crashed (%s) and the log did not answer: %v", m.reason, err)})
-			delete(c.info, m.tx)
+			settled()
 			return
 		}
 		if r.CommitPending {
@@ -291,7 +308,7 @@ func (c *coordinator) onChildCrashed(ctx actor.Context, m *childCrashed) {
 			// txn actor drives it to the participants, unless a DecisionQuery
 			// has started one meanwhile.
 			c.answerClient(ctx, &messages.Outcome{Tx: m.tx, Committed: true})
-			if pid := c.children[m.tx]; pid == nil || pid.Id == m.pid.Id {
+			if pid := c.running(m.tx); pid == nil || pid.Id == m.pid.Id {
 				c.spawn(ctx, m.tx, r.Participants, nil, true)
 			}
 			return
@@ -300,8 +317,7 @@ func (c *coordinator) onChildCrashed(ctx actor.Context, m *childCrashed) {
 			ctx.Send(c.cfg.Directory.Participant(n), &messages.Abort{Tx: m.tx, From: c.cfg.Node, Reason: "txn actor crashed"})
 		}
 		c.answerClient(ctx, &messages.Outcome{Tx: m.tx, Reason: "txn actor crashed: " + m.reason})
-		delete(c.info, m.tx)
-		delete(c.children, m.tx)
+		settled()
 	})
 }
 
