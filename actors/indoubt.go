@@ -17,16 +17,15 @@ func (p *participant) onDecisionReply(ctx actor.Context, m *messages.DecisionRep
 	if t == nil || t.state != prepared {
 		return // not in doubt (any more): a late or duplicate answer
 	}
-	switch m.Decision {
-	case messages.DecisionCommit:
-		if p.log.IsInfo() {
-			p.log.Info("in-doubt transaction resolved", "tx", m.Tx, "decision", m.Decision, "by", m.From)
-		}
+	if m.Decision == messages.DecisionUnknown {
+		return // the asked node is in doubt too, or cannot tell
+	}
+	if p.log.IsInfo() {
+		p.log.Info("in-doubt transaction resolved", "tx", m.Tx, "decision", m.Decision, "by", m.From)
+	}
+	if m.Decision == messages.DecisionCommit {
 		p.onDecision(ctx, m.Tx, messages.DecisionCommit, p.cfg.Directory.Coordinator(m.Tx.Node), "")
-	case messages.DecisionAbort:
-		if p.log.IsInfo() {
-			p.log.Info("in-doubt transaction resolved", "tx", m.Tx, "decision", m.Decision, "by", m.From)
-		}
+	} else {
 		p.onDecision(ctx, m.Tx, messages.DecisionAbort, nil, fmt.Sprintf("resolved by node %d", m.From))
 	}
 }
@@ -41,15 +40,15 @@ func (p *participant) onDecisionReply(ctx actor.Context, m *messages.DecisionRep
 //     (a forgotten commit cannot be told from one never seen).
 func (p *participant) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 	d := messages.DecisionUnknown
-	t, w := p.txs[m.Tx], p.waitingPrepares[m.Tx]
+	t, w := p.txs[m.Tx], p.waits.prepares[m.Tx]
 	switch {
 	case p.recentCommits.has(m.Tx), t != nil && t.state == committing:
 		d = messages.DecisionCommit
 	case p.recentAborts.has(m.Tx):
 		d = messages.DecisionAbort
 	case w != nil:
-		delete(p.waitingPrepares, m.Tx)
-		p.vote(ctx, w.voteTo, m.Tx, messages.VoteNo, fmt.Sprintf("node %d: a peer in doubt asked before this node voted", p.cfg.Node))
+		p.waits.drop(w)
+		p.vote(ctx, w.to, m.Tx, messages.VoteNo, fmt.Sprintf("node %d: a peer in doubt asked before this node voted", p.cfg.Node))
 		d = messages.DecisionAbort
 	}
 	ctx.Send(p.cfg.Directory.Participant(m.From), &messages.DecisionReply{Tx: m.Tx, From: p.cfg.Node, Decision: d})

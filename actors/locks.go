@@ -254,6 +254,22 @@ func (lt *lockTable) release(tx messages.TxID, ops []messages.Op) {
 	}
 }
 
+// holders returns the transactions holding key, in any mode.
+func (lt *lockTable) holders(key string) []messages.TxID {
+	kl := lt.keys[key]
+	if kl == nil {
+		return nil
+	}
+	if !kl.exclusive.IsZero() {
+		return []messages.TxID{kl.exclusive}
+	}
+	out := make([]messages.TxID, len(kl.adders))
+	for i, a := range kl.adders {
+		out[i] = a.tx
+	}
+	return out
+}
+
 // held counts the keys with at least one lock.
 func (lt *lockTable) held() int { return len(lt.keys) }
 

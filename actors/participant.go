@@ -62,12 +62,9 @@ type participant struct {
 
 	queryTimer *timer
 
-	// waitingReads are reads held back until the transactions that were
-	// prepared on their keys when they arrived are applied or aborted.
-	waitingReads []*waitingRead
-	// waitingPrepares are Prepares held back by a lock conflict with older
-	// transactions; they hold no lock while they wait.
-	waitingPrepares map[messages.TxID]*waitingPrepare
+	// waits holds Prepares and reads that wait for transactions holding
+	// their keys to commit or abort.
+	waits *waits
 }
 
 type ptxState uint8
@@ -116,8 +113,10 @@ func (p *participant) Receive(ctx actor.Context) {
 		p.start(ctx)
 	case *actor.Stopping:
 		p.queryTimer.stop()
-		for _, r := range p.waitingReads {
-			ctx.Send(r.to, &messages.ReadReply{From: p.cfg.Node, Err: fmt.Sprintf("node %d is stopping", p.cfg.Node)})
+		for _, w := range p.waits.all {
+			if !w.done && w.prepare == nil {
+				ctx.Send(w.to, &messages.ReadReply{From: p.cfg.Node, Err: fmt.Sprintf("node %d is stopping", p.cfg.Node)})
+			}
 		}
 	case *messages.Prepare:
 		p.onPrepare(ctx, m)
@@ -140,8 +139,7 @@ func (p *participant) Receive(ctx actor.Context) {
 			horizon := time.Now().Add(-p.timing.staleAfter())
 			p.recentAborts.forgetBefore(horizon)
 			p.recentCommits.forgetBefore(horizon)
-			p.expireReads(ctx)
-			p.expirePrepares(ctx)
+			p.expireWaits(ctx)
 			p.askAboutInDoubt(ctx)
 		}
 	}
@@ -178,7 +176,7 @@ func (p *participant) start(ctx actor.Context) {
 	p.recentCommits = newOutcomes()
 	p.appends = make(map[uint64]pendingAppend)
 	p.queryTimer = newTimer("in-doubt")
-	p.waitingPrepares = make(map[messages.TxID]*waitingPrepare)
+	p.waits = newWaits()
 	now := time.Now()
 	for _, rec := range inDoubt {
 		// A transaction prepared before the restart is still promised: its
@@ -238,8 +236,8 @@ func (p *participant) onPrepare(ctx actor.Context, m *messages.Prepare) {
 		}
 		return
 	}
-	if w, ok := p.waitingPrepares[m.Tx]; ok {
-		w.voteTo = ctx.Sender() // a duplicate of one still waiting
+	if w, ok := p.waits.prepares[m.Tx]; ok {
+		w.to = ctx.Sender() // a duplicate of one still waiting
 		return
 	}
 	if p.stale(m) {
@@ -291,12 +289,10 @@ func (p *participant) tryPrepare(ctx actor.Context, m *messages.Prepare, voteTo 
 			holders = c.Pending
 		}
 		if len(holders) > 0 && p.mayWait(m, holders) {
-			w := &waitingPrepare{m: m, voteTo: voteTo, blockers: map[messages.TxID]bool{}, deadline: time.Now().Add(p.timing.VoteTimeout)}
-			for _, h := range holders {
-				w.blockers[h] = true
+			p.waits.add(&waiter{prepare: m, to: voteTo, blockers: holders, deadline: time.Now().Add(p.timing.VoteTimeout)})
+			if p.log.IsDebug() {
+				p.log.Debug("prepare waits for older transactions", "tx", m.Tx, "reason", err, "holders", holders)
 			}
-			p.waitingPrepares[m.Tx] = w
-			p.log.Debug("prepare waits for older transactions", "tx", m.Tx, "reason", err, "holders", holders)
 			return
 		}
 		p.vote(ctx, voteTo, m.Tx, messages.VoteNo, fmt.Sprintf("node %d: %v", p.cfg.Node, err))
@@ -381,9 +377,7 @@ func (p *participant) onAppended(ctx actor.Context, m *messages.Appended) {
 		if m.Err != nil {
 			// Not durable, so not promised: refuse.
 			p.log.Error("PREPARED not logged; voting no", "tx", pa.tx, "error", m.Err)
-			p.locks.release(pa.tx, t.ops)
-			delete(p.txs, pa.tx)
-			p.released(ctx, pa.tx)
+			p.settle(ctx, pa.tx, t)
 			p.vote(ctx, t.voteTo, pa.tx, messages.VoteNo, fmt.Sprintf("node %d: log write failed: %v", p.cfg.Node, m.Err))
 			return
 		}
@@ -405,10 +399,8 @@ func (p *participant) onAppended(ctx actor.Context, m *messages.Appended) {
 		for _, o := range t.ops {
 			messages.Apply(p.kv, o)
 		}
-		p.locks.release(pa.tx, t.ops)
-		delete(p.txs, pa.tx)
 		p.recentCommits.add(pa.tx, time.Now())
-		p.released(ctx, pa.tx)
+		p.settle(ctx, pa.tx, t)
 		if p.log.IsInfo() {
 			p.log.Info("committed", "tx", pa.tx)
 		}
@@ -468,7 +460,9 @@ func (p *participant) onDecision(ctx actor.Context, tx messages.TxID, d messages
 	case messages.DecisionAbort:
 		if t == nil {
 			// Possibly still waiting for locks: it holds nothing, drop it.
-			delete(p.waitingPrepares, tx)
+			if w := p.waits.prepares[tx]; w != nil {
+				p.waits.drop(w)
+			}
 			p.recentAborts.add(tx, time.Now())
 			return
 		}
@@ -484,13 +478,11 @@ func (p *participant) onDecision(ctx actor.Context, tx messages.TxID, d messages
 }
 
 func (p *participant) abort(ctx actor.Context, tx messages.TxID, t *ptx, reason string) {
-	p.locks.release(tx, t.ops)
-	delete(p.txs, tx)
 	p.recentAborts.add(tx, time.Now())
 	// Lazy: losing ABORTED in a crash leaves the transaction in doubt after
 	// restart, and the coordinator then answers abort (presumed abort).
 	p.appendRecord(ctx, messages.Record{Kind: messages.RecAborted, Tx: tx}, false)
-	p.released(ctx, tx)
+	p.settle(ctx, tx, t)
 	if p.log.IsInfo() {
 		p.log.Info("aborted", "tx", tx, "reason", reason)
 	}
@@ -513,7 +505,7 @@ type ParticipantStatus struct {
 
 func (p *participant) status() *ParticipantStatus {
 	s := &ParticipantStatus{Node: p.cfg.Node, Keys: len(p.kv), LocksHeld: p.locks.held(),
-		Waiting: len(p.waitingPrepares), Reads: len(p.waitingReads)}
+		Waiting: len(p.waits.prepares), Reads: p.waits.reads}
 	for tx, t := range p.txs {
 		switch t.state {
 		case preparing:
