@@ -158,7 +158,7 @@ func (lt *lockTable) admissible(p keyPlan, cur int64) error {
 	if kl != nil {
 		others = kl.adders
 	}
-	all := append(append([]adder(nil), others...), p.adder)
+	all := append(others[:len(others):len(others)], p.adder) // never writes into the table's slice
 	// Every subset of the holders may commit: the extremes are all the
 	// increments, or all the decrements, and neither may overflow.
 	hi, lo := cur, cur
@@ -173,16 +173,16 @@ func (lt *lockTable) admissible(p keyPlan, cur int64) error {
 			return fmt.Errorf("key %s: pending adds could overflow int64", p.key)
 		}
 	}
-	for i, a := range all {
+	for _, a := range all {
 		if len(a.checks) == 0 {
 			continue
 		}
-		// Worst case for a: every other pending decrement commits first.
-		worst := cur
-		for j, b := range all {
-			if j != i && b.net < 0 {
-				worst += b.net // cannot overflow: bounded by lo
-			}
+		// Worst case for a: every other pending decrement commits first,
+		// which is lo without a's own decrement (cannot overflow: it lies
+		// between lo and cur).
+		worst := lo
+		if a.net < 0 {
+			worst -= a.net
 		}
 		for _, c := range a.checks {
 			v, ok := addChecked(worst, c.prefix)
