@@ -312,27 +312,8 @@ func (p *participant) tryPrepare(ctx actor.Context, m *messages.Prepare, voteTo 
 }
 
 func (p *participant) checkOwnership(ops []messages.Op) error {
-	if len(ops) == 0 {
-		return fmt.Errorf("node %d: no operations to prepare", p.cfg.Node)
-	}
-	for _, o := range ops {
-		if err := messages.ValidateOp(o); err != nil {
-			return fmt.Errorf("node %d: %v", p.cfg.Node, err)
-		}
-		if p.cfg.Members <= 0 {
-			continue
-		}
-		owners, err := messages.Owners(o.Key, p.cfg.Members)
-		if err != nil {
-			return fmt.Errorf("node %d: %v", p.cfg.Node, err)
-		}
-		mine := false
-		for _, n := range owners {
-			mine = mine || n == p.cfg.Node
-		}
-		if !mine {
-			return fmt.Errorf("node %d does not own key %s", p.cfg.Node, o.Key)
-		}
+	if err := messages.CheckOwned(ops, p.cfg.Node, p.cfg.Members); err != nil {
+		return fmt.Errorf("node %d: %v", p.cfg.Node, err)
 	}
 	return nil
 }

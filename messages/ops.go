@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -125,6 +126,11 @@ func Owners(key string, members int) ([]int32, error) {
 	if err := ValidateKey(key); err != nil {
 		return nil, err
 	}
+	return owners(key, members)
+}
+
+// owners is Owners for a key already validated.
+func owners(key string, members int) ([]int32, error) {
 	if members <= 0 {
 		return nil, errors.New("cluster has no members")
 	}
@@ -144,6 +150,27 @@ func Owners(key string, members int) ([]int32, error) {
 	h := fnv.New32a()
 	h.Write([]byte(key))
 	return []int32{int32(h.Sum32() % uint32(members))}, nil
+}
+
+// CheckOwned validates ops as a participant (node) receives them: some ops,
+// each well formed and on a key that node owns.
+func CheckOwned(ops []Op, node int32, members int) error {
+	if len(ops) == 0 {
+		return errors.New("no operations to prepare")
+	}
+	for _, o := range ops {
+		if err := ValidateOp(o); err != nil {
+			return err
+		}
+		own, err := owners(o.Key, members)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(own, node) {
+			return fmt.Errorf("key %s is owned by node %d, not this one", o.Key, own[0])
+		}
+	}
+	return nil
 }
 
 // ValidateOp checks an operation on its own, before any participant sees it.
@@ -177,11 +204,11 @@ func Split(ops []Op, members int) (participants []int32, byNode [][]Op, err erro
 		if err := ValidateOp(o); err != nil {
 			return nil, nil, err
 		}
-		owners, err := Owners(o.Key, members)
+		own, err := owners(o.Key, members)
 		if err != nil {
 			return nil, nil, err
 		}
-		for _, n := range owners {
+		for _, n := range own {
 			perNode[n] = append(perNode[n], o)
 		}
 	}
