@@ -371,28 +371,52 @@ func (n *Node) Read(keys ...string) ([]NodeValue, error) {
 		return nil, errors.New("read: no keys given")
 	}
 	members := len(n.cfg.Members)
-	var out []NodeValue
-	for _, k := range keys {
-		owners, err := messages.Owners(k, members)
+	owners := make([][]int32, len(keys))
+	perNode := make([][]string, members) // each owner is asked once, for all its keys
+	for i, k := range keys {
+		own, err := messages.Owners(k, members)
 		if err != nil {
 			return nil, err
 		}
-		for _, o := range owners {
-			pid := actor.NewPID(n.cfg.Members[o], actors.ParticipantName)
-			// A read may wait up to the vote timeout for transactions
-			// prepared on the key to be decided; allow for that.
-			res, err := n.sys.Root.RequestFuture(pid, &messages.Read{Keys: []string{k}}, 2*n.cfg.Timing.WithDefaults().VoteTimeout+time.Second).Result()
-			if err != nil {
-				return nil, fmt.Errorf("read %s: node %d did not answer: %w", k, o, err)
-			}
-			rr, ok := res.(*messages.ReadReply)
-			if ok && rr.Err != "" {
-				return nil, fmt.Errorf("read %s: %s", k, rr.Err)
-			}
-			if !ok || len(rr.Values) != 1 {
-				return nil, fmt.Errorf("read %s: node %d: unexpected answer %T", k, o, res)
-			}
-			out = append(out, NodeValue{Key: k, Node: o, Value: rr.Values[0].Value})
+		owners[i] = own
+		for _, o := range own {
+			perNode[o] = append(perNode[o], k)
+		}
+	}
+	// A read may wait up to the vote timeout for transactions prepared on
+	// its keys to be decided; allow for that. The owners are asked at once.
+	timeout := 2*n.cfg.Timing.WithDefaults().VoteTimeout + time.Second
+	futures := make([]*actor.Future, members)
+	for o, ks := range perNode {
+		if len(ks) > 0 {
+			futures[o] = n.sys.Root.RequestFuture(actor.NewPID(n.cfg.Members[o], actors.ParticipantName), &messages.Read{Keys: ks}, timeout)
+		}
+	}
+	got := make([][]messages.KeyValue, members)
+	for o, f := range futures {
+		if f == nil {
+			continue
+		}
+		res, err := f.Result()
+		if err != nil {
+			return nil, fmt.Errorf("read %s: node %d did not answer: %w", strings.Join(perNode[o], " "), o, err)
+		}
+		rr, ok := res.(*messages.ReadReply)
+		if ok && rr.Err != "" {
+			return nil, fmt.Errorf("read %s: %s", strings.Join(perNode[o], " "), rr.Err)
+		}
+		if !ok || len(rr.Values) != len(perNode[o]) {
+			return nil, fmt.Errorf("read %s: node %d: unexpected answer %T", strings.Join(perNode[o], " "), o, res)
+		}
+		got[o] = rr.Values
+	}
+	// One entry per key per owner, in the order the keys were asked.
+	var out []NodeValue
+	next := make([]int, members)
+	for i, k := range keys {
+		for _, o := range owners[i] {
+			out = append(out, NodeValue{Key: k, Node: o, Value: got[o][next[o]].Value})
+			next[o]++
 		}
 	}
 	return out, nil

@@ -93,6 +93,15 @@ func TestHappyPath(t *testing.T) {
 			t.Fatalf("%s = %v, want %d on its owner", key, got, want)
 		}
 	}
+	// One read of several keys: one entry per key per owner, in the order asked.
+	vals, err := c.Read("n3/c", "value", "n1/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []NodeValue{{"n3/c", 3, -5}, {"value", 0, 1}, {"value", 1, 1}, {"value", 2, 1}, {"value", 3, 1}, {"n1/a", 1, 10}}
+	if fmt.Sprint(vals) != fmt.Sprint(want) {
+		t.Fatalf("read of three keys: %v, want %v", vals, want)
+	}
 	mustCommit(t, c, messages.Delete("n1/a"))
 	if got := values(t, c, "n1/a"); got[1] != 0 {
 		t.Fatalf("deleted key reads %v", got)
