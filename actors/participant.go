@@ -20,11 +20,13 @@ type ParticipantConfig struct {
 	Logger      hclog.Logger
 
 	// Recovered state, from replaying the log: committed values, and the
-	// PREPARED records that have no outcome yet (in doubt).
+	// PREPARED records that have no outcome yet (in doubt). The participant
+	// takes KV over and changes it: pass a map nobody else uses.
 	KV      map[string]int64
 	InDoubt []messages.Record
 
-	// Reload returns the state the log holds now. A participant that failed
+	// Reload returns the state the log holds now (a map the participant may
+	// take over, like KV). A participant that failed
 	// (panicked) and is restarted by its supervisor rebuilds itself from it,
 	// never from the possibly half-changed memory of the failed instance.
 	// Without Reload a restarted participant stops instead.
@@ -166,9 +168,9 @@ func (p *participant) start(ctx actor.Context) {
 		}
 		p.log.Warn("participant restarted from its log", "keys", len(kv), "in_doubt", len(inDoubt))
 	}
-	p.kv = make(map[string]int64, len(kv))
-	for k, v := range kv {
-		p.kv[k] = v
+	p.kv = kv // taken over: the caller handed it a copy of its own
+	if p.kv == nil {
+		p.kv = make(map[string]int64)
 	}
 	p.locks = newLockTable()
 	p.txs = make(map[messages.TxID]*ptx)
