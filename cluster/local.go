@@ -50,7 +50,7 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 			for _, p := range listeners[:i] {
 				p.Close()
 			}
-			return nil, fmt.Errorf("node %d: cannot listen on %s (is another node using port %s?): %w", i, addr, portOf(addr), err)
+			return nil, listenError(int32(i), addr, err)
 		}
 		listeners[i] = lis
 		l.members = append(l.members, lis.Addr().String())

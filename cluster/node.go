@@ -88,7 +88,7 @@ func (n *Node) start() error {
 	if n.lis == nil {
 		lis, err := net.Listen("tcp", addr)
 		if err != nil {
-			return fmt.Errorf("node %d: cannot listen on %s (is another node using port %s?): %w", n.cfg.ID, addr, portOf(addr), err)
+			return listenError(n.cfg.ID, addr, err)
 		}
 		n.lis = lis
 	}
@@ -447,6 +447,11 @@ func (d *addressDirectory) addr(node int32) string {
 		return "nonmember:" + fmt.Sprint(node) // the bridge drops it with a warning
 	}
 	return d.members[node]
+}
+
+// listenError says which node could not take which port, and the likely why.
+func listenError(node int32, addr string, err error) error {
+	return fmt.Errorf("node %d: cannot listen on %s (is another node using port %s?): %w", node, addr, portOf(addr), err)
 }
 
 func portOf(addr string) string {
