@@ -30,10 +30,7 @@ type testNode struct {
 	ln     net.Listener
 	srv    *rpc.Server
 
-	mu     sync.Mutex
-	conns  []net.Conn
-	closed bool
-	wg     sync.WaitGroup // accept loop and one ServeConn per connection
+	server *connServer
 }
 
 // tbWriter sends the bridge's warnings to the test log, shown on failure or -v.
@@ -86,48 +83,15 @@ func startNode(tb testing.TB, self int32, members []string, ln net.Listener, tun
 	if ready != nil {
 		ready(n)
 	}
-	n.wg.Add(1)
-	go n.serve()
+	n.server = serveConns(ln, func(c net.Conn) { srv.ServeConn(c) })
 	tb.Cleanup(n.close)
 	return n
 }
 
-// serve is rpc.Server.Accept with the connections tracked, so close can end
-// every ServeConn goroutine and wait for it.
-func (n *testNode) serve() {
-	defer n.wg.Done()
-	for {
-		conn, err := n.ln.Accept()
-		if err != nil {
-			return
-		}
-		n.mu.Lock()
-		if n.closed {
-			n.mu.Unlock()
-			conn.Close()
-			return
-		}
-		n.conns = append(n.conns, conn)
-		n.wg.Add(1)
-		n.mu.Unlock()
-		go func() {
-			defer n.wg.Done()
-			n.srv.ServeConn(conn)
-		}()
-	}
-}
-
 func (n *testNode) close() {
-	n.ln.Close()
+	n.server.stop()
 	n.bridge.Stop()
-	n.mu.Lock()
-	n.closed = true
-	conns := n.conns
-	n.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
-	n.wg.Wait()
+	n.server.wait()
 }
 
 // startCluster starts n nodes on free loopback ports.
@@ -576,43 +540,17 @@ func startMutePeer(t *testing.T) *mutePeer {
 	t.Helper()
 	ln := listenLoopback(t)
 	p := &mutePeer{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	srv := serveConns(ln, func(c net.Conn) {
+		buf := make([]byte, 4096)
 		for {
-			c, err := ln.Accept()
+			n, err := c.Read(buf)
+			p.read.Add(int64(n))
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			open = append(open, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				buf := make([]byte, 4096)
-				for {
-					n, err := c.Read(buf)
-					p.read.Add(int64(n))
-					if err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
 	})
+	t.Cleanup(func() { srv.stop(); srv.wait() })
 	return p
 }
 

@@ -54,10 +54,9 @@ type Node struct {
 	coordinator, participant, persistencePID *actor.PID
 	incarnation                              uint32
 
+	server  *connServer // peers' and clients' connections
 	mu      sync.Mutex
-	conns   map[net.Conn]struct{}
 	stopped bool
-	served  sync.WaitGroup
 }
 
 // Start recovers the node from its log and starts serving. The log is
@@ -72,7 +71,7 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.Info})
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.Named(fmt.Sprintf("node-%d", cfg.ID)), conns: map[net.Conn]struct{}{}}
+	n := &Node{cfg: cfg, log: cfg.Logger.Named(fmt.Sprintf("node-%d", cfg.ID))}
 	if err := n.start(); err != nil {
 		n.teardown()
 		return nil, err
@@ -169,8 +168,7 @@ func (n *Node) start() error {
 	if err := srv.RegisterName("Client", &clientService{n: n}); err != nil {
 		return fmt.Errorf("node %d: register client service: %w", n.cfg.ID, err)
 	}
-	n.served.Add(1)
-	go n.serve(srv)
+	n.server = serveConns(n.lis, func(c net.Conn) { srv.ServeConn(c) })
 	n.log.Info("node started", "addr", addr, "incarnation", n.incarnation, "keys", len(state.KV), "dir", dir)
 	return nil
 }
@@ -255,32 +253,6 @@ func (n *Node) lockDir(dir string) error {
 	return nil
 }
 
-func (n *Node) serve(srv *rpc.Server) {
-	defer n.served.Done()
-	for {
-		conn, err := n.lis.Accept()
-		if err != nil {
-			return // listener closed by Stop
-		}
-		n.mu.Lock()
-		if n.stopped {
-			n.mu.Unlock()
-			conn.Close()
-			return
-		}
-		n.conns[conn] = struct{}{}
-		n.served.Add(1)
-		n.mu.Unlock()
-		go func() {
-			defer n.served.Done()
-			srv.ServeConn(conn)
-			n.mu.Lock()
-			delete(n.conns, conn)
-			n.mu.Unlock()
-		}()
-	}
-}
-
 // Stop shuts the node down cleanly: no new connections, roles stopped,
 // pending log appends flushed, the log closed. Safe to call twice.
 func (n *Node) Stop() error {
@@ -297,15 +269,12 @@ func (n *Node) Stop() error {
 }
 
 func (n *Node) teardown() {
-	if n.lis != nil {
+	// No new calls: listener and accepted connections closed first.
+	if n.server != nil {
+		n.server.stop()
+	} else if n.lis != nil {
 		n.lis.Close()
 	}
-	n.mu.Lock()
-	n.stopped = true
-	for c := range n.conns {
-		c.Close()
-	}
-	n.mu.Unlock()
 	if n.sys != nil {
 		for _, pid := range []*actor.PID{n.coordinator, n.participant} {
 			if pid != nil {
@@ -324,7 +293,9 @@ func (n *Node) teardown() {
 	if n.wal != nil {
 		_ = n.wal.Close()
 	}
-	n.served.Wait()
+	if n.server != nil {
+		n.server.wait()
+	}
 	if n.lock != nil {
 		n.lock.Close()
 	}
