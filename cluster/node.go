@@ -130,6 +130,8 @@ func (n *Node) start() error {
 		return fmt.Errorf("node %d: logging start: %w", n.cfg.ID, err)
 	}
 
+	// The participant takes state.KV over once spawned: count it before.
+	recoveredKeys := len(state.KV)
 	dirOf := &addressDirectory{members: n.cfg.Members}
 	var inDoubt []messages.Record
 	for _, r := range state.InDoubt {
@@ -169,7 +171,7 @@ func (n *Node) start() error {
 		return fmt.Errorf("node %d: register client service: %w", n.cfg.ID, err)
 	}
 	n.server = serveConns(n.lis, func(c net.Conn) { srv.ServeConn(c) })
-	n.log.Info("node started", "addr", addr, "incarnation", n.incarnation, "keys", len(state.KV), "dir", dir)
+	n.log.Info("node started", "addr", addr, "incarnation", n.incarnation, "keys", recoveredKeys, "dir", dir)
 	return nil
 }
 
