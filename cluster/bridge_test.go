@@ -94,6 +94,21 @@ func (n *testNode) close() {
 	n.server.wait()
 }
 
+// sendVotes has an actor on sys send votes 1..n to target, one after
+// another from one sender, so that their order is the order sent.
+func sendVotes(t *testing.T, sys *actor.ActorSystem, target *actor.PID, n uint64) {
+	t.Helper()
+	type start struct{}
+	sender := spawnNamed(t, sys, "sender", func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*start); ok {
+			for i := uint64(1); i <= n; i++ {
+				ctx.Send(target, vote(i))
+			}
+		}
+	})
+	sys.Root.Send(sender, &start{})
+}
+
 // startCluster starts n nodes on free loopback ports.
 func startCluster(tb testing.TB, n int) []*testNode {
 	tb.Helper()
@@ -238,15 +253,7 @@ func TestBridgeKeepsOrder(t *testing.T) {
 	got := spawnProbe(t, b.sys, "recorder", n+16)
 	target := actor.NewPID(b.addr, "recorder")
 
-	type start struct{}
-	sender := spawnNamed(t, a.sys, "sender", func(ctx actor.Context) {
-		if _, ok := ctx.Message().(*start); ok {
-			for i := uint64(1); i <= n; i++ {
-				ctx.Send(target, vote(i))
-			}
-		}
-	})
-	a.sys.Root.Send(sender, &start{})
+	sendVotes(t, a.sys, target, n)
 
 	for i := uint64(1); i <= n; i++ {
 		e := receive(t, got, fmt.Sprintf("vote %d of %d", i, n))

@@ -237,15 +237,7 @@ func TestReview3SmallBatchLimitKeepsOrder(t *testing.T) {
 	startNode(t, 1, members, lnB, nil, func(n *testNode) { got = spawnProbe(t, n.sys, "recorder", 1000) })
 	target := actor.NewPID(members[1], "recorder")
 	const n = 300
-	type start struct{}
-	sender := spawnNamed(t, a.sys, "sender", func(ctx actor.Context) {
-		if _, ok := ctx.Message().(*start); ok {
-			for i := uint64(1); i <= n; i++ {
-				ctx.Send(target, vote(i))
-			}
-		}
-	})
-	a.sys.Root.Send(sender, &start{})
+	sendVotes(t, a.sys, target, n)
 	for i := uint64(1); i <= n; i++ {
 		if s := receive(t, got, fmt.Sprintf("vote %d", i)).msg.(*messages.Vote).Tx.Seq; s != i {
 			t.Fatalf("got vote %d, want %d", s, i)
