@@ -22,6 +22,10 @@ type CoordinatorConfig struct {
 	// Pending are commit decisions recovered from the log that have no END:
 	// they are re-driven before anything else.
 	Pending []PendingCommit
+
+	// Steps, if set, is told of every protocol step of every txn actor
+	// (see StepHook).
+	Steps StepHook
 }
 
 // PendingCommit is a durable commit decision not yet acknowledged by all.
@@ -140,7 +144,7 @@ func (c *coordinator) spawn(ctx actor.Context, tx messages.TxID, participants []
 	props := newTxnProps(txnConfig{
 		tx: tx, participants: participants, ops: ops, redrive: redrive,
 		directory: c.cfg.Directory, persistence: c.cfg.Persistence,
-		timing: c.timing, log: c.log,
+		timing: c.timing, log: c.log, steps: c.cfg.Steps,
 	})
 	name := tx.String()
 	if redrive {

@@ -31,6 +31,9 @@ type ParticipantConfig struct {
 	// never from the possibly half-changed memory of the failed instance.
 	// Without Reload a restarted participant stops instead.
 	Reload func() (kv map[string]int64, inDoubt []messages.Record, err error)
+
+	// Steps, if set, is told of every protocol step (see StepHook).
+	Steps StepHook
 }
 
 // participant owns its node's committed state and lock table. It is the only
@@ -227,6 +230,7 @@ func (p *participant) vote(ctx actor.Context, to *actor.PID, tx messages.TxID, k
 		}
 	}
 	ctx.Send(to, &messages.Vote{Tx: tx, From: p.cfg.Node, Kind: kind, Reason: reason})
+	p.cfg.Steps.report(p.cfg.Node, StepVoted, tx, tx.Node, kind)
 }
 
 func (p *participant) onPrepare(ctx actor.Context, m *messages.Prepare) {
@@ -308,6 +312,7 @@ func (p *participant) tryPrepare(ctx actor.Context, m *messages.Prepare, voteTo 
 		return
 	}
 	p.txs[m.Tx] = &ptx{state: preparing, ops: m.Ops, participants: m.Participants, voteTo: voteTo, begun: m.Begun}
+	p.cfg.Steps.report(p.cfg.Node, StepPrepareReceived, m.Tx, m.Tx.Node, 0)
 	// The yes vote is a promise that survives a crash, so PREPARED must be
 	// durable before the vote leaves.
 	p.appendRecord(ctx, messages.Record{Kind: messages.RecPrepared, Tx: m.Tx, Participants: m.Participants, Ops: m.Ops}, true)
@@ -366,6 +371,7 @@ func (p *participant) onAppended(ctx actor.Context, m *messages.Appended) {
 		}
 		now := time.Now()
 		t.state, t.preparedAt, t.nextQuery, t.queryGap = prepared, now, now.Add(p.timing.InDoubtAfter), p.timing.InDoubtAfter
+		p.cfg.Steps.report(p.cfg.Node, StepPreparedLogged, pa.tx, pa.tx.Node, 0)
 		if t.abortPending {
 			p.abort(ctx, pa.tx, t, "aborted while preparing")
 			return
@@ -384,6 +390,7 @@ func (p *participant) onAppended(ctx actor.Context, m *messages.Appended) {
 		}
 		p.recentCommits.add(pa.tx, time.Now())
 		p.settle(ctx, pa.tx, t)
+		p.cfg.Steps.report(p.cfg.Node, StepCommittedLogged, pa.tx, pa.tx.Node, 0)
 		if p.log.IsInfo() {
 			p.log.Info("committed", "tx", pa.tx)
 		}
@@ -432,6 +439,7 @@ func (p *participant) onDecision(ctx actor.Context, tx messages.TxID, d messages
 			if p.log.IsInfo() {
 				p.log.Info("commit received", "tx", tx)
 			}
+			p.cfg.Steps.report(p.cfg.Node, StepCommitReceived, tx, tx.Node, 0)
 			// The ack tells the coordinator it may forget the transaction,
 			// so COMMITTED must be durable first: otherwise a restart would
 			// leave this node in doubt and the coordinator would answer

@@ -27,6 +27,7 @@ type txnConfig struct {
 	redrive bool
 	// reportTo gets the txnOutcome; nil means the parent (the coordinator).
 	reportTo *actor.PID
+	steps    StepHook
 }
 
 // txn runs one transaction. Its states are functions, switched with
@@ -88,6 +89,7 @@ func (t *txn) collecting(ctx actor.Context) {
 			ctx.Request(t.cfg.directory.Participant(n), &messages.Prepare{
 				Tx: t.cfg.tx, Ops: t.cfg.ops[i], Participants: t.cfg.participants, Begun: t.start.UnixNano(),
 			})
+			t.step(StepPrepareSent, n, 0)
 		}
 		t.deadline.arm(ctx, t.cfg.timing.VoteTimeout)
 	case *messages.Vote:
@@ -101,6 +103,7 @@ func (t *txn) collecting(ctx actor.Context) {
 		if t.cfg.log.IsInfo() {
 			t.cfg.log.Info("vote received", "tx", t.cfg.tx, "from", m.From, "vote", m.Kind)
 		}
+		t.step(StepVoteReceived, m.From, m.Kind)
 		switch m.Kind {
 		case messages.VoteNo:
 			t.abort(ctx, fmt.Sprintf("node %d voted no: %s", m.From, m.Reason))
@@ -132,6 +135,7 @@ func (t *txn) decideCommit(ctx actor.Context) {
 		return
 	}
 	sort.Slice(t.yes, func(i, j int) bool { return t.yes[i] < t.yes[j] })
+	t.step(StepCommitDecided, -1, 0)
 	// Commit is sent only once the decision is durable: a coordinator that
 	// restarts must answer "commit" to anyone who asks.
 	ctx.Request(t.cfg.persistence, &messages.Append{
@@ -159,6 +163,7 @@ func (t *txn) logging(ctx actor.Context) {
 		if t.cfg.log.IsInfo() {
 			t.cfg.log.Info("decision logged", "tx", t.cfg.tx, "decision", "commit")
 		}
+		t.step(StepCommitLogged, -1, 0)
 		t.behavior.Become(t.committing)
 		t.beginCommitting(ctx)
 	case *messages.DecisionQuery:
@@ -235,10 +240,14 @@ func (t *txn) sendCommit(ctx actor.Context, resend bool) {
 			}
 		}
 		ctx.Request(t.cfg.directory.Participant(n), &messages.Commit{Tx: t.cfg.tx, From: t.cfg.tx.Node})
+		if !resend {
+			t.step(StepCommitSent, n, 0)
+		}
 	}
 }
 
 func (t *txn) finish(ctx actor.Context) {
+	t.step(StepAllAcked, -1, 0)
 	// END is lazy: if it is lost, a restart re-drives the commit once more
 	// and the participants ack again.
 	ctx.Send(t.cfg.persistence, &messages.Append{
@@ -284,6 +293,10 @@ func (t *txn) reply(ctx actor.Context, o *messages.Outcome) {
 		to = ctx.Parent()
 	}
 	ctx.Send(to, &txnOutcome{outcome: o})
+}
+
+func (t *txn) step(kind StepKind, peer int32, vote messages.VoteKind) {
+	t.cfg.steps.report(t.cfg.tx.Node, kind, t.cfg.tx, peer, vote)
 }
 
 func (t *txn) isParticipant(n int32) bool {

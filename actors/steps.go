@@ -1,0 +1,80 @@
+package actors
+
+import (
+	"fmt"
+
+	"twopc/messages"
+)
+
+// StepKind names a point of the protocol at which a role reports a Step.
+// The points are the ones where a crash leaves a different situation to
+// recover from, so they are where the crash-point tests crash a node.
+type StepKind uint8
+
+const (
+	// Participant steps.
+	StepPrepareReceived StepKind = iota + 1 // locks taken, PREPARED not yet logged
+	StepPreparedLogged                      // PREPARED durable, vote not yet sent
+	StepVoted                               // vote sent (Vote in the step)
+	StepCommitReceived                      // Commit arrived, COMMITTED not yet logged
+	StepCommittedLogged                     // COMMITTED durable and applied, ack not yet sent
+
+	// Coordinator (txn actor) steps.
+	StepPrepareSent   // Prepare sent to Peer
+	StepVoteReceived  // vote of Peer counted
+	StepCommitDecided // every vote is yes, COMMIT not yet logged
+	StepCommitLogged  // COMMIT durable, no Commit sent yet
+	StepCommitSent    // Commit sent to Peer (first sending, not re-sends)
+	StepAllAcked      // every participant acked, END not yet logged
+)
+
+var stepNames = map[StepKind]string{
+	StepPrepareReceived: "prepare received",
+	StepPreparedLogged:  "PREPARED logged",
+	StepVoted:           "voted",
+	StepCommitReceived:  "commit received",
+	StepCommittedLogged: "COMMITTED logged",
+	StepPrepareSent:     "prepare sent",
+	StepVoteReceived:    "vote received",
+	StepCommitDecided:   "commit decided",
+	StepCommitLogged:    "COMMIT logged",
+	StepCommitSent:      "commit sent",
+	StepAllAcked:        "all acked",
+}
+
+func (k StepKind) String() string {
+	if s, ok := stepNames[k]; ok {
+		return s
+	}
+	return fmt.Sprintf("step(%d)", uint8(k))
+}
+
+// Step is one protocol step of one transaction at one node.
+type Step struct {
+	Node int32 // where it happened
+	Kind StepKind
+	Tx   messages.TxID
+	Peer int32             // the other node, for steps that involve one (-1 otherwise)
+	Vote messages.VoteKind // StepVoted, StepVoteReceived
+}
+
+func (s Step) String() string {
+	if s.Peer >= 0 {
+		return fmt.Sprintf("node %d: %s %v (peer %d)", s.Node, s.Kind, s.Tx, s.Peer)
+	}
+	return fmt.Sprintf("node %d: %s %v", s.Node, s.Kind, s.Tx)
+}
+
+// StepHook is called synchronously, on the role's own goroutine, at every
+// step, before the role goes on to the next one. Crash-point tests use it to
+// cut a node's power at an exact point of the protocol: whatever the role
+// does after the hook returns then reaches neither the disk nor the network.
+// It must be quick and must not send to the role that called it and wait for
+// an answer. Nil means no hook (the usual case).
+type StepHook func(Step)
+
+func (h StepHook) report(node int32, kind StepKind, tx messages.TxID, peer int32, vote messages.VoteKind) {
+	if h != nil {
+		h(Step{Node: node, Kind: kind, Tx: tx, Peer: peer, Vote: vote})
+	}
+}
