@@ -92,6 +92,10 @@ type Log struct {
 	failed error // set on a write or fsync error; the log then refuses appends
 	closed bool
 
+	// powerCut is set by PowerCut, from any goroutine; the owner checks it
+	// before every write and fsync.
+	powerCut atomic.Bool
+
 	// Counters read by Stats from any goroutine.
 	appends, records, fsyncs, batches, snapshots atomic.Uint64
 	logBytes                                     atomic.Int64
@@ -382,6 +386,9 @@ func syncDir(dir string) error {
 
 // usable says why the log cannot take appends, or nil.
 func (l *Log) usable() error {
+	if l.powerCut.Load() {
+		return errCrashed
+	}
 	if l.failed != nil {
 		return l.failed
 	}
@@ -430,6 +437,10 @@ func (l *Log) writeBatch(frames []byte, records, appends int, force bool) error 
 }
 
 func (l *Log) sync() error {
+	if l.powerCut.Load() {
+		// Written but never synced: lost, as after a power cut.
+		return errCrashed
+	}
 	if err := l.seg.Sync(); err != nil {
 		return l.fail(fmt.Errorf("persistence: %s: fsync: %w", l.path(segName(l.segIndex)), err))
 	}
@@ -551,6 +562,10 @@ func (l *Log) Close() error {
 	if l.closed {
 		return nil
 	}
+	if l.powerCut.Load() {
+		l.CrashForTest()
+		return nil
+	}
 	l.closed = true
 	var err error
 	if l.failed == nil && l.segSize > l.syncedSize {
@@ -564,6 +579,13 @@ func (l *Log) Close() error {
 	}
 	return err
 }
+
+// PowerCut makes the log behave, from the moment it returns, as if the
+// machine lost power: nothing more is written or synced, and closing the log
+// (or CrashForTest) drops every byte written after the last fsync. Unlike
+// the log's other methods it may be called from any goroutine — a crash-point
+// test calls it from inside another actor, at the exact protocol step.
+func (l *Log) PowerCut() { l.powerCut.Store(true) }
 
 // CrashForTest simulates a power cut: the active segment loses every byte
 // written after its last fsync and is closed without syncing anything more.

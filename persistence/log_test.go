@@ -414,3 +414,29 @@ func fileSize(t *testing.T, path string) int64 {
 	}
 	return fi.Size()
 }
+
+// PowerCut is called from outside the persistence actor (a crash-point test
+// calls it at a protocol step). From then on nothing reaches the disk, and
+// closing the log drops what was written but not synced.
+func TestPowerCutStopsWritesAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, newSystem(t), dir, -1)
+	durable := []messages.Record{{Kind: messages.RecBoot, Incarnation: 1}, prepared(1, messages.Set("a", 1))}
+	n.mustAppend(true, durable...)
+	syncedSize := fileSize(t, segPath(dir, 1))
+	n.mustAppend(false, committed(1)) // written, not synced
+	n.log.PowerCut()
+	if err := n.appendRecs(true, prepared(2, messages.Set("b", 2))); !errors.Is(err, errCrashed) {
+		t.Fatalf("append after the power cut: err = %v, want %v", err, errCrashed)
+	}
+	n.stop() // the actor's Stopping closes the log: no flush, no fsync
+
+	if got := fileSize(t, segPath(dir, 1)); got != syncedSize {
+		t.Fatalf("segment is %d bytes after the power cut, want %d (its size at the last fsync)", got, syncedSize)
+	}
+	l := openLog(t, dir, -1)
+	defer l.Close()
+	if got, want := l.State(), foldOf(durable); !reflect.DeepEqual(got, want) {
+		t.Fatalf("state after the power cut:\n got %+v\nwant %+v", got, want)
+	}
+}
