@@ -19,6 +19,7 @@ type LocalConfig struct {
 	Timing        actors.Timing
 	SnapshotEvery int
 	Logger        hclog.Logger
+	Steps         actors.StepHook // every node's protocol steps (crash-point tests)
 }
 
 // Local is a cluster of in-process nodes: the four-node demo, the
@@ -70,7 +71,7 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 func (l *Local) start(i int, lis net.Listener) error {
 	n, err := Start(Config{
 		ID: int32(i), Members: l.members, DataDir: l.cfg.DataDir, Timing: l.cfg.Timing,
-		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis,
+		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Steps: l.cfg.Steps,
 	})
 	if err != nil {
 		return err
