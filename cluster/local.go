@@ -31,6 +31,8 @@ type Local struct {
 
 	mu    sync.Mutex
 	nodes []*Node // nil while a node is down
+
+	faults localFaults // faults and partitions, given again to a restarted node
 }
 
 // StartLocal starts every node. With BasePort 0 it reserves free ports
@@ -76,6 +78,7 @@ func (l *Local) start(i int, lis net.Listener) error {
 	if err != nil {
 		return err
 	}
+	l.applyFaults(i, n)
 	l.mu.Lock()
 	l.nodes[i] = n
 	l.mu.Unlock()
