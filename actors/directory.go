@@ -43,6 +43,14 @@ type Timing struct {
 	// pauses up to MaxQueryInterval.
 	InDoubtAfter     time.Duration
 	MaxQueryInterval time.Duration
+	// RememberOutcomes is how long a participant remembers what it did with
+	// a transaction it finished (committed, aborted, voted no or read-only).
+	// It ignores late duplicate Prepares by it, and answers in-doubt peers
+	// from it; a peer asking about a transaction begun within it that this
+	// participant has never seen learns "abort" (it votes no on the spot).
+	// Memory grows with the transaction rate times this; it is raised to at
+	// least VoteTimeout + 2*ClockSkew.
+	RememberOutcomes time.Duration
 }
 
 // Defaults used for zero fields of Timing.
@@ -53,6 +61,7 @@ var DefaultTiming = Timing{
 	MaxResendInterval: 5 * time.Second,
 	InDoubtAfter:      3 * time.Second,
 	MaxQueryInterval:  10 * time.Second,
+	RememberOutcomes:  10 * time.Second,
 }
 
 // WithDefaults fills zero fields from DefaultTiming.
@@ -76,6 +85,11 @@ func (t Timing) WithDefaults() Timing {
 	if t.MaxQueryInterval > 0 {
 		d.MaxQueryInterval = t.MaxQueryInterval
 	}
+	if t.RememberOutcomes > 0 {
+		d.RememberOutcomes = t.RememberOutcomes
+	}
+	// A late Prepare must still find the outcome it would otherwise redo.
+	d.RememberOutcomes = max(d.RememberOutcomes, d.staleAfter()+d.ClockSkew)
 	return d
 }
 

@@ -33,11 +33,13 @@ func (p *participant) onDecisionReply(ctx actor.Context, m *messages.DecisionRep
 // onQuery answers another participant's DecisionQuery (cooperative
 // termination) with what this node knows:
 //   - commit, if it committed the transaction or is committing it;
-//   - abort, if it voted no or aborted it — or if its Prepare is still
-//     waiting for locks: it votes no now (it may: the coordinator cannot
+//   - abort, if it voted no or aborted it — or if it has not voted yet: a
+//     Prepare still waiting for locks, or none received at all, for a
+//     transaction recent enough that this node would remember voting yes
+//     on it (neverPrepared). It votes no now (it may: the coordinator cannot
 //     have decided commit without its vote), so the outcome is abort;
-//   - unknown, if it is in doubt too, or has no memory of the transaction
-//     (a forgotten commit cannot be told from one never seen).
+//   - unknown, if it is in doubt too, voted read-only, or cannot tell a
+//     transaction it never saw from one it committed and forgot.
 func (p *participant) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 	d := messages.DecisionUnknown
 	t, w := p.txs[m.Tx], p.waits.prepares[m.Tx]
@@ -50,8 +52,29 @@ func (p *participant) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 		p.waits.drop(w)
 		p.vote(ctx, w.to, m.Tx, messages.VoteNo, fmt.Sprintf("node %d: a peer in doubt asked before this node voted", p.cfg.Node))
 		d = messages.DecisionAbort
+	case t == nil && !p.recentReadOnly.has(m.Tx) && p.neverPrepared(m.Begun):
+		// Remembered as a no vote: a Prepare arriving later is refused.
+		p.recentAborts.add(m.Tx, time.Now())
+		if p.log.IsInfo() {
+			p.log.Info("never prepared; voting no for a peer in doubt", "tx", m.Tx, "asked_by", m.From)
+		}
+		d = messages.DecisionAbort
 	}
 	ctx.Send(p.cfg.Directory.Participant(m.From), &messages.DecisionReply{Tx: m.Tx, From: p.cfg.Node, Decision: d})
+}
+
+// neverPrepared: a transaction begun at begun, of which this participant
+// holds no trace, was never voted yes on here. That holds when it began
+// after this participant started (a predecessor's votes are not in memory)
+// and recently enough that a commit of it would still be remembered; both
+// with the clock skew allowed for, since begun is the coordinator's clock.
+func (p *participant) neverPrepared(begun int64) bool {
+	if begun == 0 {
+		return false // the asker does not know (recovered from its log)
+	}
+	b := time.Unix(0, begun)
+	skew := p.timing.ClockSkew
+	return b.Add(-skew).After(p.startedAt) && time.Since(b) < p.timing.RememberOutcomes-skew
 }
 
 // askAboutInDoubt sends a DecisionQuery to the coordinator of every
@@ -66,14 +89,14 @@ func (p *participant) askAboutInDoubt(ctx actor.Context) {
 		if p.log.IsInfo() {
 			p.log.Info("asking coordinator about in-doubt transaction", "tx", tx, "coordinator", tx.Node, "waiting", now.Sub(t.preparedAt).Round(time.Millisecond))
 		}
-		ctx.Send(p.cfg.Directory.Coordinator(tx.Node), &messages.DecisionQuery{Tx: tx, From: p.cfg.Node})
-		if t.asked > 0 {
-			// The coordinator did not settle it the first time: ask the
-			// other participants too (cooperative termination).
-			for _, n := range t.participants {
-				if n != p.cfg.Node {
-					ctx.Send(p.cfg.Directory.Participant(n), &messages.DecisionQuery{Tx: tx, From: p.cfg.Node})
-				}
+		q := &messages.DecisionQuery{Tx: tx, From: p.cfg.Node, Begun: t.begun}
+		ctx.Send(p.cfg.Directory.Coordinator(tx.Node), q)
+		// The other participants too, at once (cooperative termination):
+		// the coordinator may be down, and a peer that has not voted can
+		// settle it only while the transaction is recent.
+		for _, n := range t.participants {
+			if n != p.cfg.Node {
+				ctx.Send(p.cfg.Directory.Participant(n), q)
 			}
 		}
 		t.asked++

@@ -51,13 +51,17 @@ type participant struct {
 	// a Prepare that arrives after its Abort (reordered or duplicated) is
 	// refused instead of locking keys for a transaction that is over.
 	// recentCommits remembers those committed here, so a late duplicate
-	// Prepare does not prepare (and a re-sent Commit apply) one twice. Both
-	// keep an id as long as a Prepare of it could still count (staleAfter);
-	// older Prepares are ignored, and so are Prepares begun before this
-	// participant started, whose outcomes it cannot remember.
-	recentAborts  *outcomes
-	recentCommits *outcomes
-	startedAt     time.Time
+	// Prepare does not prepare (and a re-sent Commit apply) one twice.
+	// recentReadOnly remembers read-only votes: such a participant knows
+	// nothing of the outcome, and must not say "never seen" either. All
+	// three keep an id for Timing.RememberOutcomes, longer than a Prepare of
+	// it can still count (staleAfter); older Prepares are ignored, and so
+	// are Prepares begun before this participant started, whose outcomes it
+	// cannot remember.
+	recentAborts   *outcomes
+	recentCommits  *outcomes
+	recentReadOnly *outcomes
+	startedAt      time.Time
 
 	// appendSeq outlives a restart of this actor, so an Appended addressed
 	// to a failed instance never matches an append of its successor.
@@ -141,9 +145,10 @@ func (p *participant) Receive(ctx actor.Context) {
 		ctx.Respond(p.status())
 	case *timerFired:
 		if p.queryTimer.current(m) {
-			horizon := time.Now().Add(-p.timing.staleAfter())
+			horizon := time.Now().Add(-p.timing.RememberOutcomes)
 			p.recentAborts.forgetBefore(horizon)
 			p.recentCommits.forgetBefore(horizon)
+			p.recentReadOnly.forgetBefore(horizon)
 			p.expireWaits(ctx)
 			p.askAboutInDoubt(ctx)
 		}
@@ -179,6 +184,7 @@ func (p *participant) start(ctx actor.Context) {
 	p.txs = make(map[messages.TxID]*ptx)
 	p.recentAborts = newOutcomes()
 	p.recentCommits = newOutcomes()
+	p.recentReadOnly = newOutcomes()
 	p.appends = make(map[uint64]pendingAppend)
 	p.queryTimer = newTimer("in-doubt")
 	p.waits = newWaits()
@@ -308,6 +314,7 @@ func (p *participant) tryPrepare(ctx actor.Context, m *messages.Prepare, voteTo 
 		// Only floor checks here, and they hold: nothing to commit, so
 		// release now and stay out of phase two.
 		p.locks.release(m.Tx, m.Ops)
+		p.recentReadOnly.add(m.Tx, time.Now())
 		p.vote(ctx, voteTo, m.Tx, messages.VoteReadOnly, "")
 		return
 	}

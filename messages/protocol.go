@@ -90,6 +90,10 @@ type Ack struct {
 type DecisionQuery struct {
 	Tx   TxID
 	From int32
+	// Begun is the transaction's begin time (Prepare.Begun) if the asker
+	// knows it, else 0. A peer that has never seen the transaction can vouch
+	// that it never voted yes only for a recent one (see the participant).
+	Begun int64
 }
 
 // Decision is what a node knows of a transaction's outcome.
