@@ -58,9 +58,9 @@ type BridgeStats struct {
 	SentBatches      uint64 // outbound Deliver calls that succeeded
 	ReceivedMessages uint64 // inbound messages handed to local actors
 	ReceivedBatches  uint64 // inbound batches accepted
-	DroppedMessages  uint64 // outbound messages lost: failed calls, full queues, non-member addresses, types not on the wire, after Stop
+	DroppedMessages  uint64 // outbound messages lost: failed calls, full queues, non-member addresses, types not on the wire, after Stop, injected faults and cuts
 	DroppedBatches   uint64 // outbound Deliver calls that failed or were refused
-	RefusedBatches   uint64 // inbound batches refused (sender not a peer, or bridge stopped)
+	RefusedBatches   uint64 // inbound batches refused (sender not a peer, bridge stopped, link cut or node isolated)
 	SkippedMessages  uint64 // inbound messages without a body or a target
 	Connects         uint64 // connections opened to peers
 }
@@ -109,6 +109,8 @@ type Bridge struct {
 	// makes delivering one peer's batches strictly one after another.
 	inboundMu sync.Mutex
 	inbound   map[int32][]linkPosition
+
+	faults faultState // injected message faults, cuts and isolation (faults.go)
 }
 
 // sessionsKept bounds how many sessions of one peer are remembered.
@@ -442,6 +444,7 @@ type bridgeActor struct {
 	peers       []*peerLink // by node id; nil at Self
 	warnedAddrs map[string]bool
 	warnedTypes map[reflect.Type]bool
+	fx          actorFaults // the fault state this actor works with (faults.go)
 }
 
 func (b *Bridge) newActor() actor.Actor {
@@ -468,13 +471,15 @@ func (a *bridgeActor) Receive(ctx actor.Context) {
 		a.onDialed(m)
 	case *delivered:
 		a.onDelivered(m)
+	case faultEvent:
+		a.onFaultEvent(m)
 	case *actor.Stopping, *actor.Restarting:
 		a.release()
 	}
 }
 
 // enqueue is the single path every outbound message takes to its peer's
-// queue: fault injection (drop, delay, duplicate, reorder, partition) belongs here.
+// queue, so faults (drop, delay, duplicate, reorder, cuts) are injected here.
 func (a *bridgeActor) enqueue(o *outbound) {
 	b := a.b
 	id, member := b.index[o.to.Address]
@@ -496,6 +501,17 @@ func (a *bridgeActor) enqueue(o *outbound) {
 		}
 	}
 	p := a.peers[id]
+	if a.injecting() {
+		a.inject(p, w)
+		return
+	}
+	a.push(p, w)
+	a.flush(p)
+}
+
+// push appends w to p's queue, dropping the oldest message when it is full.
+func (a *bridgeActor) push(p *peerLink, w WireMsg) {
+	b := a.b
 	if len(p.queue) >= b.cfg.QueueLimit {
 		p.queue[0] = WireMsg{} // let the body be collected
 		p.queue = p.queue[1:]
@@ -506,14 +522,13 @@ func (a *bridgeActor) enqueue(o *outbound) {
 		}
 	}
 	p.queue = append(p.queue, w)
-	a.flush(p)
 }
 
 // flush starts the next Deliver call to p if none is in flight: one call at a
 // time per peer, because net/rpc serves each call on its own goroutine and two
 // in flight could overtake each other.
 func (a *bridgeActor) flush(p *peerLink) {
-	if p.inFlight || len(p.queue) == 0 {
+	if p.inFlight || len(p.queue) == 0 || a.linkDown(p) {
 		return
 	}
 	if p.client == nil {
@@ -603,6 +618,7 @@ func (a *bridgeActor) onDelivered(m *delivered) {
 
 // release closes this instance's connections; queued messages are lost.
 func (a *bridgeActor) release() {
+	a.releaseFaults()
 	for _, p := range a.peers {
 		if p == nil {
 			continue

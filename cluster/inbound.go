@@ -67,6 +67,9 @@ func (b *Bridge) deliver(batch *WireBatch, ack *WireAck) error {
 	}
 	b.inboundMu.Lock()
 	defer b.inboundMu.Unlock()
+	if err := b.refuseCut(from, batch); err != nil {
+		return err
+	}
 	if err := b.admit(from, batch); err != nil {
 		return err
 	}
