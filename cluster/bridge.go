@@ -61,7 +61,7 @@ type BridgeStats struct {
 	DroppedMessages  uint64 // outbound messages lost: failed calls, full queues, non-member addresses, types not on the wire, after Stop, injected faults and cuts
 	DroppedBatches   uint64 // outbound Deliver calls that failed or were refused
 	RefusedBatches   uint64 // inbound batches refused (sender not a peer, bridge stopped, link cut or node isolated)
-	SkippedMessages  uint64 // inbound messages without a body or a target
+	SkippedMessages  uint64 // inbound messages without a body or a target, or forged (see inbound.go)
 	Connects         uint64 // connections opened to peers
 }
 
@@ -109,6 +109,7 @@ type Bridge struct {
 	// makes delivering one peer's batches strictly one after another.
 	inboundMu sync.Mutex
 	inbound   map[int32][]linkPosition
+	forged    map[forgedKey]bool // forged-message warnings given (guarded by inboundMu)
 
 	faults faultState // injected message faults, cuts and isolation (faults.go)
 }

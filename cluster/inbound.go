@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"twopc/messages"
 )
 
 // bridgeService is the inbound rpc service; a separate type keeps the
@@ -73,11 +75,16 @@ func (b *Bridge) deliver(batch *WireBatch, ack *WireAck) error {
 	if err := b.admit(from, batch); err != nil {
 		return err
 	}
-	accepted, skipped := 0, 0
+	accepted, skipped, forged := 0, 0, 0
 	for i := range batch.Msgs {
 		m := &batch.Msgs[i]
-		if m.Body == nil || m.To == "" {
+		if m.To == "" || !wireable(m.Body) {
 			skipped++
+			continue
+		}
+		if rule, why := b.forgery(from, m.Body); why != "" {
+			forged++
+			b.warnForged(from, rule, why, m)
 			continue
 		}
 		target := actor.NewPID(b.self, m.To)
@@ -93,11 +100,79 @@ func (b *Bridge) deliver(batch *WireBatch, ack *WireAck) error {
 		accepted++
 	}
 	if skipped > 0 {
-		b.skippedMsgs.Add(uint64(skipped))
 		b.log.Warn("skipped malformed messages (no body or no target)", "from", from, "skipped", skipped, "accepted", accepted)
 	}
+	b.skippedMsgs.Add(uint64(skipped + forged))
 	b.recvMsgs.Add(uint64(accepted))
 	b.recvBatches.Add(1)
 	ack.Accepted = accepted
 	return nil
+}
+
+// A peer may speak only for itself: every protocol message names its sender
+// node (From), and only a transaction's coordinator — the node in its id —
+// prepares, commits or aborts it. The batch's sender is known (a member, at
+// its own address), so a message that claims otherwise is forged, or comes
+// from a broken peer, and is refused before any actor can act on it: a
+// forged Commit could make a participant apply a transaction its coordinator
+// aborted, a forged Vote could count as another node's yes.
+
+// forgedKey is one kind of forgery by one sender: each is warned about
+// once, so a hostile peer cannot flood the log.
+type forgedKey struct {
+	from int32
+	rule string
+}
+
+// forgery checks a message from node from against the rules above; it
+// returns the rule broken (e.g. "Vote.From") and why, or "" and "".
+func (b *Bridge) forgery(from int32, body interface{}) (rule, why string) {
+	var (
+		typ         string
+		claimed     = from // Prepare names no sender: its Tx does
+		tx          messages.TxID
+		coordinator bool // only tx.Node may send it
+	)
+	switch m := body.(type) {
+	case *messages.Prepare:
+		typ, tx, coordinator = "Prepare", m.Tx, true
+	case *messages.Commit:
+		typ, claimed, tx, coordinator = "Commit", m.From, m.Tx, true
+	case *messages.Abort:
+		typ, claimed, tx, coordinator = "Abort", m.From, m.Tx, true
+	case *messages.Vote:
+		typ, claimed, tx = "Vote", m.From, m.Tx
+	case *messages.Ack:
+		typ, claimed, tx = "Ack", m.From, m.Tx
+	case *messages.DecisionQuery:
+		typ, claimed, tx = "DecisionQuery", m.From, m.Tx
+	case *messages.DecisionReply:
+		typ, claimed, tx = "DecisionReply", m.From, m.Tx
+	default:
+		return "", ""
+	}
+	switch {
+	case claimed != from:
+		return typ + ".From", fmt.Sprintf("%s claims to be from node %d, but node %d sent it", typ, claimed, from)
+	case tx.Node < 0 || int(tx.Node) >= len(b.cfg.Members):
+		return typ + ".Tx.Node", fmt.Sprintf("%s is for transaction %v, whose coordinator node %d is not a member (members are 0-%d)", typ, tx, tx.Node, len(b.cfg.Members)-1)
+	case coordinator && tx.Node != from:
+		return typ + ".Tx.Node", fmt.Sprintf("%s is for transaction %v, coordinated by node %d, but node %d sent it (only a transaction's coordinator may)", typ, tx, tx.Node, from)
+	}
+	return "", ""
+}
+
+// warnForged logs a refused message: at Warn the first time a sender
+// breaks a rule, at Debug afterwards. Called with inboundMu held.
+func (b *Bridge) warnForged(from int32, rule, why string, m *WireMsg) {
+	k := forgedKey{from: from, rule: rule}
+	if b.forged[k] || len(b.forged) >= maxWarned {
+		b.log.Debug("refused a forged message", "from", from, "to", m.To, "reason", why)
+		return
+	}
+	if b.forged == nil {
+		b.forged = make(map[forgedKey]bool)
+	}
+	b.forged[k] = true
+	b.log.Warn("refused a forged message (further ones of this kind from this node are logged at debug level)", "from", from, "to", m.To, "rule", rule, "reason", why)
 }
