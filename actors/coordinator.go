@@ -20,12 +20,21 @@ type CoordinatorConfig struct {
 	Logger      hclog.Logger
 
 	// Pending are commit decisions recovered from the log that have no END:
-	// they are re-driven before anything else.
+	// they are re-driven before anything else. A node whose participant is
+	// spawned after the coordinator sends them in a RedriveCommits message
+	// instead, once the participant exists: a txn actor sending to an actor
+	// that is still being spawned races protoactor's mailbox set-up.
 	Pending []PendingCommit
 
 	// Steps, if set, is told of every protocol step of every txn actor
 	// (see StepHook).
 	Steps StepHook
+}
+
+// RedriveCommits tells a coordinator to drive these recovered commit
+// decisions to their participants (see CoordinatorConfig.Pending).
+type RedriveCommits struct {
+	Pending []PendingCommit
 }
 
 // PendingCommit is a durable commit decision not yet acknowledged by all.
@@ -99,6 +108,12 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		c.onQuery(ctx, m)
 	case *childCrashed:
 		c.onChildCrashed(ctx, m)
+	case *RedriveCommits:
+		for _, p := range m.Pending {
+			if c.running(p.Tx) == nil {
+				c.spawn(ctx, p.Tx, p.Participants, nil, true)
+			}
+		}
 	case *CoordinatorStatusRequest:
 		inFlight := 0
 		for _, lt := range c.txns {
