@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,9 +28,10 @@ type Config struct {
 	Members []string // "host:port" of every node, indexed by node id
 	DataDir string   // parent directory of all nodes' data; this node uses DataDir/node-<ID> (default ./logs)
 
-	Timing        actors.Timing // protocol clocks (actors.DefaultTiming)
-	SnapshotEvery int           // log records between snapshots (persistence.DefaultSnapshotEvery)
-	Logger        hclog.Logger  // default: INFO to stderr, named node-<ID>
+	Timing        actors.Timing   // protocol clocks (actors.DefaultTiming)
+	SnapshotEvery int             // log records between snapshots (persistence.DefaultSnapshotEvery)
+	Logger        hclog.Logger    // default: INFO to stderr, named node-<ID>
+	Steps         actors.StepHook // told of every protocol step; for tests (nil: none)
 
 	// Listener, if set, is used instead of listening on Members[ID]: tests
 	// reserve a free port this way.
@@ -57,6 +59,10 @@ type Node struct {
 	server  *connServer // peers' and clients' connections
 	mu      sync.Mutex
 	stopped bool
+
+	cut     atomic.Bool // PowerCut was called: the node is dead to the world
+	cutOnce sync.Once
+	cutCh   chan struct{} // closed by PowerCut
 }
 
 // Start recovers the node from its log and starts serving. The log is
@@ -71,9 +77,9 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.Info})
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.Named(fmt.Sprintf("node-%d", cfg.ID))}
+	n := &Node{cfg: cfg, log: cfg.Logger.Named(fmt.Sprintf("node-%d", cfg.ID)), cutCh: make(chan struct{})}
 	if err := n.start(); err != nil {
-		n.teardown()
+		n.teardown(false)
 		return nil, err
 	}
 	return n, nil
@@ -146,7 +152,7 @@ func (n *Node) start() error {
 	n.coordinator, err = n.sys.Root.SpawnNamed(actors.NewCoordinatorProps(actors.CoordinatorConfig{
 		Node: n.cfg.ID, Members: len(n.cfg.Members), Incarnation: n.incarnation,
 		Persistence: n.persistencePID, Directory: dirOf, Timing: n.cfg.Timing,
-		Logger: n.log.Named("coordinator"), Pending: pending,
+		Logger: n.log.Named("coordinator"), Steps: n.cfg.Steps,
 	}), actors.CoordinatorName)
 	if err != nil {
 		return fmt.Errorf("node %d: spawn coordinator: %w", n.cfg.ID, err)
@@ -154,11 +160,14 @@ func (n *Node) start() error {
 	n.participant, err = n.sys.Root.SpawnNamed(actors.NewParticipantProps(actors.ParticipantConfig{
 		Node: n.cfg.ID, Members: len(n.cfg.Members), Persistence: n.persistencePID, Directory: dirOf,
 		Timing: n.cfg.Timing, Logger: n.log.Named("participant"), KV: state.KV, InDoubt: inDoubt,
-		Reload: n.reloadParticipant,
+		Reload: n.reloadParticipant, Steps: n.cfg.Steps,
 	}), actors.ParticipantName)
 	if err != nil {
 		return fmt.Errorf("node %d: spawn participant: %w", n.cfg.ID, err)
 	}
+	// Only now, with both roles spawned, may re-driven commits reach this
+	// node's participant.
+	n.sys.Root.Send(n.coordinator, &actors.RedriveCommits{Pending: pending})
 	if len(inDoubt) > 0 || len(pending) > 0 {
 		n.log.Warn("recovered unfinished transactions", "in_doubt", len(inDoubt), "commits_to_redrive", len(pending))
 	}
@@ -265,12 +274,15 @@ func (n *Node) Stop() error {
 	}
 	n.stopped = true
 	n.mu.Unlock()
-	n.teardown()
+	n.teardown(false)
 	n.log.Info("node stopped")
 	return nil
 }
 
-func (n *Node) teardown() {
+// teardown stops everything the node runs. After a crash (power already
+// cut) the roles are stopped at once instead of finishing their mailboxes:
+// whatever they would still do could not leave the node anyway.
+func (n *Node) teardown(crashed bool) {
 	// No new calls: listener and accepted connections closed first.
 	if n.server != nil {
 		n.server.stop()
@@ -279,7 +291,12 @@ func (n *Node) teardown() {
 	}
 	if n.sys != nil {
 		for _, pid := range []*actor.PID{n.coordinator, n.participant} {
-			if pid != nil {
+			if pid == nil {
+				continue
+			}
+			if crashed {
+				_ = n.sys.Root.StopFuture(pid).Wait()
+			} else {
 				_ = n.sys.Root.PoisonFuture(pid).Wait()
 			}
 		}
@@ -326,16 +343,53 @@ func (n *Node) clientTimeout() time.Duration {
 
 // Submit runs a transaction coordinated by this node and returns its outcome.
 func (n *Node) Submit(ops ...messages.Op) (*messages.Outcome, error) {
-	res, err := n.sys.Root.RequestFuture(n.coordinator, &messages.Begin{Ops: ops}, n.clientTimeout()).Result()
-	if err != nil {
-		return nil, fmt.Errorf("node %d: no outcome: %w", n.cfg.ID, err)
-	}
-	o, ok := res.(*messages.Outcome)
+	// A reply box rather than a Future: the wait must also end when the
+	// node crashes (its dead coordinator will never answer), and a Future
+	// cannot be selected on.
+	box := &replyBox{ch: make(chan interface{}, 1)}
+	pid, ok := n.sys.ProcessRegistry.Add(box, "submit"+n.sys.ProcessRegistry.NextId())
 	if !ok {
+		return nil, fmt.Errorf("node %d: cannot register a reply address", n.cfg.ID)
+	}
+	defer n.sys.ProcessRegistry.Remove(pid)
+	n.sys.Root.RequestWithCustomSender(n.coordinator, &messages.Begin{Ops: ops}, pid)
+	timeout := time.NewTimer(n.clientTimeout())
+	defer timeout.Stop()
+	var res interface{}
+	select {
+	case res = <-box.ch:
+	case <-n.cutCh:
+	case <-timeout.C:
+		return nil, fmt.Errorf("node %d: no outcome within %v", n.cfg.ID, n.clientTimeout())
+	}
+	if n.cut.Load() {
+		// Whatever the dead node's actors answered after the cut, a client
+		// of a crashed node learns nothing.
+		return nil, fmt.Errorf("node %d: no outcome: %w", n.cfg.ID, errNodeCrashed)
+	}
+	switch o := res.(type) {
+	case *messages.Outcome:
+		return o, nil
+	case *actor.DeadLetterResponse:
+		return nil, fmt.Errorf("node %d: no outcome: the coordinator is not running", n.cfg.ID)
+	default:
 		return nil, fmt.Errorf("node %d: unexpected answer %T", n.cfg.ID, res)
 	}
-	return o, nil
 }
+
+// replyBox is a one-shot reply address that a Go caller can select on. It
+// keeps the first message and drops any other.
+type replyBox struct{ ch chan interface{} }
+
+func (r *replyBox) SendUserMessage(_ *actor.PID, m interface{}) {
+	_, msg, _ := actor.UnwrapEnvelope(m)
+	select {
+	case r.ch <- msg:
+	default:
+	}
+}
+func (r *replyBox) SendSystemMessage(*actor.PID, interface{}) {}
+func (r *replyBox) Stop(*actor.PID)                           {}
 
 // Read returns the committed value of each key from the node(s) that own
 // it: one entry per key, or per node for a key held everywhere ("value").
@@ -450,4 +504,13 @@ func (n *Node) readLocal(key string) (int64, error) {
 		return 0, err
 	}
 	return res.(*messages.ReadReply).Values[0].Value, nil
+}
+
+// CoordinatorStatus asks this node's coordinator for its state at a glance.
+func (n *Node) CoordinatorStatus() (*actors.CoordinatorStatus, error) {
+	res, err := n.sys.Root.RequestFuture(n.coordinator, &actors.CoordinatorStatusRequest{}, 5*time.Second).Result()
+	if err != nil {
+		return nil, fmt.Errorf("node %d: coordinator status: %w", n.cfg.ID, err)
+	}
+	return res.(*actors.CoordinatorStatus), nil
 }
