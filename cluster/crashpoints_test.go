@@ -1,0 +1,352 @@
+package cluster
+
+import (
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"twopc/actors"
+	"twopc/messages"
+	"twopc/persistence"
+)
+
+// The crash-point table: one transaction at a time, the power of one node
+// cut at one protocol step, the node restarted from its log, and then every
+// node must agree — the transaction applied on all its participants or on
+// none, as the step dictates, no lock held, nothing in doubt, and the
+// coordinator's log holding no undecided commit.
+
+// crashTiming keeps each case short: votes time out after a second, a
+// participant in doubt asks after 100 ms and then every 400 ms at most.
+var crashTiming = actors.Timing{
+	VoteTimeout:       time.Second,
+	ResendInterval:    50 * time.Millisecond,
+	MaxResendInterval: 200 * time.Millisecond,
+	InDoubtAfter:      100 * time.Millisecond,
+	MaxQueryInterval:  400 * time.Millisecond,
+}
+
+// stepLog records every protocol step of every node, and lets a test wait
+// for one.
+type stepLog struct {
+	mu      sync.Mutex
+	steps   []actors.Step
+	changed chan struct{}
+}
+
+func newStepLog() *stepLog { return &stepLog{changed: make(chan struct{})} }
+
+func (s *stepLog) add(st actors.Step) {
+	s.mu.Lock()
+	s.steps = append(s.steps, st)
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// wait returns once a step matching ok has been recorded, or false after
+// timeout.
+func (s *stepLog) wait(ok func(actors.Step) bool, timeout time.Duration) bool {
+	deadline := time.After(timeout)
+	seen := 0
+	for {
+		s.mu.Lock()
+		for ; seen < len(s.steps); seen++ {
+			if ok(s.steps[seen]) {
+				s.mu.Unlock()
+				return true
+			}
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+// crashAt says when to cut a node's power: at the first step of kind at on
+// node, with peer if peer >= 0; after waiting, if after is set, until a step
+// matching after has happened for the same transaction (so that a message
+// sent just before the crash has arrived).
+type crashAt struct {
+	node  int32
+	at    actors.StepKind
+	peer  int32
+	after func(actors.Step) bool
+
+	fired   atomic.Bool
+	crashed chan actors.Step
+}
+
+func (c *crashAt) matches(s actors.Step) bool {
+	return s.Node == c.node && s.Kind == c.at && (c.peer < 0 || s.Peer == c.peer)
+}
+
+// crashRig is a four-node cluster whose step hook cuts a node's power when
+// the armed crashAt matches.
+type crashRig struct {
+	t     *testing.T
+	l     *Local
+	steps *stepLog
+	armed atomic.Pointer[crashAt]
+}
+
+func newCrashRig(t *testing.T) *crashRig {
+	r := &crashRig{t: t, steps: newStepLog()}
+	l, err := StartLocal(LocalConfig{
+		Nodes: 4, DataDir: t.TempDir(), Timing: crashTiming,
+		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
+		Steps:  r.onStep,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop() })
+	r.l = l
+	return r
+}
+
+// onStep runs inside the node's actors, at the step itself.
+func (r *crashRig) onStep(s actors.Step) {
+	r.steps.add(s)
+	c := r.armed.Load()
+	if c == nil || !c.matches(s) || !c.fired.CompareAndSwap(false, true) {
+		return
+	}
+	if c.after != nil && !r.steps.wait(func(x actors.Step) bool { return x.Tx == s.Tx && c.after(x) }, 5*time.Second) {
+		r.t.Errorf("crash at %v: the step to wait for never came", s)
+	}
+	if n := r.l.Node(int(s.Node)); n != nil {
+		n.PowerCut()
+	}
+	c.crashed <- s
+}
+
+// outcome is what a transaction did, as the participants' state shows it.
+type outcome string
+
+const (
+	committed outcome = "committed"
+	aborted   outcome = "aborted"
+	either    outcome = "committed or aborted"
+)
+
+type crashPoint struct {
+	name  string
+	role  string // whose power is cut: "participant" or "coordinator"
+	at    actors.StepKind
+	after func(victim int32) func(actors.Step) bool
+	first bool // coordinator steps with a peer: the first participant only
+	want  outcome
+	// wantOnCoordinatorNode, if set, is the outcome when the participant
+	// whose power is cut shares its node with the coordinator.
+	wantOnCoordinatorNode outcome
+}
+
+// Every crash point the protocol has, and the outcome it must lead to.
+var crashPoints = []crashPoint{
+	{name: "participant before logging PREPARED", role: "participant", at: actors.StepPrepareReceived, want: aborted},
+	{name: "participant after logging PREPARED", role: "participant", at: actors.StepPreparedLogged, want: aborted},
+	// On the coordinator's node the crash also stops the txn actor, which
+	// may or may not have logged COMMIT by then (the last vote may be this
+	// one): either outcome is right, as long as every node agrees.
+	{name: "participant after voting yes", role: "participant", at: actors.StepVoted, want: committed, wantOnCoordinatorNode: either,
+		after: func(victim int32) func(actors.Step) bool {
+			return func(s actors.Step) bool { return s.Kind == actors.StepVoteReceived && s.Peer == victim }
+		}},
+	{name: "coordinator before logging COMMIT", role: "coordinator", at: actors.StepCommitDecided, want: aborted},
+	{name: "coordinator after logging COMMIT", role: "coordinator", at: actors.StepCommitLogged, want: committed},
+	{name: "coordinator after Commit reached some participants", role: "coordinator", at: actors.StepCommitSent, first: true, want: committed,
+		after: func(int32) func(actors.Step) bool {
+			return func(s actors.Step) bool { return s.Kind == actors.StepCommittedLogged }
+		}},
+	{name: "coordinator before logging END", role: "coordinator", at: actors.StepAllAcked, want: committed},
+	{name: "participant before logging COMMITTED", role: "participant", at: actors.StepCommitReceived, want: committed},
+	{name: "participant after logging COMMITTED", role: "participant", at: actors.StepCommittedLogged, want: committed},
+}
+
+// A transaction's shape: who coordinates, who takes part.
+type txShape struct {
+	name         string
+	coordinator  int32
+	participants []int32
+	victim       int32 // the participant whose power is cut at participant steps
+}
+
+var txShapes = []txShape{
+	{name: "coordinator apart", coordinator: 0, participants: []int32{1, 2}, victim: 1},
+	{name: "coordinator also participant", coordinator: 0, participants: []int32{0, 1, 2}, victim: 0},
+}
+
+func TestCrashPoints(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash points take about half a minute")
+	}
+	r := newCrashRig(t)
+	for _, shape := range txShapes {
+		for i, cp := range crashPoints {
+			name := fmt.Sprintf("%s/%s", shape.name, cp.name)
+			t.Run(name, func(t *testing.T) {
+				r.t = t
+				r.runCrashPoint(shape, cp, fmt.Sprintf("s%d", i))
+			})
+		}
+	}
+}
+
+func (r *crashRig) runCrashPoint(shape txShape, cp crashPoint, tag string) {
+	t := r.t
+	// One key per participant, a transfer through all of them: "move 10
+	// from the first to each of the others", floors 0.
+	keys := make([]string, len(shape.participants))
+	for i, p := range shape.participants {
+		keys[i] = fmt.Sprintf("n%d/%s-%s", p, strings.ReplaceAll(shape.name, " ", "-"), tag)
+	}
+	setup := make([]messages.Op, len(keys))
+	for i, k := range keys {
+		setup[i] = messages.Set(k, 100)
+	}
+	coord := r.l.Node(int(shape.coordinator))
+	if o, err := coord.Submit(setup...); err != nil || !o.Committed {
+		t.Fatalf("setup: %v %v", o, err)
+	}
+	// The setup's acks and END come after its client is answered: let them
+	// pass before arming, or the crash would hit the setup.
+	r.waitSettled()
+	ops := []messages.Op{messages.AddFloor(keys[0], -10*int64(len(keys)-1), 0)}
+	for _, k := range keys[1:] {
+		ops = append(ops, messages.Add(k, 10))
+	}
+
+	victim, peer := shape.victim, int32(-1)
+	if cp.role == "coordinator" {
+		victim = shape.coordinator
+		if cp.first {
+			peer = shape.participants[0]
+		}
+	}
+	c := &crashAt{node: victim, at: cp.at, peer: peer, crashed: make(chan actors.Step, 1)}
+	if cp.after != nil {
+		c.after = cp.after(victim)
+	}
+	r.armed.Store(c)
+	defer r.armed.Store(nil)
+
+	type result struct {
+		o   *messages.Outcome
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		o, err := coord.Submit(ops...)
+		done <- result{o, err}
+	}()
+	var at actors.Step
+	select {
+	case at = <-c.crashed:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the transaction never reached %v on node %d", cp.at, victim)
+	}
+	t.Logf("power cut at %v", at)
+	if err := r.l.Crash(int(victim)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.l.RestartNode(int(victim)); err != nil {
+		t.Fatalf("restart after the crash: %v", err)
+	}
+	res := <-done // bounded by the client timeout
+	r.waitSettled()
+
+	// The participants' state: every transfer leg applied, or none.
+	initial, final := map[string]int64{}, map[string]int64{}
+	for i, k := range keys {
+		initial[k], final[k] = 100, 100+10
+		if i == 0 {
+			final[k] = 100 - 10*int64(len(keys)-1)
+		}
+	}
+	got := map[string]int64{}
+	for _, k := range keys {
+		vals, err := r.l.Node(int(shape.coordinator)).Read(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[k] = vals[0].Value
+	}
+	var happened outcome
+	switch {
+	case maps.Equal(got, final):
+		happened = committed
+	case maps.Equal(got, initial):
+		happened = aborted
+	default:
+		t.Fatalf("not atomic: %v; committed would be %v, aborted %v (client saw %v %v)", got, final, initial, res.o, res.err)
+	}
+	want := cp.want
+	if cp.wantOnCoordinatorNode != "" && cp.role == "participant" && victim == shape.coordinator {
+		want = cp.wantOnCoordinatorNode
+	}
+	if want != either && happened != want {
+		t.Errorf("the transaction %s, want %s (client saw %v %v)", happened, want, res.o, res.err)
+	}
+	// The client's answer, if it got one, agrees.
+	if res.err == nil && !strings.HasPrefix(res.o.Reason, "outcome unknown") && res.o.Committed != (happened == committed) {
+		t.Errorf("client was told %v, but the transaction %s", res.o, happened)
+	}
+}
+
+// waitSettled waits until no node holds a lock, is in doubt, runs a txn
+// actor, or has a commit decision without END in its log.
+func (r *crashRig) waitSettled() {
+	t := r.t
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for i := range r.l.Members() {
+		n := r.l.Node(i)
+		for {
+			busy := nodeBusy(n)
+			if busy == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d never settled: %s", i, busy)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// nodeBusy says what node still has to finish, or "".
+func nodeBusy(n *Node) string {
+	ps, err := n.ParticipantStatus()
+	if err != nil {
+		return err.Error()
+	}
+	if ps.LocksHeld > 0 || len(ps.InDoubt) > 0 || ps.Preparing > 0 || ps.Committing > 0 || ps.Waiting > 0 {
+		return fmt.Sprintf("participant %+v", ps)
+	}
+	cs, err := n.CoordinatorStatus()
+	if err != nil {
+		return err.Error()
+	}
+	if cs.InFlight > 0 {
+		return fmt.Sprintf("coordinator %+v", cs)
+	}
+	res, err := n.System().Root.RequestFuture(n.Persistence(), &persistence.CurrentState{}, 5*time.Second).Result()
+	if err != nil {
+		return err.Error()
+	}
+	if st := res.(*persistence.StateReply); st.Err != nil || len(st.State.Pending) > 0 || len(st.State.InDoubt) > 0 {
+		return fmt.Sprintf("log: err %v, commits without END %v, in doubt %v", st.Err, st.State.Pending, st.State.InDoubt)
+	}
+	return ""
+}
