@@ -32,8 +32,10 @@ func (l *Local) applyFaults(i int, n *Node) {
 	}
 	f.nodes[i] = n
 	b := n.Bridge()
-	// Validated when it was set, so it cannot fail here.
-	_ = b.SetFaults(seeded(f.faults, i))
+	if f.faults != (Faults{}) {
+		// Validated when it was set, so it cannot fail here.
+		_ = b.SetFaults(seeded(f.faults, i))
+	}
 	for c := range f.cuts {
 		if other, ok := otherEnd(c, i); ok {
 			_ = b.Cut(int32(other)) // a member other than i: cannot fail
