@@ -318,7 +318,7 @@ func (c *coordinator) onChildCrashed(ctx actor.Context, m *childCrashed) {
 		if err != nil {
 			// Cannot tell: say so, and tell nobody to abort; participants
 			// in doubt keep asking until the log can answer.
-			c.answerClient(ctx, &messages.Outcome{Tx: m.tx, Reason: fmt.Sprintf("outcome unknown: txn actor crashed (%s) and the log did not answer: %v", m.reason, err)})
+			c.answerClient(ctx, &messages.Outcome{Tx: m.tx, Unknown: true, Reason: fmt.Sprintf("outcome unknown: txn actor crashed (%s) and the log did not answer: %v", m.reason, err)})
 			settled()
 			return
 		}

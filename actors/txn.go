@@ -156,7 +156,7 @@ func (t *txn) logging(ctx actor.Context) {
 			// its restart settles it (recovered COMMIT → re-drive, none →
 			// presumed abort).
 			t.cfg.log.Error("commit decision not logged; outcome unknown until this node restarts", "tx", t.cfg.tx, "error", m.Err)
-			t.reply(ctx, &messages.Outcome{Tx: t.cfg.tx, Reason: "outcome unknown: coordinator's log write failed: " + m.Err.Error()})
+			t.reply(ctx, &messages.Outcome{Tx: t.cfg.tx, Unknown: true, Reason: "outcome unknown: coordinator's log write failed: " + m.Err.Error()})
 			ctx.Stop(ctx.Self())
 			return
 		}

@@ -299,7 +299,7 @@ func (r *crashRig) runCrashPoint(shape txShape, cp crashPoint, tag string) {
 		t.Errorf("the transaction %s, want %s (client saw %v %v)", happened, want, res.o, res.err)
 	}
 	// The client's answer, if it got one, agrees.
-	if res.err == nil && !strings.HasPrefix(res.o.Reason, "outcome unknown") && res.o.Committed != (happened == committed) {
+	if res.err == nil && !res.o.Unknown && res.o.Committed != (happened == committed) {
 		t.Errorf("client was told %v, but the transaction %s", res.o, happened)
 	}
 }

@@ -13,12 +13,20 @@ type Begin struct {
 type Outcome struct {
 	Tx        TxID
 	Committed bool
-	Reason    string // why it aborted, or a note on a commit (e.g. acks still pending)
+	// Unknown: the coordinator cannot tell (its log failed while it was
+	// logging the decision). The transaction still commits or aborts
+	// everywhere; the coordinator's recovery settles which. Committed is
+	// false then, but that is not an abort.
+	Unknown bool
+	Reason  string // why it aborted or is unknown, or a note on a commit
 }
 
 func (o *Outcome) String() string {
 	if o.Committed {
 		return "committed " + o.Tx.String()
+	}
+	if o.Unknown {
+		return fmt.Sprintf("outcome of %s unknown: %s", o.Tx, o.Reason)
 	}
 	return fmt.Sprintf("aborted %s: %s", o.Tx, o.Reason)
 }
