@@ -196,3 +196,22 @@ func TestTxnDecisionQueryWhileLoggingWaitsForCommit(t *testing.T) {
 		t.Fatalf("reply %+v", rep)
 	}
 }
+
+// A COMMIT whose write failed may or may not be on disk: the txn actor sends
+// neither decision and tells the client the outcome is unknown — not an
+// abort, which a client would act on.
+func TestTxnFailedCommitLogIsUnknownNotAbort(t *testing.T) {
+	r := newTxnRig(t, Timing{VoteTimeout: time.Hour, ResendInterval: time.Hour}, 0, 1)
+	r.prepared(t)
+	r.vote(0, messages.VoteYes, "")
+	r.vote(1, messages.VoteYes, "")
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID, Err: errDisk})
+	out, _ := actortest.Expect[*txnOutcome](t, r.boss, wait)
+	if o := out.outcome; o.Committed || !o.Unknown || !strings.Contains(o.Reason, errDisk.Error()) {
+		t.Fatalf("outcome %+v, want unknown naming the log error", o)
+	}
+	for _, p := range r.parts {
+		actortest.ExpectNone(t, p, 50*time.Millisecond) // neither Commit nor Abort
+	}
+}
