@@ -1,0 +1,223 @@
+// Command node runs one twopc node in this process, so the members of a
+// cluster can run as separate processes, on one host or several:
+//
+//	node --id N --peers host:port,host:port,... [--data-dir ./logs] [--log-level info]
+//
+// --peers lists every member in node-id order, this node's own address
+// included, so every process is given the same list. The node listens on
+// its own entry and keeps its data in <data-dir>/node-<id>.
+//
+// Once serving it prints "node <id> serving on <addr> (incarnation <n>)" to
+// stdout; its log goes to stderr. SIGINT or SIGTERM stops it cleanly
+// (pending log appends flushed, listener and connections closed) and it
+// prints "node <id> stopped" and exits 0. A second signal while stopping
+// exits at once with 1. Usage errors exit 2, a failed start 1.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"twopc/actors"
+	"twopc/cluster"
+)
+
+func main() {
+	// Buffered for two: the first starts the shutdown, the second must
+	// still be caught if it arrives before the shutdown listens for it.
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	// One node per process: one extra P for its persistence actor's fsyncs.
+	cluster.TuneProcs(1)
+	os.Exit(exitCode(run(os.Args[1:], os.Stdout, os.Stderr, sig), os.Stderr))
+}
+
+// usageError is a mistake in the command line: exit code 2, as flag does.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// errSecondSignal ends a shutdown that the operator no longer waits for.
+var errSecondSignal = errors.New("second signal during shutdown: exiting without waiting")
+
+// exitCode reports err on stderr and maps it to the process's exit code.
+func exitCode(err error, stderr io.Writer) int {
+	var ue *usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "node: %v\nrun 'node -h' for usage\n", err)
+		return 2
+	}
+	fmt.Fprintf(stderr, "node: %v\n", err)
+	return 1
+}
+
+// options is the parsed command line.
+type options struct {
+	id      int32
+	peers   []string
+	dataDir string
+	level   hclog.Level
+	timing  actors.Timing
+}
+
+// parseArgs reads the command line; every error is a *usageError naming
+// the flag or entry at fault (or flag.ErrHelp after printing the usage).
+func parseArgs(args []string, stderr io.Writer) (*options, error) {
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	// A string, parsed below, so a bad id is reported with the valid range
+	// and the help shows no made-up default.
+	id := fs.String("id", "", "this node's id: its index in --peers (required)")
+	peers := fs.String("peers", "", "every member's host:port, comma-separated, in node-id order, this node's own included (required)")
+	dataDir := fs.String("data-dir", cluster.DefaultDataDir, "parent directory of the nodes' data; this node uses <data-dir>/node-<id>")
+	logLevel := fs.String("log-level", "info", "trace, debug, info, warn or error")
+	voteTimeout := fs.Duration("vote-timeout", 0, "how long a coordinator waits for votes (0: "+actors.DefaultTiming.VoteTimeout.String()+"); every node should use the same")
+	inDoubtAfter := fs.Duration("in-doubt-after", 0, "how long a prepared participant waits before asking for the decision (0: "+actors.DefaultTiming.InDoubtAfter.String()+")")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: node --id N --peers host:port,host:port,... [flags]\n\nRuns one twopc node; it listens on its own entry of --peers.\n\n")
+		fs.PrintDefaults()
+	}
+	// flag prints its own error and the usage on a parse error; the error
+	// is reported once, by exitCode, so only -h writes the usage here.
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fs.Usage()
+			return nil, err
+		}
+		return nil, usagef("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("unexpected argument %q (flags start with --)", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	o := &options{dataDir: *dataDir}
+	var err error
+	if o.peers, err = parsePeers(*peers, set["peers"]); err != nil {
+		return nil, err
+	}
+	if !set["id"] {
+		return nil, usagef("missing --id: this node's index in --peers (0-%d)", len(o.peers)-1)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(*id))
+	switch {
+	case err != nil:
+		return nil, usagef("--id %q is not a node id: want a number in 0-%d", *id, len(o.peers)-1)
+	case n < 0 || n >= len(o.peers):
+		return nil, usagef("--id %d is out of range: --peers lists %d nodes, ids 0-%d", n, len(o.peers), len(o.peers)-1)
+	}
+	o.id = int32(n)
+	if o.dataDir == "" {
+		return nil, usagef("--data-dir is empty")
+	}
+	if o.level = hclog.LevelFromString(*logLevel); o.level == hclog.NoLevel {
+		return nil, usagef("--log-level %q: want trace, debug, info, warn or error", *logLevel)
+	}
+	for name, d := range map[string]time.Duration{"vote-timeout": *voteTimeout, "in-doubt-after": *inDoubtAfter} {
+		if d < 0 {
+			return nil, usagef("--%s %v: must not be negative", name, d)
+		}
+	}
+	o.timing = actors.Timing{VoteTimeout: *voteTimeout, InDoubtAfter: *inDoubtAfter}
+	return o, nil
+}
+
+// parsePeers checks every entry of --peers: peers on other hosts will dial
+// these addresses, so each needs a host and a numeric port, and a member
+// listed twice would be two ids for one node.
+func parsePeers(list string, given bool) ([]string, error) {
+	if !given || strings.TrimSpace(list) == "" {
+		return nil, usagef("missing --peers: every member's host:port in node-id order, this node's own included")
+	}
+	entries := strings.Split(list, ",")
+	seen := map[string]int{}
+	peers := make([]string, len(entries))
+	for i, e := range entries {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			return nil, usagef("--peers entry %d is empty (in %q)", i, list)
+		}
+		host, port, err := net.SplitHostPort(e)
+		if err != nil {
+			return nil, usagef("--peers entry %d %q is not host:port: %v", i, e, err)
+		}
+		if host == "" {
+			return nil, usagef("--peers entry %d %q has no host (other nodes must be able to dial it)", i, e)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return nil, usagef("--peers entry %d %q: port %q is not a number in 1-65535", i, e, port)
+		}
+		if j, dup := seen[e]; dup {
+			return nil, usagef("--peers entries %d and %d are both %q: each member needs its own address", j, i, e)
+		}
+		seen[e] = i
+		peers[i] = e
+	}
+	return peers, nil
+}
+
+// run is the whole command: it starts the node, serves until a signal
+// arrives on signals (or signals is closed), and stops it cleanly. main
+// passes os.Args and the process's signals; tests pass their own.
+func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) error {
+	o, err := parseArgs(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: o.level, Output: stderr})
+	n, err := cluster.Start(cluster.Config{
+		ID: o.id, Members: o.peers, DataDir: o.dataDir, Timing: o.timing, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "node %d serving on %s (incarnation %d)\n", o.id, n.Addr(), n.Incarnation())
+
+	s := <-signals
+	logger.Named(fmt.Sprintf("node-%d", o.id)).Info("stopping", "signal", fmt.Sprint(s))
+	if err := shutdown(n.Stop, signals); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "node %d stopped\n", o.id)
+	return nil
+}
+
+// shutdown runs stop, but gives up on it when another signal arrives: an
+// operator who signals again wants the process gone. Exiting mid-stop is
+// no worse than a crash, which the node recovers from its log.
+func shutdown(stop func() error, signals <-chan os.Signal) error {
+	done := make(chan error, 1)
+	go func() { done <- stop() }()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case _, ok := <-signals:
+			if !ok { // no more signals will come: just wait
+				signals = nil
+				continue
+			}
+			return errSecondSignal
+		}
+	}
+}
