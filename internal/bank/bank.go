@@ -17,8 +17,8 @@
 //
 //	(a) both markers of a transfer are equal: applied on both or neither;
 //	(b) a transfer the client saw committed is applied (markers 1), one it
-//	    saw aborted is not (markers 0); an unknown outcome (client error, or
-//	    still in flight) may be either;
+//	    saw aborted is not (markers 0); an unknown outcome (a client error,
+//	    an Outcome marked Unknown, or still in flight) may be either;
 //	(c) no account is below its floor, 0;
 //	(d) every account is Initial plus what the applied transfers moved in,
 //	    less what they moved out (catches lost or doubled updates);
@@ -93,7 +93,7 @@ type Transfer struct {
 type outcome uint8
 
 const (
-	outUnknown   outcome = iota // in flight, or the client got an error
+	outUnknown   outcome = iota // in flight, the client got an error, or an Outcome marked Unknown
 	outCommitted                // the client was told "committed"
 	outAborted                  // the client was told "aborted"
 )
@@ -203,6 +203,8 @@ func (b *Bank) Setup(c Client) error {
 				last = err.Error()
 			case o.Committed:
 				done = true
+			case o.Unknown:
+				last = o.String()
 			default:
 				last = "aborted: " + o.Reason
 			}
@@ -274,6 +276,10 @@ func (b *Bank) Run(c Client, t Transfer) {
 		r.reason = err.Error()
 	case o.Committed:
 		r.outcome = outCommitted
+	case o.Unknown:
+		// The coordinator could not tell (its log failed): not an abort,
+		// whatever Committed says. Clients need not translate it.
+		r.reason = o.String()
 	default:
 		r.outcome = outAborted
 		r.reason = o.Reason

@@ -215,6 +215,9 @@ func TestUnknownOutcomeEitherWay(t *testing.T) {
 	b, f := setUp(t, Config{Nodes: 3})
 	f.set(func(ops []messages.Op) (bool, *messages.Outcome, error, bool) {
 		id := markerID(ops)
+		if id%3 == 0 { // the coordinator's log failed: it cannot tell
+			return id%2 == 0, &messages.Outcome{Unknown: true, Reason: "log failed"}, nil, true
+		}
 		return id%2 == 0, nil, errors.New("connection reset"), true
 	})
 	runMany(b, f, rand.New(rand.NewSource(2)), 20)
@@ -386,6 +389,8 @@ func TestSetupRetriesThenGivesUp(t *testing.T) {
 			return false, &messages.Outcome{Reason: "key n0/acct-1 is locked"}, nil, true
 		case 2:
 			return false, nil, errors.New("connection refused"), true
+		case 3:
+			return false, &messages.Outcome{Unknown: true, Reason: "log failed"}, nil, true
 		}
 		return false, nil, nil, false
 	})
