@@ -133,9 +133,12 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	if o.level = hclog.LevelFromString(*logLevel); o.level == hclog.NoLevel {
 		return nil, usagef("--log-level %q: want trace, debug, info, warn or error", *logLevel)
 	}
-	for name, d := range map[string]time.Duration{"vote-timeout": *voteTimeout, "in-doubt-after": *inDoubtAfter} {
-		if d < 0 {
-			return nil, usagef("--%s %v: must not be negative", name, d)
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"vote-timeout", *voteTimeout}, {"in-doubt-after", *inDoubtAfter}} { // in a fixed order: one error, always the same
+		if f.d < 0 {
+			return nil, usagef("--%s %v: must not be negative", f.name, f.d)
 		}
 	}
 	o.timing = actors.Timing{VoteTimeout: *voteTimeout, InDoubtAfter: *inDoubtAfter}
