@@ -13,6 +13,7 @@ type outcomes struct {
 	at    map[messages.TxID]time.Time
 	queue []outcome // in the order added, so the oldest are at the front
 	head  int
+	peak  int // most ids held since the map was last rebuilt
 }
 
 type outcome struct {
@@ -28,6 +29,7 @@ func (o *outcomes) add(tx messages.TxID, now time.Time) {
 	}
 	o.at[tx] = now
 	o.queue = append(o.queue, outcome{tx: tx, at: now})
+	o.peak = max(o.peak, len(o.at))
 }
 
 func (o *outcomes) has(tx messages.TxID) bool {
@@ -45,6 +47,17 @@ func (o *outcomes) forgetBefore(horizon time.Time) {
 	// Reuse the slice once most of it is forgotten.
 	if o.head > 1024 && o.head*2 > len(o.queue) {
 		o.queue = append(o.queue[:0], o.queue[o.head:]...)
+		o.head = 0
+	}
+	// A Go map keeps the room it grew to, and so would this one after a
+	// burst: rebuild both once they hold a quarter of their peak.
+	if o.peak > 4096 && len(o.at)*4 <= o.peak {
+		at := make(map[messages.TxID]time.Time, len(o.at))
+		for tx, t := range o.at {
+			at[tx] = t
+		}
+		o.at, o.peak = at, len(at)
+		o.queue = append([]outcome(nil), o.queue[o.head:]...)
 		o.head = 0
 	}
 }

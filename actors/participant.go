@@ -499,11 +499,13 @@ type ParticipantStatus struct {
 	Committing int             // COMMITTED being logged
 	Waiting    int             // Prepares waiting for older lock holders
 	Reads      int             // reads waiting for prepared transactions
+	Remembered int             // finished transactions remembered for late messages (Timing.RememberOutcomes)
 }
 
 func (p *participant) status() *ParticipantStatus {
 	s := &ParticipantStatus{Node: p.cfg.Node, Keys: len(p.kv), LocksHeld: p.locks.held(),
-		Waiting: len(p.waits.prepares), Reads: p.waits.reads}
+		Waiting: len(p.waits.prepares), Reads: p.waits.reads,
+		Remembered: p.recentCommits.len() + p.recentAborts.len() + p.recentReadOnly.len()}
 	for tx, t := range p.txs {
 		switch t.state {
 		case preparing:
