@@ -9,8 +9,10 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"sync"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"twopc/actors"
 	"twopc/cluster"
 	"twopc/messages"
 )
@@ -30,9 +33,12 @@ func main() {
 	dataDir := flag.String("data-dir", ".", "directory on the disk to measure; a temporary subdirectory is made and removed")
 	mode := flag.String("keys", "disjoint", "disjoint: every client has its own keys; shared: all clients add to the same few keys")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	txs := flag.Int64("txs", 0, "stop after this many commits instead of after --duration")
+	memProfile := flag.String("memprofile", "", "with --memory: write a heap profile, taken once finished transactions are forgotten, to this file")
+	memory := flag.Bool("memory", false, "after the run, report heap and on-disk size once the cluster settled and again once finished transactions are forgotten")
 	flag.Parse()
-	if *clients < 1 || *nodes < 2 || *duration <= 0 {
-		fmt.Fprintln(os.Stderr, "error: need --clients >= 1, --nodes >= 2, --duration > 0")
+	if *clients < 1 || *nodes < 2 || *duration <= 0 || *txs < 0 {
+		fmt.Fprintln(os.Stderr, "error: need --clients >= 1, --nodes >= 2, --duration > 0, --txs >= 0")
 		os.Exit(2)
 	}
 	if *mode != "disjoint" && *mode != "shared" {
@@ -64,7 +70,8 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	r, err := run(*clients, *nodes, *duration, filepath.Join(dir, "cluster"), *mode)
+	heapProfile = *memProfile
+	r, err := run(*clients, *nodes, *duration, *txs, *memory, filepath.Join(dir, "cluster"), *mode)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
@@ -123,7 +130,7 @@ func (r *result) pct(p int) time.Duration {
 	return r.latencies[i].Round(10 * time.Microsecond)
 }
 
-func run(clients, nodes int, d time.Duration, dir, mode string) (*result, error) {
+func run(clients, nodes int, d time.Duration, txs int64, memory bool, dir, mode string) (*result, error) {
 	l, err := cluster.StartLocal(cluster.LocalConfig{
 		Nodes: nodes, DataDir: dir,
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.Warn}),
@@ -145,6 +152,9 @@ func run(clients, nodes int, d time.Duration, dir, mode string) (*result, error)
 	lat := make([][]time.Duration, clients)
 	var wg sync.WaitGroup
 	stop := time.Now().Add(d)
+	if txs > 0 {
+		stop = time.Now().Add(24 * time.Hour) // until txs commits
+	}
 	start := time.Now()
 	for c := 0; c < clients; c++ {
 		wg.Add(1)
@@ -158,7 +168,7 @@ func run(clients, nodes int, d time.Duration, dir, mode string) (*result, error)
 			if mode == "shared" {
 				a, b = fmt.Sprintf("n%d/hot", from), fmt.Sprintf("n%d/hot", to)
 			}
-			for time.Now().Before(stop) {
+			for time.Now().Before(stop) && (txs == 0 || committed.Load() < txs) {
 				t0 := time.Now()
 				o, err := via.Submit(messages.Add(a, -1), messages.Add(b, 1))
 				switch {
@@ -182,7 +192,79 @@ func run(clients, nodes int, d time.Duration, dir, mode string) (*result, error)
 		r.latencies = append(r.latencies, ls...)
 	}
 	sort.Slice(r.latencies, func(i, j int) bool { return r.latencies[i] < r.latencies[j] })
+	if memory {
+		if err := reportMemory(l, nodes, dir, r.committed); err != nil {
+			return nil, err
+		}
+	}
 	return r, nil
+}
+
+// reportMemory shows what a long run leaves behind: once every transaction
+// is acked and ended, and again once participants have forgotten the
+// outcomes they keep for late messages (Timing.RememberOutcomes). Both
+// should stay the same whether the run was 10k or 100k transactions long.
+func reportMemory(l *cluster.Local, nodes int, dir string, committed int64) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for !settled(l, nodes) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster did not settle within 30 s after the run")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	fmt.Printf("memory: after %d commits, settled: %s\n", committed, footprint(l, nodes, dir))
+	wait := actors.DefaultTiming.RememberOutcomes + time.Second
+	time.Sleep(wait)
+	fmt.Printf("memory: %v later, outcomes forgotten: %s\n", wait, footprint(l, nodes, dir))
+	if heapProfile != "" {
+		f, err := os.Create(heapProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return pprof.WriteHeapProfile(f)
+	}
+	return nil
+}
+
+// heapProfile is where --memprofile writes, if set.
+var heapProfile string
+
+func settled(l *cluster.Local, nodes int) bool {
+	for i := 0; i < nodes; i++ {
+		n := l.Node(i)
+		ps, err1 := n.ParticipantStatus()
+		cs, err2 := n.CoordinatorStatus()
+		if err1 != nil || err2 != nil || ps.LocksHeld > 0 || len(ps.InDoubt) > 0 || ps.Committing > 0 || cs.InFlight > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func footprint(l *cluster.Local, nodes int, dir string) string {
+	remembered := 0
+	for i := 0; i < nodes; i++ {
+		if ps, err := l.Node(i).ParticipantStatus(); err == nil {
+			remembered += ps.Remembered
+		}
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	var bytes int64
+	files := 0
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				bytes += info.Size()
+				files++
+			}
+		}
+		return nil
+	})
+	return fmt.Sprintf("heap %.1f MiB (%d objects), outcomes remembered %d, disk %.1f KiB in %d files",
+		float64(ms.HeapAlloc)/(1<<20), ms.HeapObjects, remembered, float64(bytes)/1024, files)
 }
 
 func logTotals(l *cluster.Local, nodes int) messages.LogStats {
