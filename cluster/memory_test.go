@@ -1,0 +1,115 @@
+package cluster
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"twopc/actors"
+	"twopc/messages"
+)
+
+// Bounded memory: a decided transaction is forgotten once nobody can ask
+// about it, so what a node holds — in its roles, its log's fold and on disk
+// — does not grow with the number of transactions it has run. (Heap figures
+// come from `go run ./cmd/bench -txs N -memory`; tests do not time or weigh.)
+func TestDecidedTransactionsAreForgotten(t *testing.T) {
+	dir := t.TempDir()
+	const snapEvery = 200
+	l, err := StartLocal(LocalConfig{
+		Nodes: 4, DataDir: dir, SnapshotEvery: snapEvery,
+		Timing: actors.Timing{VoteTimeout: 2 * time.Second, ClockSkew: 10 * time.Millisecond, RememberOutcomes: 300 * time.Millisecond},
+		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop() })
+
+	// 16 clients, each moving 1 back and forth between its own two keys on
+	// two nodes: the key set stays the same however long it runs.
+	run := func(perClient int) {
+		var wg sync.WaitGroup
+		for c := 0; c < 16; c++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				a, b := fmt.Sprintf("n%d/k%d", c%4, c), fmt.Sprintf("n%d/k%d", (c+1)%4, c)
+				for i := 0; i < perClient; i++ {
+					if o, err := l.Node(c%4).Submit(messages.Add(a, -1), messages.Add(b, 1)); err != nil || !o.Committed {
+						t.Errorf("client %d: %v %v", c, o, err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	footprint := func(after int) map[string]int64 {
+		deadline := time.Now().Add(10 * time.Second)
+		for i := range l.Members() {
+			for {
+				busy := nodeBusy(l.Node(i))
+				ps, err := l.Node(i).ParticipantStatus()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if busy == "" && ps.Remembered == 0 && ps.Keys <= 8 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("after %d transactions node %d still holds: %s; %+v", after, i, busy, ps)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		// Every decided transaction is gone from every role and from the
+		// log's fold (nodeBusy); what is left on disk is one snapshot and the
+		// segments written since it.
+		sizes := map[string]int64{}
+		for i := range l.Members() {
+			entries, err := os.ReadDir(filepath.Join(dir, fmt.Sprintf("node-%d", i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			segs, snaps := 0, 0
+			for _, e := range entries {
+				info, err := e.Info()
+				if err != nil {
+					t.Fatal(err)
+				}
+				sizes[fmt.Sprintf("node-%d", i)] += info.Size()
+				switch {
+				case strings.HasPrefix(e.Name(), "wal-"):
+					segs++
+				case strings.HasPrefix(e.Name(), "snap-"):
+					snaps++
+				}
+			}
+			if segs > 2 || snaps > 1 {
+				t.Errorf("after %d transactions node %d keeps %d segments and %d snapshots, want at most 2 and 1: %v", after, i, segs, snaps, entries)
+			}
+		}
+		return sizes
+	}
+
+	run(50) // 800 transactions: every node has snapshotted several times
+	first := footprint(800)
+	run(150) // 2,400 more
+	second := footprint(3200)
+	// A snapshot holds the same 32 keys both times, and a segment at most
+	// snapEvery records: four times the transactions, the same bound.
+	limit := int64(snapEvery*512 + 64<<10)
+	for node, size := range second {
+		if size > limit {
+			t.Errorf("%s: %d bytes on disk after 3,200 transactions (%d after 800), want at most %d", node, size, first[node], limit)
+		}
+	}
+	t.Logf("bytes on disk per node after 800 transactions: %v; after 3,200: %v", first, second)
+}
