@@ -243,6 +243,14 @@ func (c *coordinator) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 		c.log.Warn("decision query for a transaction not yet begun; ignored", "tx", m.Tx, "from", m.From)
 		return
 	}
+	if m.Tx.Incarnation > c.cfg.Incarnation {
+		// Named by an incarnation this node's log has never recorded: the
+		// log that holds its decision is not this one (lost, or replaced).
+		// Presumed abort is only safe over the log that would hold a commit.
+		c.log.Error("decision query for a transaction of a later incarnation than this node's log knows; not answered (was the data directory replaced?)",
+			"tx", m.Tx, "from", m.From, "incarnation", c.cfg.Incarnation)
+		return
+	}
 	q := *m
 	f := ctx.RequestFuture(c.cfg.Persistence, &messages.DecisionLookup{Tx: m.Tx}, c.timing.VoteTimeout)
 	ctx.ReenterAfter(f, func(res interface{}, err error) {

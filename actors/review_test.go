@@ -163,6 +163,13 @@ func TestReviewCoordinatorIgnoresQueryForTxNotYetBegun(t *testing.T) {
 	r.sys.Root.Send(r.pid, &messages.DecisionQuery{Tx: future, From: 1})
 	actortest.ExpectNone(t, r.wal, 100*time.Millisecond)
 	actortest.ExpectNone(t, r.parts[1], 10*time.Millisecond)
+
+	// Nor is one of an incarnation this node's log never recorded: its
+	// decision is in some other log, so "abort" would be a guess.
+	later := messages.TxID{Node: 0, Incarnation: reviewIncarnation + 1, Seq: 1}
+	r.sys.Root.Send(r.pid, &messages.DecisionQuery{Tx: later, From: 1})
+	actortest.ExpectNone(t, r.wal, 100*time.Millisecond)
+	actortest.ExpectNone(t, r.parts[1], 10*time.Millisecond)
 }
 
 // A txn actor that crashes before any decision: the coordinator asks the
