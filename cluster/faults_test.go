@@ -565,6 +565,8 @@ func TestFaultDuplicatesAreHarmless(t *testing.T) {
 			switch {
 			case err != nil:
 				unanswered = append(unanswered, err.Error())
+			case o.Unknown:
+				unanswered = append(unanswered, o.String())
 			case o.Committed:
 				committed++
 				net[from] -= amount
