@@ -26,6 +26,7 @@ import (
 // participant in doubt asks after 100 ms and then every 400 ms at most.
 var crashTiming = actors.Timing{
 	VoteTimeout:       time.Second,
+	ClockSkew:         50 * time.Millisecond, // one process, one clock
 	ResendInterval:    50 * time.Millisecond,
 	MaxResendInterval: 200 * time.Millisecond,
 	InDoubtAfter:      100 * time.Millisecond,
@@ -349,4 +350,75 @@ func nodeBusy(n *Node) string {
 		return fmt.Sprintf("log: err %v, commits without END %v, in doubt %v", st.Err, st.State.Pending, st.State.InDoubt)
 	}
 	return ""
+}
+
+// Cooperative termination: with the coordinator down, a participant in
+// doubt learns the outcome from the other participants — "abort" from one
+// that never got its Prepare (it votes no on the spot), "commit" from one
+// that committed — and settles without waiting for the coordinator.
+func TestInDoubtSettledByPeersWhileCoordinatorIsDown(t *testing.T) {
+	cases := []struct {
+		name  string
+		at    actors.StepKind
+		after actors.StepKind // at node 1, before the coordinator's power is cut
+		want  outcome
+	}{
+		{"Prepare reached one participant", actors.StepPrepareSent, actors.StepPreparedLogged, aborted},
+		{"Commit reached one participant", actors.StepCommitSent, actors.StepCommittedLogged, committed},
+	}
+	r := newCrashRig(t)
+	// A participant vouches that it never voted on a transaction only if
+	// the transaction began a clock skew after it started.
+	time.Sleep(2 * crashTiming.ClockSkew)
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r.t = t
+			a, b := fmt.Sprintf("n1/coop-%d", i), fmt.Sprintf("n2/coop-%d", i)
+			coord := r.l.Node(0)
+			if o, err := coord.Submit(messages.Set(a, 100), messages.Set(b, 100)); err != nil || !o.Committed {
+				t.Fatalf("setup: %v %v", o, err)
+			}
+			r.waitSettled()
+			c := &crashAt{node: 0, at: tc.at, peer: 1, crashed: make(chan actors.Step, 1),
+				after: func(s actors.Step) bool { return s.Node == 1 && s.Kind == tc.after }}
+			r.armed.Store(c)
+			defer r.armed.Store(nil)
+			go coord.Submit(messages.Add(a, -10), messages.Add(b, 10)) // its client dies with node 0
+			select {
+			case <-c.crashed:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the transaction never reached the crash point")
+			}
+			if err := r.l.Crash(0); err != nil {
+				t.Fatal(err)
+			}
+			// Node 0 stays down: nodes 1 and 2 must settle between them.
+			for _, n := range []int{1, 2} {
+				deadline := time.Now().Add(10 * time.Second)
+				for busy := nodeBusy(r.l.Node(n)); busy != ""; busy = nodeBusy(r.l.Node(n)) {
+					if time.Now().After(deadline) {
+						t.Fatalf("node %d still unsettled with the coordinator down: %s", n, busy)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			want := map[string]int64{a: 100, b: 100}
+			if tc.want == committed {
+				want = map[string]int64{a: 90, b: 110}
+			}
+			for k, v := range want {
+				got, err := r.l.Node(1).Read(k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got[0].Value != v {
+					t.Errorf("%s = %d with the coordinator down, want %d (%s)", k, got[0].Value, v, tc.want)
+				}
+			}
+			if err := r.l.RestartNode(0); err != nil {
+				t.Fatal(err)
+			}
+			r.waitSettled()
+		})
+	}
 }
