@@ -1,9 +1,6 @@
 package cluster
 
-import (
-	"errors"
-	"fmt"
-)
+import "errors"
 
 // Crashing a node as a power cut would: the crash-point tests and (later)
 // the REPL's `crash` command. A clean Stop flushes the log and says goodbye;
@@ -56,15 +53,9 @@ var errNodeCrashed = errors.New("node crashed")
 // Crash stops node i as a power cut would (see Node.Crash); RestartNode
 // brings it back from its log.
 func (l *Local) Crash(i int) error {
-	if i < 0 || i >= len(l.nodes) {
-		return fmt.Errorf("unknown node %d (nodes are 0-%d)", i, len(l.nodes)-1)
-	}
-	l.mu.Lock()
-	n := l.nodes[i]
-	l.nodes[i] = nil
-	l.mu.Unlock()
-	if n == nil {
-		return fmt.Errorf("node %d is already down", i)
+	n, err := l.takeDown(i)
+	if err != nil {
+		return err
 	}
 	n.Crash()
 	return nil

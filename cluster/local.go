@@ -100,17 +100,26 @@ func (l *Local) Node(i int) *Node {
 
 // StopNode stops node i cleanly.
 func (l *Local) StopNode(i int) error {
+	n, err := l.takeDown(i)
+	if err != nil {
+		return err
+	}
+	return n.Stop()
+}
+
+// takeDown marks node i down and returns it, for the caller to stop.
+func (l *Local) takeDown(i int) (*Node, error) {
 	if i < 0 || i >= len(l.nodes) {
-		return fmt.Errorf("unknown node %d (nodes are 0-%d)", i, len(l.nodes)-1)
+		return nil, fmt.Errorf("unknown node %d (nodes are 0-%d)", i, len(l.nodes)-1)
 	}
 	l.mu.Lock()
 	n := l.nodes[i]
 	l.nodes[i] = nil
 	l.mu.Unlock()
 	if n == nil {
-		return fmt.Errorf("node %d is already down", i)
+		return nil, fmt.Errorf("node %d is already down", i)
 	}
-	return n.Stop()
+	return n, nil
 }
 
 // RestartNode starts node i again on its address; it recovers from its log.

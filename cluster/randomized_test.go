@@ -66,14 +66,11 @@ func (c localBank) Read(keys ...string) (map[string]int64, error) {
 }
 
 func testSeed(t *testing.T) int64 {
-	if s := os.Getenv("TWOPC_SEED"); s != "" {
-		seed, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			t.Fatalf("TWOPC_SEED=%q: %v", s, err)
-		}
-		return seed
+	seed, err := bank.Seed()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return time.Now().UnixNano()
+	return seed
 }
 
 func TestRandomizedBankUnderFaultsAndCrashes(t *testing.T) {

@@ -412,16 +412,12 @@ func TestProcessCleanShutdown(t *testing.T) {
 	}
 }
 
-// testSeed is TWOPC_SEED if set (to replay a failure), else the clock.
 func testSeed(t *testing.T) int64 {
-	if s := os.Getenv("TWOPC_SEED"); s != "" {
-		seed, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			t.Fatalf("TWOPC_SEED=%q: %v", s, err)
-		}
-		return seed
+	seed, err := bank.Seed()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return time.Now().UnixNano()
+	return seed
 }
 
 // Transfers run through clients while nodes are killed with SIGKILL at

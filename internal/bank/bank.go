@@ -33,7 +33,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -413,4 +415,22 @@ func (v *violations) err(transfers int) error {
 		more = fmt.Sprintf(" (first %d shown)", len(v.list))
 	}
 	return fmt.Errorf("bank check: %d violations over %d transfers%s:\n  %s", v.count, transfers, more, strings.Join(v.list, "\n  "))
+}
+
+// SeedEnv names the environment variable that replays a randomized run.
+const SeedEnv = "TWOPC_SEED"
+
+// Seed is the seed a randomized test draws everything from: TWOPC_SEED if
+// set (to replay a failure), else the clock. The test prints it, so a
+// failure can be replayed.
+func Seed() (int64, error) {
+	s := os.Getenv(SeedEnv)
+	if s == "" {
+		return time.Now().UnixNano(), nil
+	}
+	seed, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s=%q: not an integer: %w", SeedEnv, s, err)
+	}
+	return seed, nil
 }
