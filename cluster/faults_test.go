@@ -229,19 +229,25 @@ func TestFaultReorderSwapsWithinABurst(t *testing.T) {
 	}
 }
 
-func TestFaultCutAndHeal(t *testing.T) {
-	checkNoLeaks(t)
+// connectedPair starts two nodes with a recorder each, and checks that the
+// link works both ways (so both are connected) before the test cuts it.
+func connectedPair(t *testing.T) (a, b *testNode, gotA, gotB <-chan envelope, toA, toB *actor.PID) {
+	t.Helper()
 	nodes := startCluster(t, 2)
-	a, b := nodes[0], nodes[1]
-	gotA := spawnProbe(t, a.sys, "recorder", 64)
-	gotB := spawnProbe(t, b.sys, "recorder", 64)
-	toA, toB := actor.NewPID(a.addr, "recorder"), actor.NewPID(b.addr, "recorder")
-
-	// The link works, and is connected both ways, before the cut.
+	a, b = nodes[0], nodes[1]
+	gotA = spawnProbe(t, a.sys, "recorder", 64)
+	gotB = spawnProbe(t, b.sys, "recorder", 64)
+	toA, toB = actor.NewPID(a.addr, "recorder"), actor.NewPID(b.addr, "recorder")
 	faultSendVotes(a.sys, toB, 0, 1, 1)
 	faultSendVotes(b.sys, toA, 1, 1, 1)
 	faultReceiveSeqs(t, gotB, 1)
 	faultReceiveSeqs(t, gotA, 1)
+	return a, b, gotA, gotB, toA, toB
+}
+
+func TestFaultCutAndHeal(t *testing.T) {
+	checkNoLeaks(t)
+	a, b, gotA, gotB, toA, toB := connectedPair(t)
 
 	if err := a.bridge.Cut(1); err != nil {
 		t.Fatal(err)
@@ -310,15 +316,7 @@ type isolateNow struct{ target *actor.PID }
 
 func TestFaultIsolateIsImmediateAndForGood(t *testing.T) {
 	checkNoLeaks(t)
-	nodes := startCluster(t, 2)
-	a, b := nodes[0], nodes[1]
-	gotA := spawnProbe(t, a.sys, "recorder", 64)
-	gotB := spawnProbe(t, b.sys, "recorder", 64)
-	toA, toB := actor.NewPID(a.addr, "recorder"), actor.NewPID(b.addr, "recorder")
-	faultSendVotes(a.sys, toB, 0, 1, 1)
-	faultSendVotes(b.sys, toA, 1, 1, 1)
-	faultReceiveSeqs(t, gotB, 1)
-	faultReceiveSeqs(t, gotA, 1)
+	a, b, gotA, gotB, toA, toB := connectedPair(t)
 
 	// An actor isolates its node and sends at once, as a crash point in a
 	// protocol step would: what it sends after Isolate returns never leaves.
