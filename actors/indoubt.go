@@ -44,6 +44,8 @@ func (p *participant) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 	d := messages.DecisionUnknown
 	t, w := p.txs[m.Tx], p.waits.prepares[m.Tx]
 	switch {
+	case p.recentReadOnly.has(m.Tx):
+		// It voted read-only: the outcome was decided without it.
 	case p.recentCommits.has(m.Tx), t != nil && t.state == committing:
 		d = messages.DecisionCommit
 	case p.recentAborts.has(m.Tx):
@@ -52,7 +54,7 @@ func (p *participant) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 		p.waits.drop(w)
 		p.vote(ctx, w.to, m.Tx, messages.VoteNo, fmt.Sprintf("node %d: a peer in doubt asked before this node voted", p.cfg.Node))
 		d = messages.DecisionAbort
-	case t == nil && !p.recentReadOnly.has(m.Tx) && p.neverPrepared(m.Begun):
+	case t == nil && p.neverPrepared(m.Begun):
 		// Remembered as a no vote: a Prepare arriving later is refused.
 		p.recentAborts.add(m.Tx, time.Now())
 		if p.log.IsInfo() {
@@ -65,16 +67,15 @@ func (p *participant) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 
 // neverPrepared: a transaction begun at begun, of which this participant
 // holds no trace, was never voted yes on here. That holds when it began
-// after this participant started (a predecessor's votes are not in memory)
-// and recently enough that a commit of it would still be remembered; both
-// with the clock skew allowed for, since begun is the coordinator's clock.
+// after this participant's memory starts (memorySince) and recently enough
+// that a commit of it would still be remembered, with the clock skew allowed
+// for, since begun is the coordinator's clock.
 func (p *participant) neverPrepared(begun int64) bool {
 	if begun == 0 {
 		return false // the asker does not know (recovered from its log)
 	}
 	b := time.Unix(0, begun)
-	skew := p.timing.ClockSkew
-	return b.Add(-skew).After(p.startedAt) && time.Since(b) < p.timing.RememberOutcomes-skew
+	return b.After(p.memorySince) && time.Since(b) < p.timing.RememberOutcomes-p.timing.ClockSkew
 }
 
 // askAboutInDoubt sends a DecisionQuery to the coordinator of every

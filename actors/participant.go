@@ -32,6 +32,11 @@ type ParticipantConfig struct {
 	// Without Reload a restarted participant stops instead.
 	Reload func() (kv map[string]int64, inDoubt []messages.Record, err error)
 
+	// Fresh: this is the first start of this node's log, so no Prepare can
+	// have reached a predecessor. Otherwise a restarted participant refuses
+	// Prepares begun before ClockSkew after its start (see memorySince).
+	Fresh bool
+
 	// Steps, if set, is told of every protocol step (see StepHook).
 	Steps StepHook
 }
@@ -62,6 +67,13 @@ type participant struct {
 	recentCommits  *outcomes
 	recentReadOnly *outcomes
 	startedAt      time.Time
+	// memorySince: this participant knows every vote it gave on a
+	// transaction begun (by its coordinator's clock) after this time. A
+	// predecessor — before a crash, or before this actor was restarted after
+	// a panic — may have voted on a transaction begun up to ClockSkew after
+	// this instance started; what it voted is gone with it. Zero on a node's
+	// first start: nothing predates it.
+	memorySince time.Time
 
 	// appendSeq outlives a restart of this actor, so an Appended addressed
 	// to a failed instance never matches an append of its successor.
@@ -159,6 +171,9 @@ func (p *participant) start(ctx actor.Context) {
 	p.timing = p.cfg.Timing.WithDefaults()
 	p.log = orNull(p.cfg.Logger)
 	*p.starts++
+	if !p.cfg.Fresh || *p.starts > 1 {
+		p.memorySince = p.startedAt.Add(p.timing.ClockSkew)
+	}
 	kv, inDoubt := p.cfg.KV, p.cfg.InDoubt
 	if *p.starts > 1 {
 		// Restarted after a failure: what this node promised and committed
@@ -220,13 +235,18 @@ func (p *participant) queryTick() time.Duration {
 }
 
 func (p *participant) vote(ctx actor.Context, to *actor.PID, tx messages.TxID, kind messages.VoteKind, reason string) {
-	if to == nil {
-		to = p.cfg.Directory.Coordinator(tx.Node)
-	}
 	if kind == messages.VoteNo {
 		// Having voted no, this node knows the outcome: abort. A duplicate
 		// of the Prepare must get no again, and peers may be told.
 		p.recentAborts.add(tx, time.Now())
+	}
+	p.sendVote(ctx, to, tx, kind, reason)
+}
+
+// sendVote sends a vote without remembering it (vote remembers a no).
+func (p *participant) sendVote(ctx actor.Context, to *actor.PID, tx messages.TxID, kind messages.VoteKind, reason string) {
+	if to == nil {
+		to = p.cfg.Directory.Coordinator(tx.Node)
 	}
 	if p.log.IsInfo() {
 		if kind == messages.VoteNo {
@@ -252,31 +272,43 @@ func (p *participant) onPrepare(ctx actor.Context, m *messages.Prepare) {
 		w.to = ctx.Sender() // a duplicate of one still waiting
 		return
 	}
-	if p.stale(m) {
-		// Its vote could no longer count, and this node may have finished
-		// the transaction already: preparing it again could apply it twice.
-		// Rare unless clocks disagree by more than ClockSkew: say so.
-		p.log.Warn("Prepare begun before this participant started, or too long ago to count; ignored (check the clocks if this repeats)",
-			"tx", m.Tx, "begun", time.Unix(0, m.Begun).Format(time.RFC3339Nano))
-		return
+	if m.Begun != 0 {
+		begun := time.Unix(0, m.Begun)
+		if !begun.After(p.memorySince) {
+			// A predecessor of this participant may have voted on it, even
+			// committed it: preparing it again could apply it twice. Refuse
+			// — the transaction aborts unless it was decided already — and
+			// do not remember the refusal as a no vote: the outcome may well
+			// be commit, and a peer asking must not hear "abort" from here.
+			p.log.Warn("refusing a Prepare begun before this participant's memory starts (it restarted); the transaction aborts unless already decided",
+				"tx", m.Tx, "begun", begun.Format(time.RFC3339Nano), "memory_since", p.memorySince.Format(time.RFC3339Nano))
+			p.sendVote(ctx, ctx.Sender(), m.Tx, messages.VoteNo, fmt.Sprintf(
+				"node %d restarted and cannot vouch for transactions begun before %s", p.cfg.Node, p.memorySince.Format(time.RFC3339Nano)))
+			return
+		}
+		if time.Since(begun) > p.timing.staleAfter() {
+			// Its vote could no longer count, and this node may have
+			// finished the transaction already. Rare unless clocks disagree
+			// by more than ClockSkew: say so.
+			p.log.Warn("Prepare begun too long ago to count; ignored (check the clocks if this repeats)",
+				"tx", m.Tx, "begun", begun.Format(time.RFC3339Nano))
+			return
+		}
 	}
 	p.tryPrepare(ctx, m, ctx.Sender())
-}
-
-// stale: the Prepare was begun before this participant started (it cannot
-// know the outcome) or longer ago than a vote can count. A zero Begun means
-// no age is known.
-func (p *participant) stale(m *messages.Prepare) bool {
-	if m.Begun == 0 {
-		return false
-	}
-	begun := time.Unix(0, m.Begun)
-	return begun.Before(p.startedAt) || time.Since(begun) > p.timing.staleAfter()
 }
 
 // tryPrepare locks and checks a transaction's ops and starts logging
 // PREPARED, or makes it wait for older lock holders, or votes no.
 func (p *participant) tryPrepare(ctx actor.Context, m *messages.Prepare, voteTo *actor.PID) {
+	if p.recentReadOnly.has(m.Tx) {
+		// A duplicate of one this node voted read-only on: the same answer,
+		// and no second look at the keys — the check could fail now, and a
+		// no would tell in-doubt peers "abort" about a transaction that may
+		// have committed.
+		p.sendVote(ctx, voteTo, m.Tx, messages.VoteReadOnly, "")
+		return
+	}
 	if p.recentAborts.has(m.Tx) {
 		p.vote(ctx, voteTo, m.Tx, messages.VoteNo, "transaction already aborted here")
 		return

@@ -46,7 +46,7 @@ func buildParticipantRig(t *testing.T, timing Timing, kv map[string]int64, inDou
 	}
 	pid, err := sys.Root.SpawnNamed(NewParticipantProps(ParticipantConfig{
 		Node: 0, Members: 1, Persistence: r.wal.PID, Directory: dir,
-		Timing: timing, KV: kv, InDoubt: inDoubt,
+		Timing: timing, KV: kv, InDoubt: inDoubt, Fresh: true,
 	}), "participant")
 	if err != nil {
 		t.Fatal(err)
