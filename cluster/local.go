@@ -67,6 +67,11 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 			return nil, err
 		}
 	}
+	// Nodes restarted over existing logs refuse transactions for a moment
+	// (Node.PreparesAfter): wait it out, so the cluster is usable at once.
+	for _, n := range l.nodes {
+		n.waitPreparesAfter()
+	}
 	return l, nil
 }
 
@@ -130,7 +135,13 @@ func (l *Local) RestartNode(i int) error {
 	if l.Node(i) != nil {
 		return fmt.Errorf("node %d is already up", i)
 	}
-	return l.start(i, nil)
+	if err := l.start(i, nil); err != nil {
+		return err
+	}
+	if n := l.Node(i); n != nil {
+		n.waitPreparesAfter()
+	}
+	return nil
 }
 
 // Stop stops every node that is up.

@@ -63,6 +63,21 @@ type Node struct {
 	cut     atomic.Bool // PowerCut was called: the node is dead to the world
 	cutOnce sync.Once
 	cutCh   chan struct{} // closed by PowerCut
+
+	preparesAfter time.Time // see PreparesAfter
+}
+
+// PreparesAfter is when a restarted node starts voting on transactions
+// begun by a coordinator with the same clock: until then its participant
+// refuses them, since a predecessor may have voted on them (its memory of
+// that is gone). Zero for a node's first start.
+func (n *Node) PreparesAfter() time.Time { return n.preparesAfter }
+
+// waitPreparesAfter sleeps until PreparesAfter.
+func (n *Node) waitPreparesAfter() {
+	if d := time.Until(n.preparesAfter); d > 0 {
+		time.Sleep(d + time.Millisecond)
+	}
 }
 
 // Start recovers the node from its log and starts serving. The log is
@@ -160,10 +175,16 @@ func (n *Node) start() error {
 	n.participant, err = n.sys.Root.SpawnNamed(actors.NewParticipantProps(actors.ParticipantConfig{
 		Node: n.cfg.ID, Members: len(n.cfg.Members), Persistence: n.persistencePID, Directory: dirOf,
 		Timing: n.cfg.Timing, Logger: n.log.Named("participant"), KV: state.KV, InDoubt: inDoubt,
-		Reload: n.reloadParticipant, Steps: n.cfg.Steps,
+		Reload: n.reloadParticipant, Steps: n.cfg.Steps, Fresh: n.incarnation == 1,
 	}), actors.ParticipantName)
 	if err != nil {
 		return fmt.Errorf("node %d: spawn participant: %w", n.cfg.ID, err)
+	}
+	if n.incarnation > 1 {
+		// A restarted participant refuses Prepares begun before its memory
+		// starts (see actors.ParticipantConfig.Fresh).
+		n.preparesAfter = time.Now().Add(n.cfg.Timing.WithDefaults().ClockSkew)
+		n.log.Info("restarted: refusing transactions begun before the clock skew has passed", "until", n.preparesAfter.Format(time.RFC3339Nano))
 	}
 	// Only now, with both roles spawned, may re-driven commits reach this
 	// node's participant.

@@ -543,13 +543,22 @@ func TestProcessSIGKILLBank(t *testing.T) {
 		c.fatalf("no transfer committed")
 	}
 
-	// Every node is up and coordinates again.
+	// Every node is up and coordinates again. A node restarted a moment
+	// ago refuses transactions until the clock skew has passed since its
+	// start (a predecessor may have voted on them): retry for a while.
 	cl := newRPCClient(c.peers, 0)
 	defer cl.Close()
 	for via := 0; via < nodes; via++ {
-		o, err := cl.Submit(via, messages.Set(fmt.Sprintf("n%d/probe", via), 1), messages.Set(fmt.Sprintf("n%d/probe", (via+1)%nodes), 1))
-		if err != nil || !o.Committed {
-			c.fatalf("after the crashes, node %d does not commit: %v %v", via, o, err)
+		until := time.Now().Add(10 * time.Second)
+		for {
+			o, err := cl.Submit(via, messages.Set(fmt.Sprintf("n%d/probe", via), 1), messages.Set(fmt.Sprintf("n%d/probe", (via+1)%nodes), 1))
+			if err == nil && o.Committed {
+				break
+			}
+			if time.Now().After(until) {
+				c.fatalf("after the crashes, node %d does not commit: %v %v", via, o, err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 }
