@@ -130,8 +130,16 @@ func (r *crashRig) onStep(s actors.Step) {
 	if c.after != nil && !r.steps.wait(func(x actors.Step) bool { return x.Tx == s.Tx && c.after(x) }, 5*time.Second) {
 		r.t.Errorf("crash at %v: the step to wait for never came", s)
 	}
+	// A re-driven commit reports its steps from inside Start, before the
+	// Local knows the node: wait for it.
+	deadline := time.Now().Add(5 * time.Second)
+	for r.l.Node(int(s.Node)) == nil && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 	if n := r.l.Node(int(s.Node)); n != nil {
 		n.PowerCut()
+	} else {
+		r.t.Errorf("crash at %v: node %d never came up", s, s.Node)
 	}
 	c.crashed <- s
 }

@@ -12,48 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"twopc/actors"
 	"twopc/messages"
 )
-
-// newReview4Rig is newCrashRig with a chosen snapshot interval, and a step
-// hook that also cuts the power of a node still being started (a re-driven
-// commit reports its steps from inside Start, before Local knows the node).
-func newReview4Rig(t *testing.T, snapshotEvery int) *crashRig {
-	r := &crashRig{t: t, steps: newStepLog()}
-	l, err := StartLocal(LocalConfig{
-		Nodes: 4, DataDir: t.TempDir(), Timing: crashTiming, SnapshotEvery: snapshotEvery,
-		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
-		Steps:  func(s actors.Step) { review4OnStep(r, s) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Stop() })
-	r.l = l
-	return r
-}
-
-func review4OnStep(r *crashRig, s actors.Step) {
-	r.steps.add(s)
-	c := r.armed.Load()
-	if c == nil || !c.matches(s) || !c.fired.CompareAndSwap(false, true) {
-		return
-	}
-	if c.after != nil && !r.steps.wait(func(x actors.Step) bool { return x.Tx == s.Tx && c.after(x) }, 5*time.Second) {
-		r.t.Errorf("crash at %v: the step to wait for never came", s)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for r.l.Node(int(s.Node)) == nil && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond) // still inside Start
-	}
-	if n := r.l.Node(int(s.Node)); n != nil {
-		n.PowerCut()
-	}
-	c.crashed <- s
-}
 
 func (r *crashRig) r4arm(node int32, at actors.StepKind, peer int32, after func(actors.Step) bool) *crashAt {
 	c := &crashAt{node: node, at: at, peer: peer, after: after, crashed: make(chan actors.Step, 1)}
@@ -116,7 +77,7 @@ func (r *crashRig) r4value(key string) int64 {
 // recentReadOnly gets VoteReadOnly again without touching locks; and/or
 // onQuery should answer unknown for recentReadOnly before recentAborts.
 func TestReview4BreachReadOnlyDuplicateAbortsCommittedTx(t *testing.T) {
-	r := newReview4Rig(t, 0)
+	r := newCrashRig(t)
 	x, y := "n1/r4-x", "n2/r4-y"
 	if o, err := r.l.Node(0).Submit(messages.Set(x, 5), messages.Set(y, 100)); err != nil || !o.Committed {
 		t.Fatalf("setup: %v %v", o, err)
@@ -176,26 +137,6 @@ func TestReview4BreachReadOnlyDuplicateAbortsCommittedTx(t *testing.T) {
 // The crash-point table again, with a snapshot every 2 records: COMMIT,
 // PREPARED and COMMITTED records end up only in snapshots, their segments
 // deleted, at every crash point. Every point must still end as the table
-// says (presumed abort never answered for a committed transaction).
-func TestReview4CrashPointsWithSnapshotEveryTwoRecords(t *testing.T) {
-	if testing.Short() {
-		t.Skip("crash points take about half a minute")
-	}
-	r := newReview4Rig(t, 2)
-	for _, shape := range txShapes {
-		for i, cp := range crashPoints {
-			t.Run(fmt.Sprintf("%s/%s", shape.name, cp.name), func(t *testing.T) {
-				r.t = t
-				r.runCrashPoint(shape, cp, fmt.Sprintf("r4s%d", i))
-			})
-		}
-	}
-	for _, i := range []int{0, 1, 2} { // node 3 takes part in nothing
-		if st := r.l.Node(i).LogStats(); st.LastSnapshot == "" {
-			t.Errorf("node %d never took a snapshot (%+v): the test did not test snapshots", i, st)
-		}
-	}
-}
 
 // The coordinator loses power twice: once right after logging COMMIT, and
 // again, after its restart, while re-driving that commit (Commit reached and
@@ -203,7 +144,7 @@ func TestReview4CrashPointsWithSnapshotEveryTwoRecords(t *testing.T) {
 // After the second restart the transaction is committed everywhere, and the
 // second incarnation's re-drive is not confused with the first.
 func TestReview4CoordinatorCrashesTwiceWhileRedriving(t *testing.T) {
-	r := newReview4Rig(t, 2)
+	r := newCrashRigSnapshotting(t, 2)
 	a, b := "n1/r4-twice-a", "n2/r4-twice-b"
 	if o, err := r.l.Node(0).Submit(messages.Set(a, 100), messages.Set(b, 100)); err != nil || !o.Committed {
 		t.Fatalf("setup: %v %v", o, err)
@@ -247,7 +188,7 @@ func TestReview4CoordinatorCrashesTwiceWhileRedriving(t *testing.T) {
 // answers from the snapshot alone) must still say "commit" to the recovered
 // participant, never presumed abort.
 func TestReview4CommitOnlyInSnapshotAnsweredCommitAfterRestart(t *testing.T) {
-	r := newReview4Rig(t, 2)
+	r := newCrashRigSnapshotting(t, 2)
 	a, b := "n1/r4-snap-a", "n2/r4-snap-b"
 	if o, err := r.l.Node(0).Submit(messages.Set(a, 100), messages.Set(b, 100)); err != nil || !o.Committed {
 		t.Fatalf("setup: %v %v", o, err)
@@ -300,7 +241,7 @@ func TestReview4CommitOnlyInSnapshotAnsweredCommitAfterRestart(t *testing.T) {
 // an outcome, and the transaction it would have run leaves nothing behind
 // once the node restarts.
 func TestReview4SubmitAfterPowerCutGetsNoOutcome(t *testing.T) {
-	r := newReview4Rig(t, 0)
+	r := newCrashRig(t)
 	n := r.l.Node(0)
 	n.PowerCut()
 	if o, err := n.Submit(messages.Add("n1/r4-cut", 1), messages.Add("n2/r4-cut", 1)); err == nil {
