@@ -68,8 +68,9 @@ var wireMessages = []interface{}{
 	&messages.DecisionReply{},
 	&messages.Read{},
 	&messages.ReadReply{},
-	&messages.Begin{},
-	&messages.Outcome{},
+	// Not Begin and Outcome: clients reach a coordinator through the Client
+	// rpc service, never through a peer, and an Outcome from a peer could
+	// answer another client's Submit.
 	// A node's dead-letter handler answers a request to a missing actor with
 	// this; carrying it back lets a remote RequestFuture fail fast with
 	// actor.ErrDeadLetter instead of waiting for its timeout.
