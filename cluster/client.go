@@ -47,9 +47,15 @@ func (s *clientService) Read(args *ReadArgs, out *ReadResult) error {
 // transactions submitted through it and fetches reads from the owners.
 // A Client is safe for concurrent use.
 type Client struct {
-	addr string
-	rpc  *rpc.Client
+	addr    string
+	rpc     *rpc.Client
+	timeout time.Duration
 }
+
+// DefaultClientTimeout bounds a Client's wait for one answer: a node answers
+// a Submit within 3 × VoteTimeout + 2 s (8 s by default) and a Read sooner,
+// unless it hangs or the network between them is cut.
+const DefaultClientTimeout = 15 * time.Second
 
 // Dial connects to the node at addr.
 func Dial(addr string) (*Client, error) {
@@ -57,7 +63,24 @@ func Dial(addr string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to node at %s: %w", addr, err)
 	}
-	return &Client{addr: addr, rpc: c}, nil
+	return &Client{addr: addr, rpc: c, timeout: DefaultClientTimeout}, nil
+}
+
+// SetTimeout changes how long a call waits for its answer (DefaultClientTimeout).
+// A call that times out has no known outcome.
+func (c *Client) SetTimeout(d time.Duration) { c.timeout = d }
+
+// call is rpc.Call with the client's timeout.
+func (c *Client) call(method string, args, reply any) error {
+	call := c.rpc.Go(method, args, reply, make(chan *rpc.Call, 1))
+	t := time.NewTimer(c.timeout)
+	defer t.Stop()
+	select {
+	case <-call.Done:
+		return call.Error
+	case <-t.C:
+		return fmt.Errorf("no answer within %v", c.timeout)
+	}
 }
 
 // DialTimeout is Dial with a bound on connecting.
@@ -77,7 +100,7 @@ func DialTimeout(addr string, d time.Duration) (*Client, error) {
 // away mid-call).
 func (c *Client) Submit(ops ...messages.Op) (*messages.Outcome, error) {
 	var out messages.Outcome
-	if err := c.rpc.Call("Client.Submit", &SubmitArgs{Ops: ops}, &out); err != nil {
+	if err := c.call("Client.Submit", &SubmitArgs{Ops: ops}, &out); err != nil {
 		return nil, fmt.Errorf("submit via %s: %w", c.addr, err)
 	}
 	return &out, nil
@@ -86,7 +109,7 @@ func (c *Client) Submit(ops ...messages.Op) (*messages.Outcome, error) {
 // Read returns the committed values of keys (a missing key reads 0).
 func (c *Client) Read(keys ...string) ([]NodeValue, error) {
 	var out ReadResult
-	if err := c.rpc.Call("Client.Read", &ReadArgs{Keys: keys}, &out); err != nil {
+	if err := c.call("Client.Read", &ReadArgs{Keys: keys}, &out); err != nil {
 		return nil, fmt.Errorf("read via %s: %w", c.addr, err)
 	}
 	return out.Values, nil
