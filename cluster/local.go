@@ -79,6 +79,7 @@ func (l *Local) start(i int, lis net.Listener) error {
 	n, err := Start(Config{
 		ID: int32(i), Members: l.members, DataDir: l.cfg.DataDir, Timing: l.cfg.Timing,
 		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Steps: l.cfg.Steps,
+		BridgeReady: func(b *Bridge) { l.bridgeReady(i, b) },
 	})
 	if err != nil {
 		return err

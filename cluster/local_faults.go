@@ -22,7 +22,9 @@ type localFaults struct {
 	nodes  []*Node         // the newest start of each node, down ones too (a stopped bridge ignores changes)
 }
 
-// applyFaults gives node i, just started, the remembered faults and cuts.
+// applyFaults gives node i, just started, the remembered faults and cuts,
+// and keeps it for later changes. (Its bridge got them already, before the
+// node served anything: bridgeReady; this catches changes made meanwhile.)
 func (l *Local) applyFaults(i int, n *Node) {
 	f := &l.faults
 	f.mu.Lock()
@@ -31,7 +33,21 @@ func (l *Local) applyFaults(i int, n *Node) {
 		f.nodes = make([]*Node, len(l.members))
 	}
 	f.nodes[i] = n
-	b := n.Bridge()
+	l.applyLocked(i, n.Bridge())
+}
+
+// bridgeReady gives node i's bridge the remembered faults and cuts as soon
+// as it exists, before the node recovers or serves: a restarted node's
+// first messages (re-driven commits, in-doubt questions) must meet them too.
+func (l *Local) bridgeReady(i int, b *Bridge) {
+	l.faults.mu.Lock()
+	defer l.faults.mu.Unlock()
+	l.applyLocked(i, b)
+}
+
+// applyLocked applies the remembered faults to b; l.faults.mu is held.
+func (l *Local) applyLocked(i int, b *Bridge) {
+	f := &l.faults
 	if f.faults != (Faults{}) {
 		// Validated when it was set, so it cannot fail here.
 		_ = b.SetFaults(seeded(f.faults, i))

@@ -32,6 +32,10 @@ type Config struct {
 	SnapshotEvery int             // log records between snapshots (persistence.DefaultSnapshotEvery)
 	Logger        hclog.Logger    // default: INFO to stderr, named node-<ID>
 	Steps         actors.StepHook // told of every protocol step; for tests (nil: none)
+	// BridgeReady, if set, is called with the node's bridge as soon as it
+	// exists, before the node recovers its roles or serves: where a Local
+	// applies the message faults and cuts it remembers.
+	BridgeReady func(*Bridge)
 
 	// Listener, if set, is used instead of listening on Members[ID]: tests
 	// reserve a free port this way.
@@ -131,6 +135,9 @@ func (n *Node) start() error {
 	n.bridge, err = NewBridge(n.sys, BridgeConfig{Self: n.cfg.ID, Members: n.cfg.Members, Logger: n.log.Named("bridge")})
 	if err != nil {
 		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
+	}
+	if n.cfg.BridgeReady != nil {
+		n.cfg.BridgeReady(n.bridge)
 	}
 	n.persistencePID, err = n.sys.Root.SpawnNamed(persistence.Props(wal), actors.PersistenceName)
 	if err != nil {
@@ -415,6 +422,9 @@ func (r *replyBox) Stop(*actor.PID)                           {}
 // Read returns the committed value of each key from the node(s) that own
 // it: one entry per key, or per node for a key held everywhere ("value").
 func (n *Node) Read(keys ...string) ([]NodeValue, error) {
+	if n.cut.Load() {
+		return nil, fmt.Errorf("node %d: %w", n.cfg.ID, errNodeCrashed)
+	}
 	if len(keys) == 0 {
 		return nil, errors.New("read: no keys given")
 	}
@@ -450,6 +460,10 @@ func (n *Node) Read(keys ...string) ([]NodeValue, error) {
 			return nil, fmt.Errorf("read %s: node %d did not answer: %w", strings.Join(perNode[o], " "), o, err)
 		}
 		rr, ok := res.(*messages.ReadReply)
+		if ok && rr.From != int32(o) {
+			// A reply address can be guessed; only the owner asked may answer.
+			return nil, fmt.Errorf("read %s: answer from node %d, not from node %d that was asked", strings.Join(perNode[o], " "), rr.From, o)
+		}
 		if ok && rr.Err != "" {
 			return nil, fmt.Errorf("read %s: %s", strings.Join(perNode[o], " "), rr.Err)
 		}
