@@ -101,7 +101,7 @@ type Bridge struct {
 	connects                    atomic.Uint64
 
 	cluster uint64 // clusterID(Members)
-	session int64  // this bridge's start: orders its batches against a predecessor's
+	session int64  // this bridge's start; each bridge actor instance adds its epoch (its batches' session)
 
 	// inbound is, per sending node, the newest batch delivered in each of
 	// its recent sessions (a restarted peer starts a new one; clocks may
@@ -440,8 +440,12 @@ type peerLink struct {
 const maxWarned = 64
 
 type bridgeActor struct {
-	b           *Bridge
-	epoch       uint64
+	b     *Bridge
+	epoch uint64
+	// session names this instance's batches: its sequence numbers start
+	// again at 1, so a restarted bridge actor must not look like the same
+	// session (its batches would be refused as late).
+	session     int64
 	peers       []*peerLink // by node id; nil at Self
 	warnedAddrs map[string]bool
 	warnedTypes map[reflect.Type]bool
@@ -456,6 +460,7 @@ func (b *Bridge) newActor() actor.Actor {
 		warnedAddrs: make(map[string]bool),
 		warnedTypes: make(map[reflect.Type]bool),
 	}
+	a.session = b.session + int64(a.epoch)
 	for i, addr := range b.cfg.Members {
 		if int32(i) != b.cfg.Self {
 			a.peers[i] = &peerLink{id: int32(i), addr: addr}
@@ -554,13 +559,13 @@ func (a *bridgeActor) flush(p *peerLink) {
 	p.seq++
 	a.b.call(a.epoch, p.id, p.client, &WireBatch{
 		Cluster: a.b.cluster, From: a.b.cfg.Self, FromAddr: a.b.self, To: p.id,
-		Session: a.b.session, Seq: p.seq, Msgs: msgs,
+		Session: a.session, Seq: p.seq, Msgs: msgs,
 	})
 }
 
 func (a *bridgeActor) dial(p *peerLink) {
-	if p.dialing {
-		return
+	if p.dialing || a.linkDown(p) {
+		return // a cut (or isolated) link dials again once healed and used
 	}
 	p.dialing = true
 	a.b.dial(a.epoch, p.id, p.retryDelay)
