@@ -469,6 +469,9 @@ func (l *Log) snapshot() error {
 		}
 	}
 	next := l.segIndex + 1
+	if l.powerCut.Load() {
+		return errCrashed
+	}
 	f, err := l.newSegmentFile(next)
 	if err != nil {
 		return l.snapshotFailed(err)
@@ -482,10 +485,16 @@ func (l *Log) snapshot() error {
 
 	name := snapName(next)
 	if err := l.writeSnapshot(next, name); err != nil {
+		if errors.Is(err, errCrashed) {
+			return err
+		}
 		return l.snapshotFailed(err)
 	}
 	l.snapshots.Add(1)
 	l.lastSnapshot.Store(&name)
+	if l.powerCut.Load() {
+		return errCrashed // the snapshot is whole; the covered files stay
+	}
 	segs, snaps, _, err := l.list()
 	if err != nil {
 		l.logger.Warn("cannot list log directory to remove covered files", "error", err)
@@ -510,23 +519,37 @@ func (l *Log) writeSnapshot(covers uint64, name string) error {
 	if err != nil {
 		return fmt.Errorf("persistence: snapshot %s: %w", l.path(name), err)
 	}
+	// A power cut stops it at any step, as a real one would; a temporary
+	// file left behind is removed by the next Open.
 	tmp, err := os.CreateTemp(l.dir, snapPrefix+"*"+tmpSuffix)
 	if err != nil {
 		return fmt.Errorf("persistence: %w", err)
 	}
 	_, err = tmp.Write(frame)
+	if err == nil && l.powerCut.Load() {
+		err = errCrashed
+	}
 	if err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil && l.powerCut.Load() {
+		err = errCrashed
+	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), l.path(name))
+	}
+	if errors.Is(err, errCrashed) {
+		return err
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("persistence: snapshot %s: %w", l.path(name), err)
+	}
+	if l.powerCut.Load() {
+		return errCrashed
 	}
 	return syncDir(l.dir)
 }
