@@ -167,16 +167,29 @@ func parsePeers(list string, given bool) ([]string, error) {
 		if host == "" {
 			return nil, usagef("--peers entry %d %q has no host (other nodes must be able to dial it)", i, e)
 		}
-		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 1 || p > 65535 {
 			return nil, usagef("--peers entry %d %q: port %q is not a number in 1-65535", i, e, port)
 		}
-		if j, dup := seen[e]; dup {
-			return nil, usagef("--peers entries %d and %d are both %q: each member needs its own address", j, i, e)
+		// One spelling per address: every process must compute the same
+		// cluster id from the same list, and two spellings of one address
+		// would make two members of one listener.
+		canon := net.JoinHostPort(canonicalHost(host), strconv.Itoa(p))
+		if j, dup := seen[canon]; dup {
+			return nil, usagef("--peers entries %d and %d are both %q: each member needs its own address", j, i, canon)
 		}
-		seen[e] = i
-		peers[i] = e
+		seen[canon] = i
+		peers[i] = canon
 	}
 	return peers, nil
+}
+
+// canonicalHost spells an IP address one way and a host name in lower case.
+func canonicalHost(h string) string {
+	if ip := net.ParseIP(h); ip != nil {
+		return ip.String()
+	}
+	return strings.ToLower(h)
 }
 
 // run is the whole command: it starts the node, serves until a signal
