@@ -132,11 +132,13 @@ func (p *participant) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		p.start(ctx)
-	case *actor.Stopping:
+	case *actor.Stopping, *actor.Restarting:
+		// Held reads would otherwise never be answered: a restarted
+		// instance rebuilds from the log and knows nothing of them.
 		p.queryTimer.stop()
 		for _, w := range p.waits.all {
 			if !w.done && w.prepare == nil {
-				ctx.Send(w.to, &messages.ReadReply{From: p.cfg.Node, Err: fmt.Sprintf("node %d is stopping", p.cfg.Node)})
+				ctx.Send(w.to, &messages.ReadReply{From: p.cfg.Node, Err: fmt.Sprintf("node %d is stopping or restarting; read again", p.cfg.Node)})
 			}
 		}
 	case *messages.Prepare:
@@ -225,9 +227,11 @@ func (p *participant) start(ctx actor.Context) {
 }
 
 // queryTick is how often the participant looks for transactions it has been
-// in doubt about for too long.
+// in doubt about for too long, and for waits past their deadline.
 func (p *participant) queryTick() time.Duration {
-	d := p.timing.InDoubtAfter / 4
+	// Also often enough for waits (lock waits, held reads) to end near
+	// their deadline, VoteTimeout after they began.
+	d := min(p.timing.InDoubtAfter/4, p.timing.VoteTimeout/2)
 	if d < 10*time.Millisecond {
 		d = 10 * time.Millisecond
 	}

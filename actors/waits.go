@@ -43,6 +43,9 @@ type waits struct {
 	prepares  map[messages.TxID]*waiter // waiting Prepares, by their own transaction
 	reads     int                       // waiting reads
 	all       []*waiter                 // in arrival order, for expiry
+	// dropped counts waiters given up on (not woken by their blockers)
+	// since byBlocker was last cleaned: they stay in its lists until then.
+	dropped int
 }
 
 func newWaits() *waits {
@@ -68,6 +71,7 @@ func (ws *waits) drop(w *waiter) {
 		return
 	}
 	w.done = true
+	ws.dropped++
 	if w.prepare != nil {
 		delete(ws.prepares, w.prepare.Tx)
 	} else {
@@ -86,6 +90,7 @@ func (ws *waits) released(tx messages.TxID) []*waiter {
 		}
 		if w.pending--; w.pending == 0 {
 			ws.drop(w)
+			ws.dropped-- // woken, and gone from this blocker's list already
 			ready = append(ready, w)
 		}
 	}
@@ -109,7 +114,11 @@ func (ws *waits) expired(now time.Time) []*waiter {
 	}
 	clear(ws.all[len(kept):])
 	ws.all = kept
-	if len(out) > 0 {
+	// Waiters given up on (expired, aborted, asked about by a peer) stay in
+	// their blockers' lists: clean those, or a transaction in doubt for long
+	// would collect every Prepare and read that ever waited for it.
+	if ws.dropped > 0 {
+		ws.dropped = 0
 		for b, list := range ws.byBlocker {
 			live := list[:0]
 			for _, w := range list {
