@@ -67,6 +67,7 @@ type Node struct {
 	cut     atomic.Bool // PowerCut was called: the node is dead to the world
 	cutOnce sync.Once
 	cutCh   chan struct{} // closed by PowerCut
+	stopCh  chan struct{} // closed when Stop begins
 
 	preparesAfter time.Time // see PreparesAfter
 }
@@ -96,7 +97,7 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.Info})
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.Named(fmt.Sprintf("node-%d", cfg.ID)), cutCh: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.Named(fmt.Sprintf("node-%d", cfg.ID)), cutCh: make(chan struct{}), stopCh: make(chan struct{})}
 	if err := n.start(); err != nil {
 		n.teardown(false)
 		return nil, err
@@ -302,6 +303,10 @@ func (n *Node) Stop() error {
 	}
 	n.stopped = true
 	n.mu.Unlock()
+	// Callers still waiting (a Submit whose transaction is still collecting
+	// votes, a held read) are told now: the stopping roles will not answer,
+	// and net/rpc's connections close only once their calls return.
+	close(n.stopCh)
 	n.teardown(false)
 	n.log.Info("node stopped")
 	return nil
@@ -371,29 +376,13 @@ func (n *Node) clientTimeout() time.Duration {
 
 // Submit runs a transaction coordinated by this node and returns its outcome.
 func (n *Node) Submit(ops ...messages.Op) (*messages.Outcome, error) {
-	// A reply box rather than a Future: the wait must also end when the
-	// node crashes (its dead coordinator will never answer), and a Future
-	// cannot be selected on.
-	box := &replyBox{ch: make(chan interface{}, 1)}
-	pid, ok := n.sys.ProcessRegistry.Add(box, "submit"+n.sys.ProcessRegistry.NextId())
-	if !ok {
-		return nil, fmt.Errorf("node %d: cannot register a reply address", n.cfg.ID)
+	r, err := n.request(n.coordinator, &messages.Begin{Ops: ops})
+	if err != nil {
+		return nil, err
 	}
-	defer n.sys.ProcessRegistry.Remove(pid)
-	n.sys.Root.RequestWithCustomSender(n.coordinator, &messages.Begin{Ops: ops}, pid)
-	timeout := time.NewTimer(n.clientTimeout())
-	defer timeout.Stop()
-	var res interface{}
-	select {
-	case res = <-box.ch:
-	case <-n.cutCh:
-	case <-timeout.C:
-		return nil, fmt.Errorf("node %d: no outcome within %v", n.cfg.ID, n.clientTimeout())
-	}
-	if n.cut.Load() {
-		// Whatever the dead node's actors answered after the cut, a client
-		// of a crashed node learns nothing.
-		return nil, fmt.Errorf("node %d: no outcome: %w", n.cfg.ID, errNodeCrashed)
+	res, err := r.await(time.Now().Add(n.clientTimeout()))
+	if err != nil {
+		return nil, fmt.Errorf("node %d: no outcome: %w", n.cfg.ID, err)
 	}
 	switch o := res.(type) {
 	case *messages.Outcome:
@@ -403,6 +392,54 @@ func (n *Node) Submit(ops ...messages.Op) (*messages.Outcome, error) {
 	default:
 		return nil, fmt.Errorf("node %d: unexpected answer %T", n.cfg.ID, res)
 	}
+}
+
+// errNodeStopping is what callers waiting on a node that stops are told.
+var errNodeStopping = errors.New("node stopping")
+
+// pendingReply is a request sent with a reply box as its sender.
+type pendingReply struct {
+	n   *Node
+	box *replyBox
+	pid *actor.PID
+}
+
+// request sends msg to target with a fresh reply box as the sender. Reply
+// boxes rather than Futures: a wait must also end when the node crashes or
+// stops (its dead roles will never answer), and a Future cannot be
+// selected on.
+func (n *Node) request(target *actor.PID, msg interface{}) (*pendingReply, error) {
+	box := &replyBox{ch: make(chan interface{}, 1)}
+	pid, ok := n.sys.ProcessRegistry.Add(box, "reply"+n.sys.ProcessRegistry.NextId())
+	if !ok {
+		return nil, fmt.Errorf("node %d: cannot register a reply address", n.cfg.ID)
+	}
+	n.sys.Root.RequestWithCustomSender(target, msg, pid)
+	return &pendingReply{n: n, box: box, pid: pid}, nil
+}
+
+// await waits for the answer until deadline, or until the node crashes or
+// stops, and frees the reply box.
+func (r *pendingReply) await(deadline time.Time) (interface{}, error) {
+	defer r.n.sys.ProcessRegistry.Remove(r.pid)
+	wait := time.Until(deadline)
+	timeout := time.NewTimer(wait)
+	defer timeout.Stop()
+	var res interface{}
+	select {
+	case res = <-r.box.ch:
+	case <-r.n.cutCh:
+	case <-r.n.stopCh:
+		return nil, errNodeStopping
+	case <-timeout.C:
+		return nil, fmt.Errorf("no answer within %v", wait.Round(time.Millisecond))
+	}
+	if r.n.cut.Load() {
+		// Whatever the dead node's actors answered after the cut, a caller
+		// of a crashed node learns nothing.
+		return nil, errNodeCrashed
+	}
+	return res, nil
 }
 
 // replyBox is a one-shot reply address that a Go caller can select on. It
@@ -443,21 +480,36 @@ func (n *Node) Read(keys ...string) ([]NodeValue, error) {
 	}
 	// A read may wait up to the vote timeout for transactions prepared on
 	// its keys to be decided; allow for that. The owners are asked at once.
-	timeout := 2*n.cfg.Timing.WithDefaults().VoteTimeout + time.Second
-	futures := make([]*actor.Future, members)
+	deadline := time.Now().Add(2*n.cfg.Timing.WithDefaults().VoteTimeout + time.Second)
+	pending := make([]*pendingReply, members)
+	defer func() { // boxes not awaited (after an error) are freed too
+		for _, r := range pending {
+			if r != nil {
+				n.sys.ProcessRegistry.Remove(r.pid)
+			}
+		}
+	}()
 	for o, ks := range perNode {
 		if len(ks) > 0 {
-			futures[o] = n.sys.Root.RequestFuture(actor.NewPID(n.cfg.Members[o], actors.ParticipantName), &messages.Read{Keys: ks}, timeout)
+			r, err := n.request(actor.NewPID(n.cfg.Members[o], actors.ParticipantName), &messages.Read{Keys: ks})
+			if err != nil {
+				return nil, err
+			}
+			pending[o] = r
 		}
 	}
 	got := make([][]messages.KeyValue, members)
-	for o, f := range futures {
-		if f == nil {
+	for o, r := range pending {
+		if r == nil {
 			continue
 		}
-		res, err := f.Result()
+		res, err := r.await(deadline)
+		pending[o] = nil
 		if err != nil {
 			return nil, fmt.Errorf("read %s: node %d did not answer: %w", strings.Join(perNode[o], " "), o, err)
+		}
+		if _, dead := res.(*actor.DeadLetterResponse); dead {
+			return nil, fmt.Errorf("read %s: node %d did not answer: its participant is not running", strings.Join(perNode[o], " "), o)
 		}
 		rr, ok := res.(*messages.ReadReply)
 		if ok && rr.From != int32(o) {
