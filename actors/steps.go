@@ -25,6 +25,7 @@ const (
 	StepCommitDecided // every vote is yes, COMMIT not yet logged
 	StepCommitLogged  // COMMIT durable, no Commit sent yet
 	StepCommitSent    // Commit sent to Peer (first sending, not re-sends)
+	StepAckReceived   // ack of Peer counted
 	StepAllAcked      // every participant acked, END not yet logged
 )
 

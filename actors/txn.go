@@ -190,6 +190,7 @@ func (t *txn) committing(ctx actor.Context) {
 		if t.cfg.log.IsInfo() {
 			t.cfg.log.Info("ack received", "tx", t.cfg.tx, "from", m.From)
 		}
+		t.step(StepAckReceived, m.From, 0)
 		if len(t.unacked) == 0 {
 			t.finish(ctx)
 		}
