@@ -285,3 +285,49 @@ func (r *participantRig) status(t *testing.T) *ParticipantStatus {
 	}
 	return res.(*ParticipantStatus)
 }
+
+// A duplicate Prepare — while PREPARED is being logged, once prepared, and
+// while COMMITTED is being logged — gets the same answer and logs nothing
+// again: a second PREPARED after COMMITTED would leave the transaction in
+// doubt in the log's fold for good. (The mutation run found only the
+// randomized test catching this, and only with some seeds.)
+func TestParticipantDuplicatePrepareLogsNothingAgain(t *testing.T) {
+	r := newParticipantRig(t, map[string]int64{"a": 1}, nil)
+	prep := &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.Add("a", 5)}, Participants: []int32{0}}
+	r.sys.Root.RequestWithCustomSender(r.pid, prep, r.txn.PID)
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+
+	r.sys.Root.RequestWithCustomSender(r.pid, prep, r.txn.PID) // while preparing
+	actortest.ExpectNone(t, r.wal, 50*time.Millisecond)
+	actortest.ExpectNone(t, r.txn, 10*time.Millisecond) // no vote before PREPARED is durable
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteYes {
+		t.Fatalf("vote %+v", v)
+	}
+
+	r.sys.Root.RequestWithCustomSender(r.pid, prep, r.txn.PID) // once prepared
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteYes {
+		t.Fatalf("duplicate Prepare once prepared: vote %+v, want yes again", v)
+	}
+	actortest.ExpectNone(t, r.wal, 50*time.Millisecond)
+
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)
+	app, from = actortest.Expect[*messages.Append](t, r.wal, wait)
+	if app.Records[0].Kind != messages.RecCommitted {
+		t.Fatalf("want COMMITTED, got %+v", app)
+	}
+	r.sys.Root.RequestWithCustomSender(r.pid, prep, r.txn.PID) // while committing
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteYes {
+		t.Fatalf("duplicate Prepare while committing: vote %+v, want yes again", v)
+	}
+	actortest.ExpectNone(t, r.wal, 50*time.Millisecond)
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	actortest.Expect[*messages.Ack](t, r.txn, wait)
+	actortest.ExpectNone(t, r.txn, 50*time.Millisecond) // one ack
+	if st := r.status(t); len(st.InDoubt) != 0 || st.Committing != 0 || st.LocksHeld != 0 {
+		t.Fatalf("after commit: %+v", st)
+	}
+	if got := r.read(t, "a"); got != 6 {
+		t.Fatalf("a = %d, want 6", got)
+	}
+}
