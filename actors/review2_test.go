@@ -351,6 +351,11 @@ type restartRig struct {
 
 func newRestartRig(t *testing.T) *restartRig {
 	t.Helper()
+	return newRestartRigTiming(t, Timing{InDoubtAfter: time.Hour})
+}
+
+func newRestartRigTiming(t *testing.T, timing Timing) *restartRig {
+	t.Helper()
 	sys := actortest.NewSystem(t)
 	l, err := persistence.Open(persistence.Options{Dir: t.TempDir(), SnapshotEvery: -1})
 	if err != nil {
@@ -376,7 +381,7 @@ func newRestartRig(t *testing.T) *restartRig {
 		return st.KV, inDoubt, nil
 	}
 	pid, err := sys.Root.SpawnNamed(NewParticipantProps(ParticipantConfig{
-		Node: 0, Members: 1, Persistence: wal, Timing: Timing{InDoubtAfter: time.Hour},
+		Node: 0, Members: 1, Persistence: wal, Timing: timing,
 		Directory: &actortest.Directory{
 			Coordinators: map[int32]*actor.PID{0: r.coord.PID},
 			Participants: map[int32]*actor.PID{1: r.peer.PID},

@@ -14,7 +14,6 @@ import (
 
 	"twopc/actors/actortest"
 	"twopc/messages"
-	"twopc/persistence"
 )
 
 // r6Inspect runs f on the participant's own goroutine (between two of its
@@ -247,7 +246,7 @@ func TestReview6HeldReadAnsweredWhenTheParticipantRestarts(t *testing.T) {
 	// Waits expire every 10 ms, a second after they began: without the
 	// restart the read would be answered (an error naming tx 1) after a
 	// second, as TestReview2HeldReadExpiresWithAnError shows.
-	r := r6RestartRig(t, Timing{VoteTimeout: time.Second, InDoubtAfter: 40 * time.Millisecond, MaxQueryInterval: time.Hour})
+	r := newRestartRigTiming(t, Timing{VoteTimeout: time.Second, InDoubtAfter: 40 * time.Millisecond, MaxQueryInterval: time.Hour})
 	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.Add("a", 5)}, Participants: []int32{0, 1}, Begun: testEpoch + 10}, r.txn.PID)
 	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteYes {
 		t.Fatalf("vote %+v", v)
@@ -273,55 +272,12 @@ func TestReview6HeldReadAnsweredWhenTheParticipantRestarts(t *testing.T) {
 	}
 }
 
-// r6RestartRig is newRestartRig (a participant over a real persistence
-// actor, restarted from its log when it panics) with chosen clocks.
-func r6RestartRig(t *testing.T, timing Timing) *restartRig {
-	t.Helper()
-	sys := actortest.NewSystem(t)
-	l, err := persistence.Open(persistence.Options{Dir: t.TempDir(), SnapshotEvery: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wal, err := sys.Root.SpawnNamed(persistence.Props(l), "wal")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sys.Root.PoisonFuture(wal).Wait() })
-	r := &restartRig{sys: sys, wal: wal,
-		txn: actortest.NewProbe(t, sys, "txn"), coord: actortest.NewProbe(t, sys, "coord"), peer: actortest.NewProbe(t, sys, "peer")}
-	reload := func() (map[string]int64, []messages.Record, error) {
-		res, err := sys.Root.RequestFuture(wal, &persistence.CurrentState{}, wait).Result()
-		if err != nil {
-			return nil, nil, err
-		}
-		st := res.(*persistence.StateReply).State
-		var inDoubt []messages.Record
-		for _, rec := range st.InDoubt {
-			inDoubt = append(inDoubt, rec)
-		}
-		return st.KV, inDoubt, nil
-	}
-	pid, err := sys.Root.SpawnNamed(NewParticipantProps(ParticipantConfig{
-		Node: 0, Members: 1, Persistence: wal, Timing: timing,
-		Directory: &actortest.Directory{
-			Coordinators: map[int32]*actor.PID{0: r.coord.PID},
-			Participants: map[int32]*actor.PID{1: r.peer.PID},
-		},
-		Reload: reload, Fresh: true,
-	}), "participant")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.pid = pid
-	t.Cleanup(func() { _ = sys.Root.StopFuture(pid).Wait() })
-	return r
-}
 
 // PINNED (the control for the finding above): on the same rig, without the
 // restart, the held read is answered with the reasoned error after the
 // vote timeout.
 func TestReview6HeldReadAnsweredWithoutARestart(t *testing.T) {
-	r := r6RestartRig(t, Timing{VoteTimeout: time.Second, InDoubtAfter: 40 * time.Millisecond, MaxQueryInterval: time.Hour})
+	r := newRestartRigTiming(t, Timing{VoteTimeout: time.Second, InDoubtAfter: 40 * time.Millisecond, MaxQueryInterval: time.Hour})
 	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.Add("a", 5)}, Participants: []int32{0, 1}, Begun: testEpoch + 10}, r.txn.PID)
 	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteYes {
 		t.Fatalf("vote %+v", v)
