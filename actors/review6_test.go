@@ -272,7 +272,6 @@ func TestReview6HeldReadAnsweredWhenTheParticipantRestarts(t *testing.T) {
 	}
 }
 
-
 // PINNED (the control for the finding above): on the same rig, without the
 // restart, the held read is answered with the reasoned error after the
 // vote timeout.
