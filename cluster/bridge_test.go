@@ -537,10 +537,12 @@ func TestBridgeRefusesBatches(t *testing.T) {
 }
 
 // mutePeer is a peer that accepts connections and reads everything sent
-// to it, but never answers. read counts the bytes it got.
+// to it, but never answers. accepts counts the connections it took, read
+// the bytes it got.
 type mutePeer struct {
-	addr string
-	read atomic.Int64
+	addr    string
+	accepts atomic.Int64
+	read    atomic.Int64
 }
 
 func startMutePeer(t *testing.T) *mutePeer {
@@ -548,6 +550,7 @@ func startMutePeer(t *testing.T) *mutePeer {
 	ln := listenLoopback(t)
 	p := &mutePeer{addr: ln.Addr().String()}
 	srv := serveConns(ln, func(c net.Conn) {
+		p.accepts.Add(1)
 		buf := make([]byte, 4096)
 		for {
 			n, err := c.Read(buf)

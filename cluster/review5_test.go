@@ -10,7 +10,6 @@ import (
 	"errors"
 	"io"
 	"math"
-	"net"
 	"net/rpc"
 	"strings"
 	"sync"
@@ -499,33 +498,6 @@ func TestReview5RestartNoBatchRefusedAsLate(t *testing.T) {
 	}
 }
 
-// r5CountingPeer accepts connections, reads and never answers, and counts
-// the connections it accepted.
-type r5CountingPeer struct {
-	addr    string
-	accepts atomic.Int64
-	read    atomic.Int64
-}
-
-func r5StartCountingPeer(t *testing.T) *r5CountingPeer {
-	t.Helper()
-	ln := listenLoopback(t)
-	p := &r5CountingPeer{addr: ln.Addr().String()}
-	srv := serveConns(ln, func(c net.Conn) {
-		p.accepts.Add(1)
-		buf := make([]byte, 4096)
-		for {
-			n, err := c.Read(buf)
-			p.read.Add(int64(n))
-			if err != nil {
-				return
-			}
-		}
-	})
-	t.Cleanup(func() { srv.stop(); srv.wait() })
-	return p
-}
-
 // Isolate (and so PowerCut) is "as a power cut would: ... nothing is sent
 // to or accepted from any peer from now on". It closes every client, and
 // the call in flight then fails — and onDelivered, treating that as a
@@ -538,7 +510,7 @@ func r5StartCountingPeer(t *testing.T) *r5CountingPeer {
 // down (a.linkDown(p) / a.fx.isolated); let Isolate cancel the dialers.
 func TestReview5IsolatedNodeRedialsPeer(t *testing.T) {
 	checkNoLeaks(t)
-	peer := r5StartCountingPeer(t)
+	peer := startMutePeer(t)
 	lnA := listenLoopback(t)
 	members := []string{lnA.Addr().String(), peer.addr}
 	a := startNode(t, 0, members, lnA, func(c *BridgeConfig) { c.CallTimeout = time.Minute }, nil)
