@@ -78,13 +78,13 @@ func (s *stepLog) wait(ok func(actors.Step) bool, timeout time.Duration) bool {
 // node, with peer if peer >= 0; after waiting, if after is set, until a step
 // matching after has happened for the same transaction (so that a message
 // sent just before the crash has arrived). The node whose power is cut is
-// victim, or node itself if victim is negative.
+// victim, or node itself if victim is nil.
 type crashAt struct {
 	node   int32
 	at     actors.StepKind
 	peer   int32
 	after  func(actors.Step) bool
-	victim int32
+	victim *int32 // nil: the node of the step
 
 	fired   atomic.Bool
 	crashed chan actors.Step
@@ -133,8 +133,8 @@ func (r *crashRig) onStep(s actors.Step) {
 		r.t.Errorf("crash at %v: the step to wait for never came", s)
 	}
 	victim := s.Node
-	if c.victim >= 0 {
-		victim = c.victim
+	if c.victim != nil {
+		victim = *c.victim
 	}
 	// A re-driven commit reports its steps from inside Start, before the
 	// Local knows the node: wait for it.
@@ -289,14 +289,14 @@ func (r *crashRig) runCrashPoint(shape txShape, cp crashPoint, tag string) {
 			peer = shape.participants[0]
 		}
 	}
-	c := &crashAt{node: victim, at: cp.at, peer: peer, victim: -1, crashed: make(chan actors.Step, 1)}
+	c := &crashAt{node: victim, at: cp.at, peer: peer, crashed: make(chan actors.Step, 1)}
 	switch cp.on {
 	case "coordinator":
-		c.node, c.peer, c.victim = shape.coordinator, victim, victim
+		c.node, c.peer, c.victim = shape.coordinator, victim, &victim
 	case "participant":
 		for _, p := range shape.participants {
 			if p != shape.coordinator {
-				c.node, c.victim = p, victim
+				c.node, c.victim = p, &victim
 				break
 			}
 		}
