@@ -6,6 +6,7 @@ package actors
 // others pin down behaviour verified by the review.
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -412,13 +413,18 @@ func (r *restartRig) expectRefused(t *testing.T, id messages.TxID) {
 	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Tx != id || v.Kind != messages.VoteNo {
 		t.Fatalf("vote %+v, want no for %v", v, id)
 	}
+	if st := r.status(t); st.Preparing > 0 || containsTx(st.InDoubt, id) {
+		t.Fatalf("refused transaction %v prepared: %+v", id, st)
+	}
+}
+
+func (r *restartRig) status(t *testing.T) *ParticipantStatus {
+	t.Helper()
 	res, err := r.sys.Root.RequestFuture(r.pid, &ParticipantStatusRequest{}, wait).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := res.(*ParticipantStatus); st.Preparing > 0 || containsTx(st.InDoubt, id) {
-		t.Fatalf("refused transaction %v prepared: %+v", id, st)
-	}
+	return res.(*ParticipantStatus)
 }
 
 func (r *restartRig) crash() { r.sys.Root.Send(r.pid, (*messages.Read)(nil)) } // any panic in Receive
@@ -598,18 +604,14 @@ func TestReview2CrashAfterAnswerNotAnsweredTwice(t *testing.T) {
 		}
 	}
 	actortest.ExpectNone(t, r.client, 50*time.Millisecond)
-	deadline := time.Now().Add(wait)
-	for {
+	actortest.Eventually(t, wait, func() string {
 		res, err := r.sys.Root.RequestFuture(r.pid, &CoordinatorStatusRequest{}, wait).Result()
 		if err != nil {
-			t.Fatal(err)
+			return err.Error()
 		}
-		if res.(*CoordinatorStatus).InFlight == 0 {
-			break
+		if st := res.(*CoordinatorStatus); st.InFlight != 0 {
+			return fmt.Sprintf("txn actors left: %+v", st)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("txn actors left: %+v", res)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ""
+	})
 }

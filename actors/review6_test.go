@@ -6,6 +6,7 @@ package actors
 // verified.
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -115,17 +116,12 @@ func TestReview6AbortedWaitersDoNotPileUpBehindAnInDoubtHolder(t *testing.T) {
 	if st := r.status(t); st.Waiting != 0 || st.InDoubt == nil {
 		t.Fatalf("setup: want tx 1 in doubt and no Prepare waiting, got %+v", st)
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		n := r.inspect(t, waitersIndexed).(int)
-		if n == 0 {
-			break
+	actortest.Eventually(t, 3*time.Second, func() string {
+		if n := r.inspect(t, waitersIndexed).(int); n != 0 {
+			return fmt.Sprintf("%d aborted waiters still indexed behind the in-doubt transaction (of %d aborted); they are kept until it is decided", n, waiters)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d aborted waiters still indexed behind the in-doubt transaction (of %d aborted); they are kept until it is decided", n, waiters)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 // FINDING. "A wait lasts at most the vote timeout" and a held read fails
@@ -219,13 +215,12 @@ func TestReview6InDoubtKeepsAskingUntilAnswered(t *testing.T) {
 		t.Fatalf("want COMMITTED, got %+v", app)
 	}
 	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
-	deadline := time.Now().Add(3 * time.Second)
-	for st := r.status(t); st.LocksHeld != 0 || len(st.InDoubt) != 0 || st.Committing != 0; st = r.status(t) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not settled after the answer: %+v", st)
+	actortest.Eventually(t, 3*time.Second, func() string {
+		if st := r.status(t); st.LocksHeld != 0 || len(st.InDoubt) != 0 || st.Committing != 0 {
+			return fmt.Sprintf("not settled after the answer: %+v", st)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 // FINDING. A read held back by a prepared transaction, at a participant
@@ -252,20 +247,12 @@ func TestReview6HeldReadAnsweredWhenTheParticipantRestarts(t *testing.T) {
 		t.Fatalf("vote %+v", v)
 	}
 	held := r.sys.Root.RequestFuture(r.pid, &messages.Read{Keys: []string{"a"}}, 5*time.Second)
-	deadline := time.Now().Add(wait)
-	for {
-		res, err := r.sys.Root.RequestFuture(r.pid, &ParticipantStatusRequest{}, wait).Result()
-		if err != nil {
-			t.Fatal(err)
+	actortest.Eventually(t, wait, func() string {
+		if st := r.status(t); st.Reads != 1 {
+			return fmt.Sprintf("read not held back: %+v", st)
 		}
-		if res.(*ParticipantStatus).Reads == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("read not held back")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return ""
+	})
 	r.crash()
 	if _, err := held.Result(); err != nil {
 		t.Fatalf("read held when the participant failed and restarted was never answered: %v", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hashicorp/go-hclog"
 
+	"twopc/actors/actortest"
 	"twopc/messages"
 )
 
@@ -180,13 +181,12 @@ func vote(seq uint64) *messages.Vote {
 // waitFor polls cond until it holds or a generous deadline passes.
 func waitFor(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
+	actortest.Eventually(tb, 20*time.Second, func() string {
+		if cond() {
+			return ""
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return what
+	})
 }
 
 // checkNoLeaks must be called before the nodes start: its cleanup runs after

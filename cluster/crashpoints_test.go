@@ -373,22 +373,8 @@ func (r *crashRig) runCrashPoint(shape txShape, cp crashPoint, tag string) {
 // waitSettled waits until no node holds a lock, is in doubt, runs a txn
 // actor, or has a commit decision without END in its log.
 func (r *crashRig) waitSettled() {
-	t := r.t
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for i := range r.l.Members() {
-		n := r.l.Node(i)
-		for {
-			busy := nodeBusy(n)
-			if busy == "" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %d never settled: %s", i, busy)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	r.t.Helper()
+	settled(r.t, r.l, 20*time.Second)
 }
 
 // nodeBusy says what node still has to finish, or "".
@@ -458,15 +444,7 @@ func TestInDoubtSettledByPeersWhileCoordinatorIsDown(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Node 0 stays down: nodes 1 and 2 must settle between them.
-			for _, n := range []int{1, 2} {
-				deadline := time.Now().Add(10 * time.Second)
-				for busy := nodeBusy(r.l.Node(n)); busy != ""; busy = nodeBusy(r.l.Node(n)) {
-					if time.Now().After(deadline) {
-						t.Fatalf("node %d still unsettled with the coordinator down: %s", n, busy)
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
+			settled(t, r.l, 10*time.Second, 1, 2)
 			want := map[string]int64{a: 100, b: 100}
 			if tc.want == committed {
 				want = map[string]int64{a: 90, b: 110}

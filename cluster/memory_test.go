@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"twopc/actors"
+	"twopc/actors/actortest"
 	"twopc/messages"
 )
 
@@ -52,23 +53,19 @@ func TestDecidedTransactionsAreForgotten(t *testing.T) {
 		wg.Wait()
 	}
 	footprint := func(after int) map[string]int64 {
-		deadline := time.Now().Add(10 * time.Second)
-		for i := range l.Members() {
-			for {
+		actortest.Eventually(t, 10*time.Second, func() string {
+			for i := range l.Members() {
 				busy := nodeBusy(l.Node(i))
 				ps, err := l.Node(i).ParticipantStatus()
 				if err != nil {
-					t.Fatal(err)
+					return err.Error()
 				}
-				if busy == "" && ps.Remembered == 0 && ps.Keys <= 8 {
-					break
+				if busy != "" || ps.Remembered != 0 || ps.Keys > 8 {
+					return fmt.Sprintf("after %d transactions node %d still holds: %s; %+v", after, i, busy, ps)
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("after %d transactions node %d still holds: %s; %+v", after, i, busy, ps)
-				}
-				time.Sleep(20 * time.Millisecond)
 			}
-		}
+			return ""
+		})
 		// Every decided transaction is gone from every role and from the
 		// log's fold (nodeBusy); what is left on disk is one snapshot and the
 		// segments written since it.

@@ -7,11 +7,13 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"twopc/actors/actortest"
 	"twopc/internal/bank"
 	"twopc/messages"
 )
@@ -73,6 +75,19 @@ func testSeed(t *testing.T) int64 {
 	return seed
 }
 
+// afterTransfers waits until n more transfers have been started.
+func afterTransfers(t *testing.T, b *bank.Bank, n int) {
+	t.Helper()
+	started := func() int { c, a, u := b.Counts(); return c + a + u }
+	from := started()
+	actortest.Eventually(t, time.Minute, func() string {
+		if got := started() - from; got < n {
+			return fmt.Sprintf("%d of %d transfers started", got, n)
+		}
+		return ""
+	})
+}
+
 func TestRandomizedBankUnderFaultsAndCrashes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("randomized rounds take about half a minute")
@@ -124,33 +139,40 @@ func TestRandomizedBankUnderFaultsAndCrashes(t *testing.T) {
 			plan = append(plan, fmt.Sprintf("partition %d-%d", a, bb))
 		}
 		// Decided now, from the seed, not by the goroutines below.
-		victim, crashAfter, downFor := rng.Intn(4), time.Duration(rng.Int63n(int64(roundTime))), time.Duration(50+rng.Intn(400))*time.Millisecond
+		// The crash comes after a number of transfers of the round, and
+		// the node stays down for a number of transfers: moments measured
+		// in work, so they mean the same on a fast and a slow machine.
+		victim, crashAfter, downFor := rng.Intn(4), 1+rng.Intn(300), 1+rng.Intn(100)
 		crash := rng.Intn(4) != 0
 		if crash {
 			crashes++
-			plan = append(plan, fmt.Sprintf("crash node %d after %v for %v", victim, crashAfter.Round(time.Millisecond), downFor))
+			plan = append(plan, fmt.Sprintf("crash node %d after %d transfers, down for %d", victim, crashAfter, downFor))
 		}
 		t.Logf("round %d: faults %+v; %v", round, f, plan)
 
 		var wg sync.WaitGroup
+		var restarted atomic.Bool
+		restarted.Store(!crash)
 		stop := time.Now().Add(roundTime)
 		for w := 0; w < workers; w++ {
 			wrng := rand.New(rand.NewSource(rng.Int63()))
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for time.Now().Before(stop) {
+				for time.Now().Before(stop) || !restarted.Load() {
 					b.Run(c, b.Transfer(wrng, wrng.Intn(4)))
 				}
 			}()
 		}
 		if crash {
-			time.Sleep(crashAfter)
+			afterTransfers(t, b, crashAfter)
 			if err := l.Crash(victim); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(downFor)
-			if err := l.RestartNode(victim); err != nil {
+			afterTransfers(t, b, downFor)
+			err := l.RestartNode(victim)
+			restarted.Store(true)
+			if err != nil {
 				t.Fatalf("round %d: restart node %d: %v", round, victim, err)
 			}
 			c, a, u := b.Counts()
@@ -170,19 +192,7 @@ func TestRandomizedBankUnderFaultsAndCrashes(t *testing.T) {
 	}
 
 	// Every node settles: nothing in doubt, no lock, no undecided commit.
-	deadline := time.Now().Add(60 * time.Second)
-	for i := range l.Members() {
-		for {
-			busy := nodeBusy(l.Node(i))
-			if busy == "" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %d never settled: %s", i, busy)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	settled(t, l, 60*time.Second)
 	if err := b.Check(c); err != nil {
 		t.Fatalf("bank invariant broken: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"twopc/actors"
+	"twopc/actors/actortest"
 	"twopc/messages"
 )
 
@@ -117,17 +118,12 @@ func TestReview4BreachReadOnlyDuplicateAbortsCommittedTx(t *testing.T) {
 	if err := r.l.RestartNode(0); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := r.r4value(y)
-		if got == 110 {
-			break
+	actortest.Eventually(t, 10*time.Second, func() string {
+		if got := r.r4value(y); got != 110 {
+			return fmt.Sprintf("%s = %d, want 110: %v has a durable COMMIT on node 0 but its yes-voter node 2 aborted it (told \"abort\" by read-only voter node 1)", y, got, id)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %d, want 110: %v has a durable COMMIT on node 0 but its yes-voter node 2 aborted it (told \"abort\" by read-only voter node 1)", y, got, id)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return ""
+	})
 	r.waitSettled()
 }
 

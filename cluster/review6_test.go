@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"twopc/actors"
+	"twopc/actors/actortest"
 	"twopc/messages"
 )
 
@@ -44,19 +45,8 @@ func r6Cluster(t *testing.T, n int, timing actors.Timing) (*Local, *atomic.Point
 // finish (nodeBusy), failing after bound.
 func r6WaitSettled(t *testing.T, l *Local, bound time.Duration, what string) {
 	t.Helper()
-	deadline := time.Now().Add(bound)
-	for i := range l.Members() {
-		n := l.Node(i)
-		if n == nil {
-			continue
-		}
-		for busy := nodeBusy(n); busy != ""; busy = nodeBusy(n) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: node %d never settled: %s", what, i, busy)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	t.Logf("waiting: %s", what)
+	settled(t, l, bound)
 }
 
 func r6Value(t *testing.T, l *Local, via int, key string) int64 {
@@ -68,23 +58,32 @@ func r6Value(t *testing.T, l *Local, via int, key string) int64 {
 	return vals[0].Value
 }
 
+// r6Progress waits until the workload has submitted n more transactions:
+// load measured in work done, not in time slept.
+func r6Progress(t *testing.T, submitted *atomic.Int64, n int64) {
+	t.Helper()
+	from := submitted.Load()
+	actortest.Eventually(t, 30*time.Second, func() string {
+		if got := submitted.Load() - from; got < n {
+			return fmt.Sprintf("%d of %d more transactions submitted", got, n)
+		}
+		return ""
+	})
+}
+
 // r6WaitInFlight waits until node's coordinator runs want txn actors.
 func r6WaitInFlight(t *testing.T, n *Node, want int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	actortest.Eventually(t, 5*time.Second, func() string {
 		cs, err := n.CoordinatorStatus()
 		if err != nil {
-			t.Fatal(err)
+			return err.Error()
 		}
-		if cs.InFlight == want {
-			return
+		if cs.InFlight != want {
+			return fmt.Sprintf("node %d: %d transactions in flight, want %d", n.ID(), cs.InFlight, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %d: %d transactions in flight, want %d", n.ID(), cs.InFlight, want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 // ---------------------------------------------------------------------------
@@ -346,6 +345,7 @@ func TestReview6LossyNetworkStillTerminatesAndSettles(t *testing.T) {
 func TestReview6StopUnderLoadAndWithAPowerCutNode(t *testing.T) {
 	l, _ := r6Cluster(t, 4, r6Timing)
 	var stop atomic.Bool
+	var submitted atomic.Int64
 	var wg sync.WaitGroup
 	for c := range 8 {
 		wg.Add(1)
@@ -355,10 +355,11 @@ func TestReview6StopUnderLoadAndWithAPowerCutNode(t *testing.T) {
 			for i := 0; !stop.Load(); i++ {
 				n := l.Node(via)
 				_, _ = n.Submit(messages.Add(fmt.Sprintf("n1/k%d", c), 1), messages.Add(fmt.Sprintf("n%d/k%d", via, c), 1))
+				submitted.Add(1)
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
+	r6Progress(t, &submitted, 40) // under load
 	stopped := make(chan error, 1)
 	go func() { stopped <- l.StopNode(1) }()
 	select {
@@ -370,7 +371,7 @@ func TestReview6StopUnderLoadAndWithAPowerCutNode(t *testing.T) {
 		t.Error("Node.Stop under load has not returned")
 		<-stopped
 	}
-	time.Sleep(200 * time.Millisecond)
+	r6Progress(t, &submitted, 20) // the callers keep getting answers with node 1 stopped
 	stop.Store(true)
 	wg.Wait()
 	if err := l.RestartNode(1); err != nil {
@@ -400,6 +401,7 @@ func TestReview6BurstWithCrashesLeavesNothingBehind(t *testing.T) {
 	timing.RememberOutcomes = 300 * time.Millisecond // raised to VoteTimeout + 2 × ClockSkew
 	l, _ := r6Cluster(t, 4, timing)
 	var stop atomic.Bool
+	var submitted atomic.Int64
 	var wg sync.WaitGroup
 	for c := range 8 {
 		wg.Add(1)
@@ -409,12 +411,13 @@ func TestReview6BurstWithCrashesLeavesNothingBehind(t *testing.T) {
 			for !stop.Load() {
 				if n := l.Node(via); n != nil {
 					_, _ = n.Submit(messages.Add(fmt.Sprintf("n2/k%d", c), -1), messages.Add(fmt.Sprintf("n%d/k%d", via, c), 1))
+					submitted.Add(1)
 				}
 			}
 		}()
 	}
 	for range 3 {
-		time.Sleep(150 * time.Millisecond)
+		r6Progress(t, &submitted, 30)
 		l.Node(2).PowerCut()
 		if err := l.Crash(2); err != nil {
 			t.Fatal(err)
@@ -423,26 +426,22 @@ func TestReview6BurstWithCrashesLeavesNothingBehind(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(150 * time.Millisecond)
+	r6Progress(t, &submitted, 30)
 	stop.Store(true)
 	wg.Wait()
 	r6WaitSettled(t, l, 15*time.Second, "after the burst")
-	deadline := time.Now().Add(10 * time.Second)
-	for i := range l.Members() {
-		for {
+	actortest.Eventually(t, 10*time.Second, func() string {
+		for i := range l.Members() {
 			ps, err := l.Node(i).ParticipantStatus()
 			if err != nil {
-				t.Fatal(err)
+				return err.Error()
 			}
-			if ps.Remembered == 0 && ps.Reads == 0 && ps.Waiting == 0 {
-				break
+			if ps.Remembered != 0 || ps.Reads != 0 || ps.Waiting != 0 {
+				return fmt.Sprintf("node %d still remembers: %+v", i, ps)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %d still remembers: %+v", i, ps)
-			}
-			time.Sleep(20 * time.Millisecond)
 		}
-	}
+		return ""
+	})
 	// The transfers kept the total.
 	var total int64
 	for c := range 8 {

@@ -171,44 +171,36 @@ func TestAbortWhenParticipantRefuses(t *testing.T) {
 // after five seconds.
 func waitStatus(t *testing.T, l *Local, node int, what string, ok func(*actors.ParticipantStatus) bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	actortest.Eventually(t, 5*time.Second, func() string {
 		st, err := l.Node(node).ParticipantStatus()
 		if err != nil {
-			t.Fatal(err)
+			return err.Error()
 		}
-		if ok(st) {
-			return
+		if !ok(st) {
+			return fmt.Sprintf("node %d: %s: %+v", node, what, st)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %d: %s: %+v", node, what, st)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 func waitLocksFree(t *testing.T, l *Local) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for i := 0; i < len(l.Members()); i++ {
-		n := l.Node(i)
-		if n == nil {
-			continue
-		}
-		for {
+	actortest.Eventually(t, 5*time.Second, func() string {
+		for i := range l.Members() {
+			n := l.Node(i)
+			if n == nil {
+				continue
+			}
 			st, err := n.ParticipantStatus()
 			if err != nil {
-				t.Fatal(err)
+				return err.Error()
 			}
-			if st.LocksHeld == 0 && len(st.InDoubt) == 0 && st.Preparing == 0 && st.Committing == 0 {
-				break
+			if st.LocksHeld != 0 || len(st.InDoubt) != 0 || st.Preparing != 0 || st.Committing != 0 {
+				return fmt.Sprintf("node %d still holds locks: %+v", i, st)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %d still holds locks: %+v", i, st)
-			}
-			time.Sleep(10 * time.Millisecond)
 		}
-	}
+		return ""
+	})
 }
 
 func TestRecoveryAfterRestart(t *testing.T) {

@@ -120,3 +120,24 @@ func (d *Directory) Participant(n int32) *actor.PID { return d.Participants[n] }
 func VerifyNoLeaks(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"))
 }
+
+// Eventually waits until cond returns "" and fails the test with cond's
+// last answer if that takes longer than within. For state with no event to
+// wait on (a status several actors contribute to); prefer Expect on a probe
+// where there is a message to wait for.
+func Eventually(tb testing.TB, within time.Duration, cond func() string) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		why := cond()
+		if why == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("still waiting after %v: %s", within, why)
+		}
+		<-tick.C
+	}
+}
