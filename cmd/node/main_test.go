@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"twopc/actors/actortest"
 	"twopc/cluster"
 	"twopc/messages"
 )
@@ -147,13 +148,12 @@ func (b *syncBuffer) String() string {
 // waitFor polls until out contains want, or fails.
 func waitFor(t *testing.T, out *syncBuffer, want string, d time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !strings.Contains(out.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q within %v; output:\n%s", want, d, out.String())
+	actortest.Eventually(t, d, func() string {
+		if s := out.String(); !strings.Contains(s, want) {
+			return fmt.Sprintf("no %q yet; output:\n%s", want, s)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 // run in this process: it serves, commits, stops cleanly on a signal

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"twopc/actors/actortest"
 	"twopc/cluster"
 	"twopc/internal/bank"
 	"twopc/messages"
@@ -396,19 +397,14 @@ func TestProcessCleanShutdown(t *testing.T) {
 	// and through a restarted node itself.
 	for _, via := range []int{0, 1} {
 		r := newRPCClient(c.peers, via)
-		var got map[string]int64
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			got, err = r.Read("n1/x", "n2/y", "n3/z")
-			if err == nil || time.Now().After(deadline) {
-				break
+		actortest.Eventually(t, 10*time.Second, func() string {
+			got, err := r.Read("n1/x", "n2/y", "n3/z")
+			if err != nil || got["n1/x"] != 42 || got["n2/y"] != 7 || got["n3/z"] != 5 {
+				return fmt.Sprintf("read via node %d after restarts: %v, %v", via, got, err)
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return ""
+		})
 		r.Close()
-		if err != nil || got["n1/x"] != 42 || got["n2/y"] != 7 || got["n3/z"] != 5 {
-			t.Fatalf("read via node %d after restarts: %v, %v", via, got, err)
-		}
 	}
 }
 
@@ -439,7 +435,6 @@ func TestProcessSIGKILLBank(t *testing.T) {
 	const (
 		nodes   = 4
 		workers = 8
-		round   = 1500 * time.Millisecond
 	)
 	rng := rand.New(rand.NewSource(seed))
 	// Short protocol clocks, so transactions a crash left in doubt are
@@ -491,19 +486,28 @@ func TestProcessSIGKILLBank(t *testing.T) {
 
 	kills := 0
 	start := time.Now()
+	// Each round: a kill after some transfers, a restart after some more,
+	// and more transfers with every node up. The moments are counted in
+	// transfers, drawn from the seed, so they mean the same on any machine.
+	afterTransfers := func(n int64) {
+		from := transfers.Load()
+		actortest.Eventually(t, time.Minute, func() string {
+			if got := transfers.Load() - from; got < n {
+				return fmt.Sprintf("%s: %d of %d transfers done", c.note, got, n)
+			}
+			return ""
+		})
+	}
 	for r := 0; r < rounds; r++ {
-		roundStart := time.Now()
-		time.Sleep(100*time.Millisecond + time.Duration(rng.Int63n(int64(round-300*time.Millisecond))))
+		afterTransfers(20 + rng.Int63n(150))
 		id := rng.Intn(nodes)
 		live[id].Store(false)
 		c.kill(id)
 		kills++
-		time.Sleep(time.Duration(rng.Int63n(int64(500 * time.Millisecond))))
+		afterTransfers(1 + rng.Int63n(50))
 		c.start(id)
 		live[id].Store(true)
-		if left := round - time.Since(roundStart); left > 0 {
-			time.Sleep(left)
-		}
+		afterTransfers(30 + rng.Int63n(100))
 	}
 	close(stop)
 	waited := make(chan struct{})
@@ -549,16 +553,12 @@ func TestProcessSIGKILLBank(t *testing.T) {
 	cl := newRPCClient(c.peers, 0)
 	defer cl.Close()
 	for via := 0; via < nodes; via++ {
-		until := time.Now().Add(10 * time.Second)
-		for {
+		actortest.Eventually(t, 10*time.Second, func() string {
 			o, err := cl.Submit(via, messages.Set(fmt.Sprintf("n%d/probe", via), 1), messages.Set(fmt.Sprintf("n%d/probe", (via+1)%nodes), 1))
-			if err == nil && o.Committed {
-				break
+			if err != nil || !o.Committed {
+				return fmt.Sprintf("%s: after the crashes, node %d does not commit: %v %v", c.note, via, o, err)
 			}
-			if time.Now().After(until) {
-				c.fatalf("after the crashes, node %d does not commit: %v %v", via, o, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return ""
+		})
 	}
 }
