@@ -208,18 +208,12 @@ func checkNoLeaks(tb testing.TB) {
 	}
 	before, _ := count()
 	tb.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			n, stacks := count()
-			if n <= before {
-				return
+		actortest.Eventually(tb, 5*time.Second, func() string {
+			if n, stacks := count(); n > before {
+				return fmt.Sprintf("%d goroutines left running after cleanup:\n%s", n-before, stacks)
 			}
-			if time.Now().After(deadline) {
-				tb.Errorf("%d goroutines left running after cleanup:\n%s", n-before, stacks)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return ""
+		})
 	})
 }
 
