@@ -6,6 +6,18 @@ import "fmt"
 // sender with an Outcome.
 type Begin struct {
 	Ops []Op
+	// NotifyBegun asks the coordinator to send a Begun to the sender as soon
+	// as it has named the transaction, before the Outcome. A client whose
+	// coordinator dies before answering then still knows which transaction
+	// to ask about (its participants settle it either way). Off by default,
+	// so a plain requester gets exactly one answer.
+	NotifyBegun bool
+}
+
+// Begun tells a client, ahead of the Outcome, which id its transaction got
+// (only when Begin.NotifyBegun is set).
+type Begun struct {
+	Tx TxID
 }
 
 // Outcome is the client's answer: the transaction committed everywhere, or

@@ -1,6 +1,7 @@
 package messages
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -25,6 +26,18 @@ func (t TxID) String() string {
 
 // IsZero reports whether t is the zero id, which no transaction has.
 func (t TxID) IsZero() bool { return t == TxID{} }
+
+// Compare orders ids by node, then incarnation, then sequence (-1, 0, +1),
+// so that lists of transactions read in the order they were begun per node.
+func (t TxID) Compare(u TxID) int {
+	if c := cmp.Compare(t.Node, u.Node); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(t.Incarnation, u.Incarnation); c != 0 {
+		return c
+	}
+	return cmp.Compare(t.Seq, u.Seq)
+}
 
 // ParseTxID reads the form produced by String.
 func ParseTxID(s string) (TxID, error) {
