@@ -64,6 +64,10 @@ type liveTxn struct {
 	client       *actor.PID // who gets the Outcome; nil once answered, or for a re-driven one
 	participants []int32
 	crashed      bool // its txn actor failed; what to do is being settled
+	// decided is what its txn actor reported deciding (commit only once
+	// COMMIT is durable), for OutcomeQuery; Unknown while it is deciding.
+	decided    messages.Decision
+	decidedWhy string
 }
 
 // running returns the transaction's txn actor, if it has one.
@@ -97,6 +101,7 @@ func (c *coordinator) Receive(ctx actor.Context) {
 	case *messages.Begin:
 		c.begin(ctx, m)
 	case *txnOutcome:
+		c.noteDecision(m.outcome)
 		c.answerClient(ctx, m.outcome)
 	case *actor.Terminated:
 		c.forget(m.Who)
@@ -106,6 +111,8 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		c.toChild(ctx, m.Tx)
 	case *messages.DecisionQuery:
 		c.onQuery(ctx, m)
+	case *OutcomeQuery:
+		c.onOutcomeQuery(ctx, m)
 	case *childCrashed:
 		c.onChildCrashed(ctx, m)
 	case *RedriveCommits:
@@ -139,6 +146,11 @@ func (c *coordinator) start(ctx actor.Context) {
 func (c *coordinator) begin(ctx actor.Context, m *messages.Begin) {
 	*c.seq++
 	tx := messages.TxID{Node: c.cfg.Node, Incarnation: c.cfg.Incarnation, Seq: *c.seq}
+	if m.NotifyBegun && ctx.Sender() != nil {
+		// Before anything can go wrong: a client that hears nothing more
+		// still knows which transaction to ask about.
+		ctx.Respond(&messages.Begun{Tx: tx})
+	}
 	participants, byNode, err := messages.Split(m.Ops, c.cfg.Members)
 	if err != nil {
 		if c.log.IsInfo() {
@@ -178,6 +190,9 @@ func (c *coordinator) spawn(ctx actor.Context, tx messages.TxID, participants []
 	// A successor (re-driving a crashed actor's commit) inherits the client
 	// still waiting for the outcome.
 	lt := &liveTxn{pid: pid, participants: participants}
+	if redrive { // its COMMIT is durable already
+		lt.decided, lt.decidedWhy = messages.DecisionCommit, commitPendingWhy
+	}
 	if old := c.txns[tx]; old != nil {
 		lt.client = old.client
 	}

@@ -83,6 +83,11 @@ type participant struct {
 
 	queryTimer *timer
 
+	// heuristic remembers, like recentCommits and recentAborts, the
+	// transactions decided here by an operator's ForceDecision, so that an
+	// OutcomeQuery says so. Made on first use (see operator.go).
+	heuristic *outcomes
+
 	// waits holds Prepares and reads that wait for transactions holding
 	// their keys to commit or abort.
 	waits *waits
@@ -157,6 +162,10 @@ func (p *participant) Receive(ctx actor.Context) {
 		p.onRead(ctx, m)
 	case *ParticipantStatusRequest:
 		ctx.Respond(p.status())
+	case *OutcomeQuery:
+		p.onOutcomeQuery(ctx, m)
+	case *ForceDecision:
+		p.onForceDecision(ctx, m)
 	case *timerFired:
 		if p.queryTimer.current(m) {
 			horizon := time.Now().Add(-p.timing.RememberOutcomes)
@@ -532,6 +541,7 @@ type ParticipantStatus struct {
 	LocksHeld  int             // keys locked
 	Preparing  int             // PREPARED being logged
 	InDoubt    []messages.TxID // voted yes, no decision yet
+	Doubts     []InDoubtTx     // the same transactions with details, sorted by Tx
 	Committing int             // COMMITTED being logged
 	Waiting    int             // Prepares waiting for older lock holders
 	Reads      int             // reads waiting for prepared transactions
@@ -542,6 +552,7 @@ func (p *participant) status() *ParticipantStatus {
 	s := &ParticipantStatus{Node: p.cfg.Node, Keys: len(p.kv), LocksHeld: p.locks.held(),
 		Waiting: len(p.waits.prepares), Reads: p.waits.reads,
 		Remembered: p.recentCommits.len() + p.recentAborts.len() + p.recentReadOnly.len()}
+	s.Doubts = p.doubts()
 	for tx, t := range p.txs {
 		switch t.state {
 		case preparing:
