@@ -148,6 +148,9 @@ func (a *logActor) flush(ctx actor.Context) {
 			for _, r := range p.req.Records {
 				a.l.state.Apply(r)
 			}
+			if a.l.written != nil {
+				a.l.written(p.req.Records, p.req.Force)
+			}
 		}
 	}
 	a.answerPending(ctx, err)

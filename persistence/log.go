@@ -35,6 +35,15 @@ type Options struct {
 	Dir           string       // this node's own directory (e.g. ./logs/node-0); created if missing
 	SnapshotEvery int          // records between automatic snapshots; 0 means DefaultSnapshotEvery; negative disables
 	Logger        hclog.Logger // nil means hclog.NewNullLogger()
+
+	// Written, if set, is called by the persistence actor, on its own
+	// goroutine, once per append whose records were written successfully
+	// (forced: that append asked for fsync, and got it), before its
+	// requester is answered. It lets a node's tracing show log writes in a
+	// transaction's history; a write that fails — e.g. after a power cut —
+	// is never reported, as it never happened. It must be quick and must
+	// not keep or change recs. Nil: nothing is called.
+	Written func(recs []messages.Record, forced bool)
 }
 
 // DefaultSnapshotEvery is the automatic snapshot interval used when
@@ -80,6 +89,8 @@ type Log struct {
 	every  int // records between automatic snapshots; 0: never
 	logger hclog.Logger
 
+	written func([]messages.Record, bool) // Options.Written
+
 	state *State
 
 	seg         *os.File // active segment, opened for appending
@@ -110,7 +121,7 @@ func Open(opts Options) (*Log, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("persistence: Options.Dir is empty")
 	}
-	l := &Log{dir: opts.Dir, logger: opts.Logger, state: NewState()}
+	l := &Log{dir: opts.Dir, logger: opts.Logger, written: opts.Written, state: NewState()}
 	if l.logger == nil {
 		l.logger = hclog.NewNullLogger()
 	}
