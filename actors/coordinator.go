@@ -29,6 +29,12 @@ type CoordinatorConfig struct {
 	// Steps, if set, is told of every protocol step of every txn actor
 	// (see StepHook).
 	Steps StepHook
+
+	// TxnProps, if set, is applied to the props of every txn actor. The
+	// coordinator builds those props itself, one per transaction, so this
+	// is the only way to give them options — the cluster's tracing installs
+	// its message middleware here. Nil leaves them unchanged.
+	TxnProps func(*actor.Props) *actor.Props
 }
 
 // RedriveCommits tells a coordinator to drive these recovered commit
@@ -173,6 +179,9 @@ func (c *coordinator) spawn(ctx actor.Context, tx messages.TxID, participants []
 		directory: c.cfg.Directory, persistence: c.cfg.Persistence,
 		timing: c.timing, log: c.log, steps: c.cfg.Steps,
 	})
+	if c.cfg.TxnProps != nil {
+		props = c.cfg.TxnProps(props)
+	}
 	name := tx.String()
 	if redrive {
 		// A crashed predecessor may not have terminated yet; its name is

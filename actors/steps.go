@@ -27,6 +27,9 @@ const (
 	StepCommitSent    // Commit sent to Peer (first sending, not re-sends)
 	StepAckReceived   // ack of Peer counted
 	StepAllAcked      // every participant acked, END not yet logged
+
+	// Added later, kept last so the numbers above do not change.
+	StepAbortDecided // the txn actor decided abort (Reason in the step); Abort not yet sent
 )
 
 var stepNames = map[StepKind]string{
@@ -41,6 +44,7 @@ var stepNames = map[StepKind]string{
 	StepCommitLogged:    "COMMIT logged",
 	StepCommitSent:      "commit sent",
 	StepAllAcked:        "all acked",
+	StepAbortDecided:    "abort decided",
 }
 
 func (k StepKind) String() string {
@@ -57,6 +61,9 @@ type Step struct {
 	Tx   messages.TxID
 	Peer int32             // the other node, for steps that involve one (-1 otherwise)
 	Vote messages.VoteKind // StepVoted, StepVoteReceived
+	// Reason is why, for StepAbortDecided: a transaction's trace shows the
+	// abort decision with it, as the client's Outcome does.
+	Reason string
 }
 
 func (s Step) String() string {
@@ -77,5 +84,12 @@ type StepHook func(Step)
 func (h StepHook) report(node int32, kind StepKind, tx messages.TxID, peer int32, vote messages.VoteKind) {
 	if h != nil {
 		h(Step{Node: node, Kind: kind, Tx: tx, Peer: peer, Vote: vote})
+	}
+}
+
+// reportReason is report for a step that carries a reason (StepAbortDecided).
+func (h StepHook) reportReason(node int32, kind StepKind, tx messages.TxID, reason string) {
+	if h != nil {
+		h(Step{Node: node, Kind: kind, Tx: tx, Peer: -1, Reason: reason})
 	}
 }

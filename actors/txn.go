@@ -264,6 +264,7 @@ func (t *txn) finish(ctx actor.Context) {
 // everyone who may hold locks: all but those that voted no or read-only.
 func (t *txn) abort(ctx actor.Context, reason string) {
 	t.deadline.stop()
+	t.cfg.steps.reportReason(t.cfg.tx.Node, StepAbortDecided, t.cfg.tx, reason)
 	if t.cfg.log.IsInfo() {
 		t.cfg.log.Info("decision", "tx", t.cfg.tx, "decision", "abort", "reason", reason)
 	}
