@@ -375,20 +375,22 @@ func (n *Node) clientTimeout() time.Duration {
 }
 
 // Submit runs a transaction coordinated by this node and returns its outcome.
+// When no outcome comes (timeout, crash, stop, no coordinator) the error is a
+// *NoOutcomeError naming the transaction if the coordinator named it.
 func (n *Node) Submit(ops ...messages.Op) (*messages.Outcome, error) {
-	r, err := n.request(n.coordinator, &messages.Begin{Ops: ops})
+	r, err := n.request(n.coordinator, &messages.Begin{Ops: ops, NotifyBegun: true})
 	if err != nil {
 		return nil, err
 	}
 	res, err := r.await(time.Now().Add(n.clientTimeout()))
 	if err != nil {
-		return nil, fmt.Errorf("node %d: no outcome: %w", n.cfg.ID, err)
+		return nil, &NoOutcomeError{Node: n.cfg.ID, Tx: r.box.begunTx(), Err: err}
 	}
 	switch o := res.(type) {
 	case *messages.Outcome:
 		return o, nil
 	case *actor.DeadLetterResponse:
-		return nil, fmt.Errorf("node %d: no outcome: the coordinator is not running", n.cfg.ID)
+		return nil, &NoOutcomeError{Node: n.cfg.ID, Tx: r.box.begunTx(), Err: errors.New("the coordinator is not running")}
 	default:
 		return nil, fmt.Errorf("node %d: unexpected answer %T", n.cfg.ID, res)
 	}
@@ -443,11 +445,20 @@ func (r *pendingReply) await(deadline time.Time) (interface{}, error) {
 }
 
 // replyBox is a one-shot reply address that a Go caller can select on. It
-// keeps the first message and drops any other.
-type replyBox struct{ ch chan interface{} }
+// keeps the first message and drops any other. A Begun (Submit's early
+// notice of its transaction id) is kept apart, in begun, and is not the
+// answer.
+type replyBox struct {
+	ch    chan interface{}
+	begun txNote
+}
 
 func (r *replyBox) SendUserMessage(_ *actor.PID, m interface{}) {
 	_, msg, _ := actor.UnwrapEnvelope(m)
+	if b, ok := msg.(*messages.Begun); ok {
+		r.begun.set(b.Tx)
+		return
+	}
 	select {
 	case r.ch <- msg:
 	default:

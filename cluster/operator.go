@@ -1,0 +1,377 @@
+package cluster
+
+// What an operator (the REPL) needs beyond Submit and Read: the id of a
+// transaction whose outcome never came, a node's own view of its keys, the
+// transactions stuck in doubt, what is known of an outcome, and — as a last
+// resort — a heuristic decision on a transaction nobody can settle.
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"twopc/actors"
+	"twopc/messages"
+)
+
+// NoOutcomeError is Submit's error when no outcome reached the caller: the
+// wait timed out, the node crashed or stopped, or its coordinator was not
+// running. The transaction itself is not lost: if the coordinator named it
+// (Tx is not zero), its participants settle it — commit or abort, the same
+// everywhere — and Local.KnownOutcome can tell which, later.
+type NoOutcomeError struct {
+	Node int32
+	Tx   messages.TxID // zero if the coordinator never named it (as far as the caller heard)
+	Err  error         // why there is no outcome (e.g. errNodeCrashed, "no answer within 5s")
+}
+
+func (e *NoOutcomeError) Error() string {
+	tx := ""
+	if !e.Tx.IsZero() {
+		tx = " for " + e.Tx.String()
+	}
+	return fmt.Sprintf("node %d: no outcome%s: %v (the transaction may still commit or abort; its participants settle it)", e.Node, tx, e.Err)
+}
+
+func (e *NoOutcomeError) Unwrap() error { return e.Err }
+
+// txNote holds the id a Begun announced. The box is written on the
+// coordinator's goroutine and read by Submit's caller after its wait ended
+// (also when the wait ended by a crash, with no happens-before from the
+// coordinator), hence the lock.
+type txNote struct {
+	mu sync.Mutex
+	tx messages.TxID
+}
+
+func (n *txNote) set(tx messages.TxID) {
+	n.mu.Lock()
+	n.tx = tx
+	n.mu.Unlock()
+}
+
+func (n *txNote) get() messages.TxID {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.tx
+}
+
+// begunTx is the id the coordinator announced for this request, or zero.
+func (r *replyBox) begunTx() messages.TxID { return r.begun.get() }
+
+// ReadLocal returns the committed values of keys as this node's own
+// participant holds them, in the order asked: for looking at one replica of
+// a key held everywhere ("value"), or at a node's state while others are
+// down. Each key must be owned by this node. Like Read it may wait for
+// transactions prepared on the keys to be decided, and it ends when the
+// node crashes or stops.
+func (n *Node) ReadLocal(keys ...string) ([]messages.KeyValue, error) {
+	if n.cut.Load() {
+		return nil, fmt.Errorf("node %d: %w", n.cfg.ID, errNodeCrashed)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("read: no keys given")
+	}
+	for _, k := range keys {
+		own, err := messages.Owners(k, len(n.cfg.Members))
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(own, n.cfg.ID) {
+			return nil, fmt.Errorf("read %s on node %d: the key is owned by %s, not by this node", k, n.cfg.ID, nodeList(own))
+		}
+	}
+	what := strings.Join(keys, " ")
+	r, err := n.request(n.participant, &messages.Read{Keys: keys})
+	if err != nil {
+		return nil, err
+	}
+	// As in Read: a held read waits up to the vote timeout.
+	res, err := r.await(time.Now().Add(2*n.cfg.Timing.WithDefaults().VoteTimeout + time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: node %d did not answer: %w", what, n.cfg.ID, err)
+	}
+	if _, dead := res.(*actor.DeadLetterResponse); dead {
+		return nil, fmt.Errorf("read %s: node %d did not answer: its participant is not running", what, n.cfg.ID)
+	}
+	rr, ok := res.(*messages.ReadReply)
+	if ok && rr.From != n.cfg.ID {
+		return nil, fmt.Errorf("read %s: answer from node %d, not from node %d that was asked", what, rr.From, n.cfg.ID)
+	}
+	if ok && rr.Err != "" {
+		return nil, fmt.Errorf("read %s: %s", what, rr.Err)
+	}
+	if !ok || len(rr.Values) != len(keys) {
+		return nil, fmt.Errorf("read %s: node %d: unexpected answer %T", what, n.cfg.ID, res)
+	}
+	return rr.Values, nil
+}
+
+func nodeList(ids []int32) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = fmt.Sprint(id)
+	}
+	if len(ids) == 1 {
+		return "node " + s[0]
+	}
+	return "nodes " + strings.Join(s, ",")
+}
+
+// ask sends msg to one of this node's roles and waits up to d for the
+// answer, or until the node crashes or stops.
+func (n *Node) ask(target *actor.PID, msg interface{}, d time.Duration) (interface{}, error) {
+	if n.cut.Load() {
+		return nil, fmt.Errorf("node %d: %w", n.cfg.ID, errNodeCrashed)
+	}
+	r, err := n.request(target, msg)
+	if err != nil {
+		return nil, err
+	}
+	res, err := r.await(time.Now().Add(d))
+	if err != nil {
+		return nil, fmt.Errorf("node %d: %w", n.cfg.ID, err)
+	}
+	if _, dead := res.(*actor.DeadLetterResponse); dead {
+		return nil, fmt.Errorf("node %d: its %s is not running", n.cfg.ID, target.Id)
+	}
+	return res, nil
+}
+
+// askOutcome sends an OutcomeQuery to one of this node's roles.
+func (n *Node) askOutcome(role *actor.PID, tx messages.TxID) (*actors.OutcomeAnswer, error) {
+	// The coordinator may look the transaction up in its log, which it
+	// gives VoteTimeout.
+	res, err := n.ask(role, &actors.OutcomeQuery{Tx: tx}, n.cfg.Timing.WithDefaults().VoteTimeout+time.Second)
+	if err != nil {
+		return nil, err
+	}
+	a, ok := res.(*actors.OutcomeAnswer)
+	if !ok || a.Tx != tx || a.From != n.cfg.ID {
+		return nil, fmt.Errorf("node %d: unexpected answer %T %+v", n.cfg.ID, res, res)
+	}
+	return a, nil
+}
+
+// InDoubt is one transaction a running node's participant is in doubt
+// about: it voted yes and has heard no decision.
+type InDoubt struct {
+	Node          int32 // the participant in doubt
+	Tx            messages.TxID
+	Since         time.Time // prepared at, or restarted at for one in doubt since before a restart
+	Participants  []int32   // every participant of the transaction
+	Asked         int       // query rounds it has sent (to the coordinator and its peers)
+	CoordinatorUp bool      // the transaction's coordinator node is running (and not power-cut)
+}
+
+// up returns node i if it is running: started, and its power not cut.
+func (l *Local) up(i int) *Node {
+	if n := l.Node(i); n != nil && !n.Crashed() {
+		return n
+	}
+	return nil
+}
+
+// InDoubt lists the transactions in doubt on every running node, sorted by
+// transaction, then node. Down nodes are skipped: what they were in doubt
+// about they find in their logs when they restart. If a running node does
+// not answer, the list holds the others and the error says which.
+func (l *Local) InDoubt() ([]InDoubt, error) {
+	var out []InDoubt
+	var errs []error
+	for i := range l.cfg.Nodes {
+		n := l.up(i)
+		if n == nil {
+			continue
+		}
+		st, err := n.ParticipantStatus()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, d := range st.Doubts {
+			out = append(out, InDoubt{
+				Node: st.Node, Tx: d.Tx, Since: d.Since, Participants: d.Participants, Asked: d.Asked,
+				CoordinatorUp: l.up(int(d.Tx.Node)) != nil,
+			})
+		}
+	}
+	slices.SortFunc(out, func(a, b InDoubt) int {
+		if c := a.Tx.Compare(b.Tx); c != 0 {
+			return c
+		}
+		return int(a.Node - b.Node)
+	})
+	return out, errors.Join(errs...)
+}
+
+// checkTx refuses an id no transaction of this cluster can have.
+func (l *Local) checkTx(tx messages.TxID) error {
+	switch {
+	case tx.IsZero():
+		return errors.New("no transaction id given")
+	case tx.Node < 0 || int(tx.Node) >= l.cfg.Nodes:
+		return fmt.Errorf("transaction %v: node %d is not a member (nodes are 0-%d)", tx, tx.Node, l.cfg.Nodes-1)
+	case tx.Incarnation == 0 || tx.Seq == 0:
+		return fmt.Errorf("transaction %v: no transaction has incarnation or sequence 0", tx)
+	}
+	return nil
+}
+
+// KnownOutcome says whether tx committed or aborted, as far as any running
+// node knows, without changing anything (OutcomeQuery has no side effect),
+// and who knows it: "node 0's coordinator: COMMIT logged, not all acked",
+// "node 2 committed it". It asks the transaction's coordinator (if up),
+// then every running participant. DecisionUnknown with "" means nobody
+// running knows: the coordinator is down or still deciding, and every
+// participant is in doubt or has no trace of it. Nodes that do not answer
+// count as not knowing. The error is only for an id no transaction can have.
+//
+// A coordinator's "presumed abort" (no COMMIT in its log) is exact for a
+// transaction still in doubt somewhere, but for one every participant acked
+// it is a commit the log has forgotten; so it is returned only if no
+// participant remembers a commit or an abort.
+func (l *Local) KnownOutcome(tx messages.TxID) (messages.Decision, string, error) {
+	if err := l.checkTx(tx); err != nil {
+		return messages.DecisionUnknown, "", err
+	}
+	var presumed string
+	if n := l.up(int(tx.Node)); n != nil {
+		if a, err := n.askOutcome(n.coordinator, tx); err == nil && a.Decision != messages.DecisionUnknown {
+			source := fmt.Sprintf("node %d's coordinator: %s", a.From, a.Why)
+			if !a.Presumed {
+				return a.Decision, source, nil
+			}
+			presumed = source
+		}
+	}
+	for i := range l.cfg.Nodes {
+		n := l.up(i)
+		if n == nil {
+			continue
+		}
+		if a, err := n.askOutcome(n.participant, tx); err == nil && a.Decision != messages.DecisionUnknown {
+			return a.Decision, fmt.Sprintf("node %d %s", a.From, a.Why), nil
+		}
+	}
+	if presumed != "" {
+		return messages.DecisionAbort, presumed, nil
+	}
+	return messages.DecisionUnknown, "", nil
+}
+
+// Resolution is what Resolve did.
+type Resolution struct {
+	Tx      messages.TxID
+	Commit  bool
+	Nodes   []int32  // where the heuristic decision was applied
+	Refused []string // in doubt when looked at, but refused when told (e.g. it learned the outcome meanwhile), with why
+}
+
+// OutcomeKnownError is Resolve's refusal: some node knows the outcome, so
+// no heuristic decision is needed — the protocol will finish the job.
+type OutcomeKnownError struct {
+	Tx        messages.TxID
+	Committed bool
+	Source    string // who knows, as KnownOutcome says it
+}
+
+func (e *OutcomeKnownError) Error() string {
+	what := "aborted"
+	if e.Committed {
+		what = "committed"
+	}
+	return fmt.Sprintf("refused: %v is known to have %s (%s); its in-doubt participants will learn that when they next ask", e.Tx, what, e.Source)
+}
+
+// Resolve is the operator's heuristic decision on a transaction stuck in
+// doubt: it tells every running participant in doubt about tx to commit
+// (or abort) it without the coordinator. It refuses when tx is in doubt
+// nowhere, and when any running node knows the outcome (*OutcomeKnownError,
+// even if that is the decision asked for: the in-doubt participants learn it
+// by themselves, and a heuristic decision is logged as one).
+//
+// What it cannot know: a coordinator that is down may have logged COMMIT (or
+// may be about to abort); a participant that is down may have committed. If
+// the real decision differs, the nodes disagree for good — Resolve trades
+// atomicity for availability, on the operator's word. Each participant logs
+// its heuristic decision at ERROR level. See TestOperatorHeuristicAbortThenCoordinatorRestarts
+// for what the protocol does when the coordinator comes back.
+func (l *Local) Resolve(tx messages.TxID, commit bool) (*Resolution, error) {
+	if err := l.checkTx(tx); err != nil {
+		return nil, err
+	}
+	doubts, err := l.InDoubt()
+	if err != nil {
+		// A node that did not answer may be in doubt too: deciding for
+		// only some would be worse.
+		return nil, fmt.Errorf("resolve %v: %w", tx, err)
+	}
+	var nodes []int32
+	for _, d := range doubts {
+		if d.Tx == tx {
+			nodes = append(nodes, d.Node)
+		}
+	}
+	if len(nodes) == 0 {
+		return nil, fmt.Errorf("%v is not in doubt on any running node", tx)
+	}
+	d, source, err := l.KnownOutcome(tx)
+	if err != nil {
+		return nil, err
+	}
+	if d != messages.DecisionUnknown {
+		return nil, &OutcomeKnownError{Tx: tx, Committed: d == messages.DecisionCommit, Source: source}
+	}
+	res := &Resolution{Tx: tx, Commit: commit}
+	// Told all at once: a participant told later could otherwise learn the
+	// decision from one told earlier (it asks its peers while in doubt) and
+	// refuse, as no longer in doubt; that still happens, rarely.
+	type told struct {
+		id int32
+		r  *pendingReply
+	}
+	var sent []told
+	for _, id := range nodes {
+		n := l.up(int(id))
+		if n == nil {
+			res.Refused = append(res.Refused, fmt.Sprintf("node %d: went down", id))
+			continue
+		}
+		r, err := n.request(n.participant, &actors.ForceDecision{Tx: tx, Commit: commit})
+		if err != nil {
+			res.Refused = append(res.Refused, err.Error())
+			continue
+		}
+		sent = append(sent, told{id, r})
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, s := range sent {
+		ans, err := s.r.await(deadline)
+		if _, dead := ans.(*actor.DeadLetterResponse); dead && err == nil {
+			err = errors.New("its participant is not running")
+		}
+		if err != nil {
+			res.Refused = append(res.Refused, fmt.Sprintf("node %d: %v", s.id, err))
+			continue
+		}
+		r, ok := ans.(*actors.ForceDecisionResult)
+		switch {
+		case !ok || r.Tx != tx || r.Node != s.id:
+			res.Refused = append(res.Refused, fmt.Sprintf("node %d: unexpected answer %T %+v", s.id, ans, ans))
+		case !r.Applied:
+			res.Refused = append(res.Refused, r.Err)
+		default:
+			res.Nodes = append(res.Nodes, s.id)
+		}
+	}
+	if len(res.Nodes) == 0 {
+		return nil, fmt.Errorf("resolve %v: applied nowhere: %s", tx, strings.Join(res.Refused, "; "))
+	}
+	return res, nil
+}
