@@ -17,6 +17,10 @@ import "errors"
 func (n *Node) PowerCut() {
 	n.cutOnce.Do(func() {
 		n.cut.Store(true)
+		if n.cfg.Tracer != nil {
+			// After the cut: every event the node's tracer kept happened before.
+			n.cfg.Tracer.NodeEvent(n.cfg.ID, "crashed (power cut)")
+		}
 		n.bridge.Isolate()
 		n.wal.PowerCut()
 		n.server.stop()

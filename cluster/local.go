@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"twopc/actors"
+	"twopc/trace"
 )
 
 // LocalConfig describes a cluster whose nodes all run in this process.
@@ -20,6 +21,10 @@ type LocalConfig struct {
 	SnapshotEvery int
 	Logger        hclog.Logger
 	Steps         actors.StepHook // every node's protocol steps (crash-point tests)
+	// Tracer, if set, records every node's part of each transaction, and
+	// the crashes, restarts, stops and partitions around them, for the
+	// operator's trace command (see Config.Tracer). Nil: no tracing.
+	Tracer *trace.Recorder
 }
 
 // Local is a cluster of in-process nodes: the four-node demo, the
@@ -78,7 +83,7 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 func (l *Local) start(i int, lis net.Listener) error {
 	n, err := Start(Config{
 		ID: int32(i), Members: l.members, DataDir: l.cfg.DataDir, Timing: l.cfg.Timing,
-		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Steps: l.cfg.Steps,
+		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Steps: l.cfg.Steps, Tracer: l.cfg.Tracer,
 		BridgeReady: func(b *Bridge) { l.bridgeReady(i, b) },
 	})
 	if err != nil {
@@ -110,7 +115,9 @@ func (l *Local) StopNode(i int) error {
 	if err != nil {
 		return err
 	}
-	return n.Stop()
+	err = n.Stop()
+	l.nodeEvent(trace.Event{Node: int32(i), Peer: trace.NoPeer, What: "stopped (clean shutdown)"})
+	return err
 }
 
 // takeDown marks node i down and returns it, for the caller to stop.

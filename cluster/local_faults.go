@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+
+	"twopc/trace"
 )
 
 // Message faults and partitions of an in-process cluster, for tests (and
@@ -117,6 +119,7 @@ func (l *Local) Partition(a, b int) error {
 		lf.cuts = make(map[[2]int]bool)
 	}
 	lf.cuts[[2]int{min(a, b), max(a, b)}] = true
+	l.nodeEvent(trace.Event{Node: int32(a), Peer: int32(b), What: fmt.Sprintf("partitioned from node %d", b)})
 	var errs []error
 	for _, end := range [][2]int{{a, b}, {b, a}} {
 		if n := lf.nodes[end[0]]; n != nil {
@@ -134,6 +137,9 @@ func (l *Local) Heal() {
 	lf := &l.faults
 	lf.mu.Lock()
 	defer lf.mu.Unlock()
+	for c := range lf.cuts {
+		l.nodeEvent(trace.Event{Node: int32(c[0]), Peer: int32(c[1]), What: fmt.Sprintf("healed (link to node %d)", c[1])})
+	}
 	clear(lf.cuts)
 	for _, n := range lf.nodes {
 		if n != nil {

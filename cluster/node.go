@@ -19,6 +19,7 @@ import (
 	"twopc/actors"
 	"twopc/messages"
 	"twopc/persistence"
+	"twopc/trace"
 )
 
 // Config describes one node. Zero values of optional fields mean sensible
@@ -36,6 +37,10 @@ type Config struct {
 	// exists, before the node recovers its roles or serves: where a Local
 	// applies the message faults and cuts it remembers.
 	BridgeReady func(*Bridge)
+	// Tracer, if set, records this node's part of every transaction's
+	// history (messages, log writes, decisions) for the operator's trace
+	// command; see tracing.go. Nil: no tracing, and no middleware at all.
+	Tracer *trace.Recorder
 
 	// Listener, if set, is used instead of listening on Members[ID]: tests
 	// reserve a free port this way.
@@ -70,6 +75,8 @@ type Node struct {
 	stopCh  chan struct{} // closed when Stop begins
 
 	preparesAfter time.Time // see PreparesAfter
+
+	tracer *nodeTracer // nil unless cfg.Tracer is set
 }
 
 // PreparesAfter is when a restarted node starts voting on transactions
@@ -98,6 +105,8 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.Info})
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.Named(fmt.Sprintf("node-%d", cfg.ID)), cutCh: make(chan struct{}), stopCh: make(chan struct{})}
+	n.tracer = newNodeTracer(n)
+	n.cfg.Steps = n.tracer.steps(n.cfg.Steps) // decisions recorded (unchanged without a tracer)
 	if err := n.start(); err != nil {
 		n.teardown(false)
 		return nil, err
@@ -125,7 +134,7 @@ func (n *Node) start() error {
 	if err := n.checkMembership(dir); err != nil {
 		return err
 	}
-	wal, err := persistence.Open(persistence.Options{Dir: dir, SnapshotEvery: n.cfg.SnapshotEvery, Logger: n.log.Named("wal")})
+	wal, err := persistence.Open(persistence.Options{Dir: dir, SnapshotEvery: n.cfg.SnapshotEvery, Logger: n.log.Named("wal"), Written: n.tracer.written()})
 	if err != nil {
 		return fmt.Errorf("node %d: recovering from %s: %w", n.cfg.ID, dir, err)
 	}
@@ -158,6 +167,7 @@ func (n *Node) start() error {
 	if err != nil {
 		return fmt.Errorf("node %d: logging start: %w", n.cfg.ID, err)
 	}
+	n.tracer.started(n.incarnation)
 
 	// The participant takes state.KV over once spawned: count it before.
 	recoveredKeys := len(state.KV)
@@ -172,19 +182,19 @@ func (n *Node) start() error {
 	}
 	// The coordinator first: a recovered participant asks coordinators about
 	// its in-doubt transactions at once, this node's own among them.
-	n.coordinator, err = n.sys.Root.SpawnNamed(actors.NewCoordinatorProps(actors.CoordinatorConfig{
+	n.coordinator, err = n.sys.Root.SpawnNamed(n.tracer.props(actors.NewCoordinatorProps(actors.CoordinatorConfig{
 		Node: n.cfg.ID, Members: len(n.cfg.Members), Incarnation: n.incarnation,
 		Persistence: n.persistencePID, Directory: dirOf, Timing: n.cfg.Timing,
-		Logger: n.log.Named("coordinator"), Steps: n.cfg.Steps,
-	}), actors.CoordinatorName)
+		Logger: n.log.Named("coordinator"), Steps: n.cfg.Steps, TxnProps: n.tracer.txnProps(),
+	})), actors.CoordinatorName)
 	if err != nil {
 		return fmt.Errorf("node %d: spawn coordinator: %w", n.cfg.ID, err)
 	}
-	n.participant, err = n.sys.Root.SpawnNamed(actors.NewParticipantProps(actors.ParticipantConfig{
+	n.participant, err = n.sys.Root.SpawnNamed(n.tracer.props(actors.NewParticipantProps(actors.ParticipantConfig{
 		Node: n.cfg.ID, Members: len(n.cfg.Members), Persistence: n.persistencePID, Directory: dirOf,
 		Timing: n.cfg.Timing, Logger: n.log.Named("participant"), KV: state.KV, InDoubt: inDoubt,
 		Reload: n.reloadParticipant, Steps: n.cfg.Steps, Fresh: n.incarnation == 1,
-	}), actors.ParticipantName)
+	})), actors.ParticipantName)
 	if err != nil {
 		return fmt.Errorf("node %d: spawn participant: %w", n.cfg.ID, err)
 	}
