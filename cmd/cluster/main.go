@@ -1,8 +1,10 @@
 // Command cluster runs a four-node twopc cluster in one process on
-// consecutive ports, and runs the seed's demo on it: four transactions, each
+// consecutive ports, runs the seed's demo on it (four transactions, each
 // adding 1 to `value` on every node, coordinated by nodes 0, 1, 3 and 2 in
-// turn. State is kept under --data-dir, so a second run continues from the
-// first.
+// turn), and then reads commands: at a prompt with line editing, history and
+// tab completion when stdin is a terminal, or line by line from stdin
+// otherwise, exiting at the end of input. `help` lists the commands. State
+// is kept under --data-dir, so a second run continues from the first.
 package main
 
 import (
@@ -11,61 +13,132 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"twopc/actors"
 	"twopc/cluster"
 	"twopc/messages"
 )
 
 func main() {
-	dataDir := flag.String("data-dir", cluster.DefaultDataDir, "directory for the nodes' logs and snapshots (one subdirectory per node)")
-	basePort := flag.Int("base-port", 3000, "node i listens on 127.0.0.1:base-port+i")
-	nodes := flag.Int("nodes", 4, "number of nodes")
-	logLevel := flag.String("log-level", "info", "trace, debug, info, warn or error")
-	flag.Parse()
-	if flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "error: unexpected argument %q\n", flag.Arg(0))
-		flag.Usage()
-		os.Exit(2)
-	}
-	level := hclog.LevelFromString(*logLevel)
-	if level == hclog.NoLevel {
-		fmt.Fprintf(os.Stderr, "error: unknown --log-level %q (want trace, debug, info, warn or error)\n", *logLevel)
-		os.Exit(2)
-	}
-	if *nodes < 1 || *basePort < 1 || *basePort+*nodes-1 > 65535 {
-		fmt.Fprintf(os.Stderr, "error: --nodes %d from --base-port %d does not fit in 1-65535\n", *nodes, *basePort)
-		os.Exit(2)
-	}
-	cluster.TuneProcs(*nodes)
-	logger := hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: level, Output: os.Stderr})
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
 
-	c, err := startCluster(cluster.LocalConfig{Nodes: *nodes, BasePort: *basePort, DataDir: *dataDir, Logger: logger})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
-		os.Exit(1)
+// options are the command line's flags.
+type options struct {
+	dataDir      string
+	basePort     int
+	nodes        int
+	logLevel     string
+	levelGiven   bool // --log-level was on the command line
+	history      string
+	voteTimeout  time.Duration
+	inDoubtAfter time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.dataDir, "data-dir", cluster.DefaultDataDir, "directory for the nodes' logs and snapshots (one subdirectory per node)")
+	fs.IntVar(&o.basePort, "base-port", 3000, "node i listens on 127.0.0.1:base-port+i; 0 picks free ports")
+	fs.IntVar(&o.nodes, "nodes", 4, "number of nodes")
+	fs.StringVar(&o.logLevel, "log-level", "info", "trace, debug, info, warn or error (after the demo the prompt lowers info to warn unless this flag is given; `loglevel` changes it)")
+	fs.StringVar(&o.history, "history", defaultHistory(), "file keeping the prompt's command history across runs (\"\" keeps none)")
+	fs.DurationVar(&o.voteTimeout, "vote-timeout", actors.DefaultTiming.VoteTimeout, "how long a coordinator waits for votes before it aborts")
+	fs.DurationVar(&o.inDoubtAfter, "in-doubt-after", actors.DefaultTiming.InDoubtAfter, "how long a prepared participant waits for the decision before it asks")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
 	}
-	// Ctrl-C during the demo still shuts the nodes down cleanly.
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "log-level" {
+			o.levelGiven = true
+		}
+	})
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if hclog.LevelFromString(o.logLevel) == hclog.NoLevel {
+		return nil, fmt.Errorf("unknown --log-level %q (want trace, debug, info, warn or error)", o.logLevel)
+	}
+	if o.nodes < 1 || o.basePort < 0 || o.basePort+o.nodes-1 > 65535 {
+		return nil, fmt.Errorf("--nodes %d from --base-port %d does not fit in 1-65535", o.nodes, o.basePort)
+	}
+	if o.voteTimeout <= 0 || o.inDoubtAfter <= 0 {
+		return nil, fmt.Errorf("--vote-timeout and --in-doubt-after must be positive")
+	}
+	return o, nil
+}
+
+// defaultHistory is ~/.twopc_history, or none without a home directory.
+func defaultHistory() string {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(home, ".twopc_history")
+}
+
+// run is the whole command, with its streams passed in so that tests drive
+// it as a user would. It returns the exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if err == flag.ErrHelp {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 2
+	}
+	cluster.TuneProcs(o.nodes)
+	// The log's destination changes when a prompt opens: log lines must then
+	// go through the line editor so that they do not overwrite the prompt.
+	logOut := &switchWriter{w: stderr}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.LevelFromString(o.logLevel), Output: logOut})
+
+	r := newREPL(o, logger, logOut)
+	c, err := startCluster(cluster.LocalConfig{
+		Nodes: o.nodes, BasePort: o.basePort, DataDir: o.dataDir, Logger: logger,
+		Timing: actors.Timing{VoteTimeout: o.voteTimeout, InDoubtAfter: o.inDoubtAfter},
+		Steps:  r.onStep, Tracer: r.tracer,
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
+	}
+	r.c = c
+	// Ctrl-C (outside the line editor, which reads it as a key) still shuts
+	// the nodes down cleanly.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer func() { // ends the goroutine below
+		signal.Stop(sig)
+		close(sig)
+	}()
 	go func() {
-		<-sig
-		c.stop()
-		os.Exit(130)
+		if _, ok := <-sig; ok {
+			r.shutdown()
+			os.Exit(130)
+		}
 	}()
 
-	ok := runDemo(c, os.Stdout)
-	c.stop()
-	if !ok {
-		os.Exit(1)
+	ok := runDemo(c, stdout)
+	code := r.loop(stdin, stdout)
+	r.shutdown()
+	if !ok && code == 0 {
+		code = 1
 	}
+	return code
 }
 
 // localCluster is every node of the cluster, in this process, and a client
-// connected to each.
+// connected to each for the demo (which uses the network, as any client
+// would; the prompt's commands talk to the nodes directly, so that they
+// keep working across crashes and restarts).
 type localCluster struct {
 	*cluster.Local
 	clients []*cluster.Client

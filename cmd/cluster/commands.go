@@ -1,0 +1,715 @@
+package main
+
+// The prompt's commands. Their output lines are an interface: scripts read
+// them, so change them only with the README.
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"twopc/actors"
+	"twopc/cluster"
+	"twopc/messages"
+)
+
+type command struct {
+	name   string
+	syntax string
+	help   string
+	run    func(r *repl, args []string) error
+}
+
+var commands []*command
+
+var commandsByName = map[string]*command{}
+
+func init() {
+	commands = []*command{
+		{"help", "help", "this list", (*repl).help},
+		{"add", "add <delta> [via <node>]", "one transaction adding delta to `value` on every node", txCommand("add")},
+		{"set", "set <key>=<int> [<key>=<int> ...] [via <node>]", "one transaction setting every key given", txCommand("set")},
+		{"transfer", "transfer <from> <to> <amount> [via <node>]", "one transaction moving amount from one key to another; from may not go below 0", txCommand("transfer")},
+		{"get", "get <key> [<key> ...]", "each key's committed value on every node that holds it (a missing key reads 0)", (*repl).get},
+		{"spawn", "spawn <n> <add|set|transfer ...>", "n concurrent transactions of that command (round-robin over the nodes that are up unless via is given)", (*repl).spawn},
+		{"status", "status", "every node: address, up or down, transactions in flight, locks, in doubt, log size, last snapshot", (*repl).status},
+		{"crash", "crash <node> [at <step>]", "cut the node's power now, or when it next reaches step (see below); unsynced log writes are lost", (*repl).crash},
+		{"restart", "restart <node>", "start a crashed node again: it recovers from its log and rejoins", (*repl).restart},
+		{"partition", "partition <a> <b>", "cut the links between nodes a and b (both ways)", (*repl).partition},
+		{"heal", "heal", "restore every link", (*repl).heal},
+		{"indoubt", "indoubt", "every transaction a participant voted yes on and has no decision for: id, node, age, whom it waits for", (*repl).indoubt},
+		{"resolve", "resolve <txid> commit|abort", "an operator's forced (heuristic) decision for an in-doubt transaction; refused when the real outcome is known", (*repl).resolve},
+		{"trace", "trace <txid>", "the transaction's messages, log writes and decision across nodes, as a sequence diagram", (*repl).trace},
+		{"loglevel", "loglevel <trace|debug|info|warn|error>", "how much of the protocol the nodes log (to stderr)", (*repl).loglevel},
+		{"quit", "quit", "stop the cluster cleanly and leave (also Ctrl-D, or the end of piped input)", nil},
+	}
+	for _, c := range commands {
+		commandsByName[c.name] = c
+	}
+}
+
+func (r *repl) help(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("help takes no arguments")
+	}
+	w := tabwriter.NewWriter(r.out, 0, 0, 2, ' ', 0)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %s\t%s\n", c.syntax, c.help)
+	}
+	w.Flush()
+	fmt.Fprintf(r.out, "Nodes are 0-%d. Keys \"n<id>/...\" live on node <id>, `value` on every node, others on a node chosen by hash.\n", r.opts.nodes-1)
+	fmt.Fprintln(r.out, "Steps for `crash <node> at <step>`:")
+	w = tabwriter.NewWriter(r.out, 0, 0, 2, ' ', 0)
+	for _, s := range crashSteps {
+		fmt.Fprintf(w, "  %s\t%s\n", s.name, s.what)
+	}
+	w.Flush()
+	return nil
+}
+
+// --- transactions ---
+
+// txSpec is a parsed transaction command.
+type txSpec struct {
+	ops []messages.Op
+	via int // -1: the prompt chooses
+}
+
+// parseTx parses add, set and transfer with their arguments.
+func (r *repl) parseTx(name string, args []string) (*txSpec, error) {
+	spec := &txSpec{via: -1}
+	if n := len(args); n >= 2 && args[n-2] == "via" {
+		node, err := r.parseNode(args[n-1])
+		if err != nil {
+			return nil, err
+		}
+		spec.via, args = node, args[:n-2]
+	}
+	usage := commandsByName[name].syntax
+	switch name {
+	case "add":
+		if len(args) != 1 {
+			return nil, fmt.Errorf("usage: %s", usage)
+		}
+		d, err := parseInt("delta", args[0])
+		if err != nil {
+			return nil, err
+		}
+		spec.ops = []messages.Op{messages.Add(messages.EverywhereKey, d)}
+	case "set":
+		if len(args) == 0 {
+			return nil, fmt.Errorf("usage: %s", usage)
+		}
+		seen := map[string]bool{}
+		for _, a := range args {
+			k, v, ok := strings.Cut(a, "=")
+			if !ok || k == "" {
+				return nil, fmt.Errorf("%q is not <key>=<int> (usage: %s)", a, usage)
+			}
+			if err := messages.ValidateKey(k); err != nil {
+				return nil, err
+			}
+			if seen[k] {
+				return nil, fmt.Errorf("key %q is set twice", k)
+			}
+			seen[k] = true
+			n, err := parseInt("value of "+k, v)
+			if err != nil {
+				return nil, err
+			}
+			spec.ops = append(spec.ops, messages.Set(k, n))
+		}
+	case "transfer":
+		if len(args) != 3 {
+			return nil, fmt.Errorf("usage: %s", usage)
+		}
+		from, to := args[0], args[1]
+		for _, k := range []string{from, to} {
+			if err := messages.ValidateKey(k); err != nil {
+				return nil, err
+			}
+		}
+		if from == to {
+			return nil, fmt.Errorf("transfer from %q to itself", from)
+		}
+		amount, err := parseInt("amount", args[2])
+		if err != nil {
+			return nil, err
+		}
+		if amount <= 0 {
+			return nil, fmt.Errorf("amount must be positive, got %d", amount)
+		}
+		spec.ops = []messages.Op{messages.AddFloor(from, -amount, 0), messages.Add(to, amount)}
+	default:
+		return nil, fmt.Errorf("%q is not a transaction command (add, set or transfer)", name)
+	}
+	if _, _, err := messages.Split(spec.ops, r.opts.nodes); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+func parseInt(what, s string) (int64, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q is not an integer", what, s)
+	}
+	return n, nil
+}
+
+func (r *repl) parseNode(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n >= r.opts.nodes {
+		return 0, fmt.Errorf("no node %q (nodes are 0-%d)", s, r.opts.nodes-1)
+	}
+	return n, nil
+}
+
+// up returns node i if it is running: not down, and its power not cut.
+func (r *repl) up(i int) *cluster.Node {
+	n := r.c.Node(i)
+	if n == nil || n.Crashed() {
+		return nil
+	}
+	return n
+}
+
+func txCommand(name string) func(*repl, []string) error {
+	return func(r *repl, args []string) error {
+		spec, err := r.parseTx(name, args)
+		if err != nil {
+			return err
+		}
+		via := spec.via
+		if via < 0 {
+			if via = r.firstUp(); via < 0 {
+				return errors.New("every node is down (restart <node> brings one back)")
+			}
+		}
+		res := r.submit(via, spec.ops)
+		if res.err != nil {
+			return res.err
+		}
+		r.flushNotes()
+		fmt.Fprintln(r.out, res.line())
+		return nil
+	}
+}
+
+func (r *repl) firstUp() int {
+	for i := 0; i < r.opts.nodes; i++ {
+		if r.up(i) != nil {
+			return i
+		}
+	}
+	return -1
+}
+
+// txResult is what became of one submitted transaction.
+type txResult struct {
+	tx      messages.TxID
+	outcome string // committed, aborted or unknown
+	reason  string
+	took    time.Duration
+	err     error // not submitted at all (node down)
+}
+
+func (t *txResult) line() string {
+	switch t.outcome {
+	case "committed":
+		return fmt.Sprintf("committed %v (%d ms)", t.tx, t.took.Milliseconds())
+	case "aborted":
+		return fmt.Sprintf("aborted %v: %s", t.tx, t.reason)
+	}
+	if t.tx.IsZero() {
+		return "unknown: " + t.reason
+	}
+	return fmt.Sprintf("unknown %v: %s", t.tx, t.reason)
+}
+
+// submit runs one transaction coordinated by node via. An outcome that the
+// coordinator could not give (it crashed, or its log failed) is "unknown",
+// never "aborted": the transaction may well have committed.
+func (r *repl) submit(via int, ops []messages.Op) *txResult {
+	n := r.up(via)
+	if n == nil {
+		return &txResult{err: fmt.Errorf("node %d is down (restart %d brings it back)", via, via)}
+	}
+	start := time.Now()
+	o, err := n.Submit(ops...)
+	res := &txResult{took: time.Since(start)}
+	var no *cluster.NoOutcomeError
+	switch {
+	case errors.As(err, &no):
+		res.tx, res.outcome, res.reason = no.Tx, "unknown", no.Err.Error()
+		if !no.Tx.IsZero() {
+			res.reason += fmt.Sprintf("; the participants settle it (see indoubt, trace %v)", no.Tx)
+		}
+	case err != nil:
+		res.outcome, res.reason = "unknown", err.Error()
+	case o.Committed:
+		res.tx, res.outcome = o.Tx, "committed"
+	case o.Unknown:
+		res.tx, res.outcome, res.reason = o.Tx, "unknown", o.Reason
+	default:
+		res.tx, res.outcome, res.reason = o.Tx, "aborted", o.Reason
+	}
+	if !res.tx.IsZero() {
+		r.remember(res.tx.String())
+	}
+	return res
+}
+
+// spawn runs n transactions at once and sums their outcomes up.
+func (r *repl) spawn(args []string) error {
+	usage := "usage: " + commandsByName["spawn"].syntax
+	if len(args) < 2 {
+		return errors.New(usage)
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 || n > 100000 {
+		return fmt.Errorf("spawn count %q must be 1-100000", args[0])
+	}
+	spec, err := r.parseTx(args[1], args[2:])
+	if err != nil {
+		return err
+	}
+	var vias []int
+	if spec.via >= 0 {
+		vias = []int{spec.via}
+	} else {
+		for i := 0; i < r.opts.nodes; i++ {
+			if r.up(i) != nil {
+				vias = append(vias, i)
+			}
+		}
+		if len(vias) == 0 {
+			return errors.New("every node is down (restart <node> brings one back)")
+		}
+	}
+	start := time.Now()
+	results := make([]*txResult, n)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = r.submit(vias[i%len(vias)], spec.ops)
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	committed, aborted := 0, 0
+	reasons := map[string]int{}
+	for _, res := range results {
+		switch {
+		case res.err != nil:
+			reasons["not submitted: "+res.err.Error()]++
+		case res.outcome == "committed":
+			committed++
+		case res.outcome == "aborted":
+			aborted++
+			reasons[generalize(res.reason)]++
+		default:
+			reasons["outcome unknown: "+generalize(res.reason)]++
+		}
+	}
+	r.flushNotes()
+	fmt.Fprintf(r.out, "spawned %d: committed %d, aborted %d (%d ms)\n", n, committed, aborted, took.Milliseconds())
+	type count struct {
+		reason string
+		n      int
+	}
+	var counts []count
+	for k, v := range reasons {
+		counts = append(counts, count{k, v})
+	}
+	sort.Slice(counts, func(i, j int) bool {
+		if counts[i].n != counts[j].n {
+			return counts[i].n > counts[j].n
+		}
+		return counts[i].reason < counts[j].reason
+	})
+	for _, c := range counts {
+		fmt.Fprintf(r.out, "  %d × %s\n", c.n, c.reason)
+	}
+	return nil
+}
+
+var txIDPattern = regexp.MustCompile(`\b\d+\.\d+\.\d+\b`)
+
+// generalize makes reasons that differ only in transaction ids count as
+// one.
+func generalize(reason string) string {
+	return txIDPattern.ReplaceAllString(reason, "<tx>")
+}
+
+// --- reading ---
+
+// get reads each key from every node that holds it, each node asked
+// directly: a down or cut-off node costs its own line, not the others'.
+func (r *repl) get(args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("usage: %s", commandsByName["get"].syntax)
+	}
+	type ask struct {
+		key  string
+		node int32
+	}
+	var asks []ask
+	for _, k := range args {
+		owners, err := messages.Owners(k, r.opts.nodes)
+		if err != nil {
+			return err
+		}
+		for _, o := range owners {
+			asks = append(asks, ask{k, o})
+		}
+	}
+	lines := make([]string, len(asks))
+	var wg sync.WaitGroup
+	for i, a := range asks {
+		n := r.up(int(a.node))
+		if n == nil {
+			lines[i] = fmt.Sprintf("error: %s on node %d: node %d is down", a.key, a.node, a.node)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			kv, err := n.ReadLocal(a.key)
+			if err != nil {
+				lines[i] = fmt.Sprintf("error: %s on node %d: %v", a.key, a.node, err)
+				return
+			}
+			lines[i] = fmt.Sprintf("%s = %d  (node %d)", a.key, kv[0].Value, a.node)
+		}()
+	}
+	wg.Wait()
+	for _, l := range lines {
+		fmt.Fprintln(r.out, l)
+	}
+	return nil
+}
+
+// --- the cluster's state ---
+
+func (r *repl) status(args []string) error {
+	if len(args) > 0 {
+		return errors.New("status takes no arguments")
+	}
+	members := r.c.Members()
+	w := tabwriter.NewWriter(r.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "node\taddress\tstate\tin-flight\tlocks\tin-doubt\tlog\tlast snapshot")
+	for i, addr := range members {
+		n := r.up(i)
+		if n == nil {
+			fmt.Fprintf(w, "%d\t%s\tdown\t-\t-\t-\t-\t-\n", i, addr)
+			continue
+		}
+		inFlight, locks, inDoubt := "?", "?", "?"
+		if cs, err := n.CoordinatorStatus(); err == nil {
+			inFlight = fmt.Sprint(cs.InFlight)
+		}
+		if ps, err := n.ParticipantStatus(); err == nil {
+			locks, inDoubt = fmt.Sprint(ps.LocksHeld), fmt.Sprint(len(ps.InDoubt))
+		}
+		st := n.LogStats()
+		snap := st.LastSnapshot
+		if snap == "" {
+			snap = "none"
+		}
+		fmt.Fprintf(w, "%d\t%s\tup\t%s\t%s\t%s\t%s\t%s\n", i, addr, inFlight, locks, inDoubt, bytesString(st.LogBytes), snap)
+	}
+	w.Flush()
+	if parts := r.c.Partitions(); len(parts) > 0 {
+		var s []string
+		for _, p := range parts {
+			s = append(s, fmt.Sprintf("%d-%d", p[0], p[1]))
+		}
+		fmt.Fprintln(r.out, "partitioned:", strings.Join(s, " "))
+	}
+	return nil
+}
+
+func bytesString(n int64) string {
+	switch {
+	case n < 1024:
+		return fmt.Sprintf("%d B", n)
+	case n < 1024*1024:
+		return fmt.Sprintf("%.1f KiB", float64(n)/1024)
+	default:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1024*1024))
+	}
+}
+
+// --- breaking it ---
+
+// crashStep is a point of the protocol at which `crash <node> at` cuts the
+// node's power.
+type crashStep struct {
+	name string
+	kind actors.StepKind
+	what string
+}
+
+var crashSteps = []crashStep{
+	{"prepare-sent", actors.StepPrepareSent, "coordinator: a Prepare has just been sent"},
+	{"vote-received", actors.StepVoteReceived, "coordinator: a vote has just been counted"},
+	{"commit-decided", actors.StepCommitDecided, "coordinator: every vote is yes, COMMIT not yet logged"},
+	{"commit-logged", actors.StepCommitLogged, "coordinator: COMMIT durable, no Commit sent yet"},
+	{"commit-sent", actors.StepCommitSent, "coordinator: Commit sent to one participant"},
+	{"ack-received", actors.StepAckReceived, "coordinator: one participant's ack counted"},
+	{"all-acked", actors.StepAllAcked, "coordinator: every participant acked, END not yet logged"},
+	{"prepare-received", actors.StepPrepareReceived, "participant: locks taken, PREPARED not yet logged"},
+	{"prepared-logged", actors.StepPreparedLogged, "participant: PREPARED durable, vote not yet sent"},
+	{"voted", actors.StepVoted, "participant: vote sent"},
+	{"commit-received", actors.StepCommitReceived, "participant: Commit arrived, COMMITTED not yet logged"},
+	{"committed-logged", actors.StepCommittedLogged, "participant: COMMITTED durable and applied, ack not yet sent"},
+}
+
+// armedCrash is a crash waiting for its node to reach a step.
+type armedCrash struct {
+	node int
+	step crashStep
+}
+
+// onStep is every node's step hook. It runs on the reporting actor's
+// goroutine, so it only cuts the power there; tearing the node down waits
+// for that actor, and is done elsewhere.
+func (r *repl) onStep(s actors.Step) {
+	a := r.armed.Load()
+	if a == nil || int(s.Node) != a.node || s.Kind != a.step.kind || !r.armed.CompareAndSwap(a, nil) {
+		return
+	}
+	n := r.c.Node(a.node)
+	if n == nil {
+		return
+	}
+	// The note first: the power cut wakes the command waiting on this node,
+	// and it prints the notes before its own line.
+	r.note(fmt.Sprintf("node %d crashed at %s of %v (power cut)", a.node, a.step.name, s.Tx))
+	n.PowerCut()
+	done := make(chan struct{})
+	r.crashMu.Lock()
+	r.crashing = append(r.crashing, done)
+	r.crashMu.Unlock()
+	go func() {
+		defer close(done)
+		_ = r.c.Crash(a.node)
+	}()
+}
+
+func (r *repl) crash(args []string) error {
+	usage := "usage: " + commandsByName["crash"].syntax
+	if len(args) != 1 && len(args) != 3 {
+		return errors.New(usage)
+	}
+	node, err := r.parseNode(args[0])
+	if err != nil {
+		return err
+	}
+	if r.up(node) == nil {
+		return fmt.Errorf("node %d is already down", node)
+	}
+	if len(args) == 3 {
+		if args[1] != "at" {
+			return errors.New(usage)
+		}
+		for _, s := range crashSteps {
+			if s.name == args[2] {
+				r.armed.Store(&armedCrash{node: node, step: s})
+				fmt.Fprintf(r.out, "node %d will crash when it next reaches %s (%s)\n", node, s.name, s.what)
+				return nil
+			}
+		}
+		var names []string
+		for _, s := range crashSteps {
+			names = append(names, s.name)
+		}
+		return fmt.Errorf("unknown step %q (steps: %s)", args[2], strings.Join(names, ", "))
+	}
+	if err := r.c.Crash(node); err != nil {
+		return err
+	}
+	fmt.Fprintf(r.out, "node %d crashed (power cut: log writes not yet synced are lost)\n", node)
+	return nil
+}
+
+func (r *repl) restart(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("usage: %s", commandsByName["restart"].syntax)
+	}
+	node, err := r.parseNode(args[0])
+	if err != nil {
+		return err
+	}
+	r.waitCrashes() // a crash at a step may still be tearing the node down
+	if r.c.Node(node) != nil {
+		return fmt.Errorf("node %d is up (crash %d first)", node, node)
+	}
+	if err := r.c.RestartNode(node); err != nil {
+		return err
+	}
+	n := r.c.Node(node)
+	if n == nil {
+		return fmt.Errorf("node %d did not come up", node)
+	}
+	extra := ""
+	if ps, err := n.ParticipantStatus(); err == nil && len(ps.InDoubt) > 0 {
+		extra = fmt.Sprintf(", %d in doubt", len(ps.InDoubt))
+	}
+	fmt.Fprintf(r.out, "node %d restarted (incarnation %d%s)\n", node, n.Incarnation(), extra)
+	return nil
+}
+
+func (r *repl) partition(args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("usage: %s", commandsByName["partition"].syntax)
+	}
+	a, err := r.parseNode(args[0])
+	if err != nil {
+		return err
+	}
+	b, err := r.parseNode(args[1])
+	if err != nil {
+		return err
+	}
+	if a == b {
+		return fmt.Errorf("cannot partition node %d from itself", a)
+	}
+	if err := r.c.Partition(a, b); err != nil {
+		return err
+	}
+	fmt.Fprintf(r.out, "partitioned node %d from node %d\n", a, b)
+	return nil
+}
+
+func (r *repl) heal(args []string) error {
+	if len(args) > 0 {
+		return errors.New("heal takes no arguments")
+	}
+	r.c.Heal()
+	fmt.Fprintln(r.out, "healed: every link restored")
+	return nil
+}
+
+// --- in doubt ---
+
+func (r *repl) indoubt(args []string) error {
+	if len(args) > 0 {
+		return errors.New("indoubt takes no arguments")
+	}
+	list, err := r.c.InDoubt()
+	if err != nil {
+		return err
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(r.out, "no transaction is in doubt")
+		return nil
+	}
+	w := tabwriter.NewWriter(r.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "tx\tnode\tage\twaits for")
+	for _, d := range list {
+		coord := fmt.Sprintf("coordinator node %d", d.Tx.Node)
+		if !d.CoordinatorUp {
+			coord += " (down)"
+		}
+		var peers []string
+		for _, p := range d.Participants {
+			if p != d.Node {
+				peers = append(peers, fmt.Sprint(p))
+			}
+		}
+		waits := coord
+		if len(peers) > 0 {
+			waits += "; also asks node " + strings.Join(peers, ", ")
+		}
+		fmt.Fprintf(w, "%v\t%d\t%s\t%s\n", d.Tx, d.Node, time.Since(d.Since).Round(100*time.Millisecond), waits)
+		r.remember(d.Tx.String())
+	}
+	return w.Flush()
+}
+
+func (r *repl) resolve(args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("usage: %s", commandsByName["resolve"].syntax)
+	}
+	tx, err := r.parseTxID(args[0])
+	if err != nil {
+		return err
+	}
+	var commit bool
+	switch args[1] {
+	case "commit":
+		commit = true
+	case "abort":
+	default:
+		return fmt.Errorf("resolve %v: want commit or abort, got %q", tx, args[1])
+	}
+	res, err := r.c.Resolve(tx, commit)
+	var known *cluster.OutcomeKnownError
+	if errors.As(err, &known) {
+		fmt.Fprintln(r.out, err.Error())
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	decision := "abort"
+	if res.Commit {
+		decision = "commit"
+	}
+	var nodes []string
+	for _, n := range res.Nodes {
+		nodes = append(nodes, fmt.Sprint(n))
+	}
+	fmt.Fprintf(r.out, "resolved %v: heuristic %s on node %s (the coordinator's decision was unknown; if it decided otherwise, the nodes now disagree)\n",
+		tx, decision, strings.Join(nodes, ", "))
+	return nil
+}
+
+func (r *repl) parseTxID(s string) (messages.TxID, error) {
+	tx, err := messages.ParseTxID(s)
+	if err != nil {
+		return tx, fmt.Errorf("%q is not a transaction id (node.incarnation.seq, as printed by committed/aborted lines)", s)
+	}
+	if int(tx.Node) >= r.opts.nodes {
+		return tx, fmt.Errorf("transaction %v names node %d, which does not exist (nodes are 0-%d)", tx, tx.Node, r.opts.nodes-1)
+	}
+	return tx, nil
+}
+
+// --- looking inside ---
+
+func (r *repl) trace(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("usage: %s", commandsByName["trace"].syntax)
+	}
+	tx, err := r.parseTxID(args[0])
+	if err != nil {
+		return err
+	}
+	return r.tracer.Render(r.out, tx, r.opts.nodes)
+}
+
+func (r *repl) loglevel(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("usage: %s", commandsByName["loglevel"].syntax)
+	}
+	level := hclog.LevelFromString(args[0])
+	if level == hclog.NoLevel || level == hclog.Off {
+		return fmt.Errorf("unknown log level %q (want trace, debug, info, warn or error)", args[0])
+	}
+	r.logger.SetLevel(level)
+	fmt.Fprintf(r.out, "log level is %s\n", strings.ToLower(args[0]))
+	return nil
+}

@@ -1,0 +1,297 @@
+package main
+
+// The prompt: one command per line, read from a terminal through a line
+// editor (history, completion) or from a pipe. Every command writes its
+// result to the output; what went wrong is one `error: ...` line and the
+// session goes on.
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/chzyer/readline"
+	"github.com/hashicorp/go-hclog"
+
+	"twopc/trace"
+)
+
+// traceTransactions is how many transactions' traces the prompt keeps.
+const traceTransactions = 10000
+
+type repl struct {
+	opts   *options
+	logger hclog.Logger
+	logOut *switchWriter
+	tracer *trace.Recorder
+	c      *localCluster
+
+	out io.Writer // where the current command writes
+
+	armed    atomic.Pointer[armedCrash] // `crash <node> at <step>` waiting for its step
+	notesMu  sync.Mutex
+	notes    []string // said by the cluster between two lines of output (a crash at a step)
+	crashMu  sync.Mutex
+	crashing []chan struct{} // crashes begun inside a step: closed once their node is torn down
+
+	recentMu sync.Mutex
+	recent   []string // transaction ids printed lately, for completion
+
+	stopOnce sync.Once
+}
+
+func newREPL(o *options, logger hclog.Logger, logOut *switchWriter) *repl {
+	return &repl{opts: o, logger: logger, logOut: logOut, tracer: trace.NewRecorder(traceTransactions)}
+}
+
+// shutdown stops the cluster once, after any crash still under way.
+func (r *repl) shutdown() {
+	r.stopOnce.Do(func() {
+		r.armed.Store(nil)
+		r.waitCrashes()
+		if r.c != nil {
+			r.c.stop()
+		}
+	})
+}
+
+// loop reads commands until quit or the end of input and returns the exit
+// code.
+func (r *repl) loop(stdin io.Reader, stdout io.Writer) int {
+	if f, ok := stdin.(*os.File); ok && readline.IsTerminal(int(f.Fd())) {
+		return r.terminal(f, stdout)
+	}
+	r.afterDemo(false)
+	r.out = stdout
+	sc := bufio.NewScanner(stdin)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		if r.exec(sc.Text()) {
+			return 0
+		}
+	}
+	if err := sc.Err(); err != nil {
+		fmt.Fprintln(stdout, "error: reading commands:", err)
+		return 1
+	}
+	return 0
+}
+
+// afterDemo lowers the protocol log from info to warn, unless the user
+// chose a level: at a prompt, every step of every transaction would drown
+// the answers (`trace` shows them for one transaction, `loglevel info` for
+// all).
+func (r *repl) afterDemo(say bool) {
+	if r.opts.levelGiven || r.logger.GetLevel() != hclog.Info {
+		return
+	}
+	r.logger.SetLevel(hclog.Warn)
+	if say {
+		fmt.Fprintln(r.out, "(the protocol log is at warn now; `loglevel info` shows every step)")
+	}
+}
+
+// terminal runs the prompt with a line editor on the terminal f.
+func (r *repl) terminal(f *os.File, stdout io.Writer) int {
+	fd := int(f.Fd())
+	var saved *readline.State
+	rl, err := readline.NewEx(&readline.Config{
+		Prompt:          "twopc> ",
+		HistoryFile:     r.opts.history,
+		AutoComplete:    r.completer(),
+		InterruptPrompt: "^C",
+		EOFPrompt:       "quit",
+		Stdin:           f,
+		Stdout:          stdout,
+		Stderr:          stdout,
+		FuncIsTerminal:  func() bool { return true },
+		FuncMakeRaw: func() (err error) {
+			saved, err = readline.MakeRaw(fd)
+			return err
+		},
+		FuncExitRaw: func() error {
+			if saved == nil {
+				return nil
+			}
+			return readline.Restore(fd, saved)
+		},
+		FuncGetWidth: func() int {
+			w, _, err := readline.GetSize(fd)
+			if err != nil {
+				return 80
+			}
+			return w
+		},
+	})
+	if err != nil {
+		fmt.Fprintln(stdout, "error: opening the prompt:", err)
+		return 1
+	}
+	defer rl.Close()
+	// Log lines and the cluster's own notes are written above the prompt.
+	r.out = rl.Stdout()
+	r.logOut.set(rl.Stderr())
+	defer r.logOut.set(r.logOut.initial)
+	r.afterDemo(true)
+	fmt.Fprintln(r.out, "type help for the commands, quit (or Ctrl-D) to leave")
+	for {
+		line, err := rl.Readline()
+		switch {
+		case errors.Is(err, readline.ErrInterrupt):
+			continue // Ctrl-C clears the line
+		case errors.Is(err, io.EOF):
+			return 0
+		case err != nil:
+			fmt.Fprintln(r.out, "error: reading commands:", err)
+			return 1
+		}
+		if r.exec(line) {
+			return 0
+		}
+	}
+}
+
+// exec runs one line and reports whether the session ends.
+func (r *repl) exec(line string) (quit bool) {
+	defer r.flushNotes()
+	fields := strings.Fields(line)
+	if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
+		return false
+	}
+	name, args := fields[0], fields[1:]
+	if name == "quit" || name == "exit" {
+		if len(args) > 0 {
+			fmt.Fprintln(r.out, "error: quit takes no arguments")
+			return false
+		}
+		return true
+	}
+	cmd, ok := commandsByName[name]
+	if !ok {
+		fmt.Fprintf(r.out, "error: unknown command %q (help lists the commands)\n", name)
+		return false
+	}
+	if err := cmd.run(r, args); err != nil {
+		r.flushNotes()
+		fmt.Fprintln(r.out, "error:", err)
+	}
+	return false
+}
+
+// waitCrashes waits until every crash begun inside a step has torn its node
+// down. (Not a WaitGroup: its Add may not race with a Wait, and steps fire
+// on actors' goroutines whenever they like.)
+func (r *repl) waitCrashes() {
+	r.crashMu.Lock()
+	pending := r.crashing
+	r.crashing = nil
+	r.crashMu.Unlock()
+	for _, done := range pending {
+		<-done
+	}
+}
+
+// note queues a line said by the cluster itself (from an actor's
+// goroutine); it is printed before the current command's own output ends.
+func (r *repl) note(s string) {
+	r.notesMu.Lock()
+	r.notes = append(r.notes, s)
+	r.notesMu.Unlock()
+}
+
+func (r *repl) flushNotes() {
+	r.notesMu.Lock()
+	notes := r.notes
+	r.notes = nil
+	r.notesMu.Unlock()
+	for _, n := range notes {
+		fmt.Fprintln(r.out, n)
+	}
+}
+
+// remember keeps a transaction id for completion of `trace` and `resolve`.
+func (r *repl) remember(tx string) {
+	r.recentMu.Lock()
+	defer r.recentMu.Unlock()
+	r.recent = append(r.recent, tx)
+	if len(r.recent) > 50 {
+		r.recent = append([]string(nil), r.recent[len(r.recent)-50:]...)
+	}
+}
+
+func (r *repl) recentTxs(string) []string {
+	r.recentMu.Lock()
+	defer r.recentMu.Unlock()
+	out := make([]string, 0, len(r.recent))
+	for i := len(r.recent) - 1; i >= 0; i-- {
+		out = append(out, r.recent[i])
+	}
+	return out
+}
+
+// completer completes command names, node ids, crash steps, log levels and
+// recent transaction ids.
+func (r *repl) completer() readline.AutoCompleter {
+	nodes := func(next ...readline.PrefixCompleterInterface) []readline.PrefixCompleterInterface {
+		var items []readline.PrefixCompleterInterface
+		for i := 0; i < r.opts.nodes; i++ {
+			items = append(items, readline.PcItem(fmt.Sprint(i), next...))
+		}
+		return items
+	}
+	var steps []readline.PrefixCompleterInterface
+	for _, s := range crashSteps {
+		steps = append(steps, readline.PcItem(s.name))
+	}
+	txCommands := func() []readline.PrefixCompleterInterface {
+		return []readline.PrefixCompleterInterface{
+			readline.PcItem("add"), readline.PcItem("set"), readline.PcItem("transfer"),
+		}
+	}
+	return readline.NewPrefixCompleter(
+		readline.PcItem("help"),
+		readline.PcItem("add"),
+		readline.PcItem("set"),
+		readline.PcItem("transfer"),
+		readline.PcItem("get", readline.PcItem("value")),
+		readline.PcItem("spawn", readline.PcItemDynamic(func(string) []string { return []string{"10", "100", "1000"} }, txCommands()...)),
+		readline.PcItem("status"),
+		readline.PcItem("crash", nodes(readline.PcItem("at", steps...))...),
+		readline.PcItem("restart", nodes()...),
+		readline.PcItem("partition", nodes(nodes()...)...),
+		readline.PcItem("heal"),
+		readline.PcItem("indoubt"),
+		readline.PcItem("resolve", readline.PcItemDynamic(r.recentTxs, readline.PcItem("commit"), readline.PcItem("abort"))),
+		readline.PcItem("trace", readline.PcItemDynamic(r.recentTxs)),
+		readline.PcItem("loglevel", readline.PcItem("trace"), readline.PcItem("debug"), readline.PcItem("info"), readline.PcItem("warn"), readline.PcItem("error")),
+		readline.PcItem("quit"),
+	)
+}
+
+// switchWriter is the log's output: stderr, or the line editor's stderr
+// while a prompt is open.
+type switchWriter struct {
+	mu      sync.Mutex
+	w       io.Writer
+	initial io.Writer
+}
+
+func (s *switchWriter) set(w io.Writer) {
+	s.mu.Lock()
+	if s.initial == nil {
+		s.initial = s.w
+	}
+	s.w = w
+	s.mu.Unlock()
+}
+
+func (s *switchWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
