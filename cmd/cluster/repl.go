@@ -158,6 +158,9 @@ func (r *repl) terminal(f *os.File, stdout io.Writer) int {
 
 // exec runs one line and reports whether the session ends.
 func (r *repl) exec(line string) (quit bool) {
+	// Notes that came between two commands (a crash armed for a step that
+	// came after the last command's answer) first, then this one's.
+	r.flushNotes()
 	defer r.flushNotes()
 	fields := strings.Fields(line)
 	if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
