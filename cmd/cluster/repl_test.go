@@ -318,7 +318,21 @@ func TestCoordinatorCrashBetweenCommitAndAcks(t *testing.T) {
 		"get value",
 		"restart 0",
 		"get value",
+		"trace 0.1.2",
 	}, "\n")+"\n", "--in-doubt-after", "1m")
+	// The trace: COMMIT durable, the crash, no Commit from the dead node,
+	// the restart, then Commit to every participant, their COMMITTED
+	// records and acks, and END.
+	traceAt := len(got)
+	for i, l := range got {
+		if strings.HasPrefix(l, "trace 0.1.2: ") {
+			traceAt = i
+		}
+	}
+	expectTrace(t, got[traceAt:], "trace 0.1.2: committed; coordinator node 0, participants 0 1 2 3",
+		"node 0 log COMMIT (forced)", "node 0 crashed (power cut)", "node 0 restarted (incarnation 2)",
+		"Commit 0 → 1", "Commit 0 → 1 received", "node 1 log COMMITTED (forced)", "Ack 1 → 0 received", "node 0 log END (lazy)")
+	got = got[:traceAt]
 	expectLines(t, got,
 		`node 0 will crash when it next reaches commit-logged \(coordinator: COMMIT durable, no Commit sent yet\)`,
 		`node 0 crashed at commit-logged of 0\.1\.2 \(power cut\)`,
@@ -376,4 +390,33 @@ func TestResolveIsRefusedWhenTheOutcomeIsKnown(t *testing.T) {
 		`refused: 0\.1\.2 is known to have aborted \(.*\).*`,
 		`refused: 0\.1\.2 is known to have aborted \(.*\).*`,
 	)
+}
+
+// expectTrace checks a trace's first line, and that its event lines hold
+// the given descriptions in that order; and that no Commit left the
+// coordinator between its crash and its restart.
+func expectTrace(t *testing.T, lines []string, header string, inOrder ...string) {
+	t.Helper()
+	if len(lines) < 3 || lines[0] != header {
+		t.Fatalf("trace starts %q, want %q", strings.Join(lines, "\n"), header)
+	}
+	next := 0
+	crashed := false
+	for _, l := range lines[2:] {
+		// The description ends the line, after the lanes and two spaces.
+		if next < len(inOrder) && strings.HasSuffix(l, "  "+inOrder[next]) {
+			next++
+		}
+		switch {
+		case strings.HasSuffix(l, "  node 0 crashed (power cut)"):
+			crashed = true
+		case strings.HasSuffix(l, "  node 0 restarted (incarnation 2)"):
+			crashed = false
+		case crashed && strings.Contains(l, "  Commit 0 → "):
+			t.Errorf("a Commit left the crashed coordinator: %q", l)
+		}
+	}
+	if next < len(inOrder) {
+		t.Fatalf("trace lacks %q (in this order: %q):\n%s", inOrder[next], inOrder, strings.Join(lines, "\n"))
+	}
 }
