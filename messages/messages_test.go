@@ -83,3 +83,18 @@ func TestSplitGroupsByOwnerInOrder(t *testing.T) {
 		t.Fatal("delete with a value accepted")
 	}
 }
+
+// Record kinds are written to logs by number: a new kind goes at the end,
+// and the numbers of the old ones never change.
+func TestRecordKindNumbersAreStable(t *testing.T) {
+	kinds := []RecordKind{RecBoot, RecPrepared, RecCommitted, RecAborted, RecCommitDecision, RecEnd, RecHeuristic}
+	for i, k := range kinds {
+		if uint8(k) != uint8(i+1) {
+			t.Errorf("%v is %d, want %d", k, uint8(k), i+1)
+		}
+	}
+	r := Record{Kind: RecHeuristic, Tx: TxID{Node: 1, Incarnation: 2, Seq: 3}, Decision: DecisionAbort}
+	if got := r.String(); got != "HEURISTIC abort 1.2.3" {
+		t.Errorf("String() = %q", got)
+	}
+}

@@ -97,10 +97,15 @@ type Abort struct {
 	Reason string
 }
 
-// Ack confirms a participant has durably applied a Commit.
+// Ack confirms a participant has durably applied a Commit — or, with
+// Heuristic set, that it has heard the Commit but an operator's heuristic
+// decision made it abort the transaction: the nodes disagree (heuristic
+// damage), and re-sending the Commit cannot change that. Either way the
+// coordinator stops re-sending.
 type Ack struct {
-	Tx   TxID
-	From int32
+	Tx        TxID
+	From      int32
+	Heuristic bool
 }
 
 // DecisionQuery asks what became of a transaction; a participant in doubt

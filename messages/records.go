@@ -26,6 +26,13 @@ const (
 	// RecEnd: every participant acked the commit; the coordinator may forget
 	// the transaction. Lazy.
 	RecEnd
+	// RecHeuristic: an operator forced a participant's decision on a
+	// transaction it was in doubt about (Decision: DecisionCommit or
+	// DecisionAbort). Forced before the decision is applied, and never
+	// forgotten: a coordinator that decided otherwise is told so however
+	// late its Commit arrives, or after a restart. Appended last, so the
+	// numbering of the kinds before it (and the logs that hold them) stays.
+	RecHeuristic
 )
 
 func (k RecordKind) String() string {
@@ -42,6 +49,8 @@ func (k RecordKind) String() string {
 		return "COMMIT"
 	case RecEnd:
 		return "END"
+	case RecHeuristic:
+		return "HEURISTIC"
 	}
 	return fmt.Sprintf("record(%d)", uint8(k))
 }
@@ -51,14 +60,18 @@ func (k RecordKind) String() string {
 type Record struct {
 	Kind         RecordKind
 	Tx           TxID
-	Incarnation  uint32  // RecBoot
-	Participants []int32 // RecPrepared, RecCommitDecision
-	Ops          []Op    // RecPrepared
+	Incarnation  uint32   // RecBoot
+	Participants []int32  // RecPrepared, RecCommitDecision
+	Ops          []Op     // RecPrepared
+	Decision     Decision // RecHeuristic: the operator's decision (commit or abort); DecisionUnknown for every other kind
 }
 
 func (r Record) String() string {
 	if r.Kind == RecBoot {
 		return fmt.Sprintf("BOOT incarnation %d", r.Incarnation)
+	}
+	if r.Kind == RecHeuristic {
+		return fmt.Sprintf("HEURISTIC %v %v", r.Decision, r.Tx)
 	}
 	return fmt.Sprintf("%v %v", r.Kind, r.Tx)
 }

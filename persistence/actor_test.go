@@ -48,6 +48,7 @@ func TestAppendSurvivesCloseAndOpen(t *testing.T) {
 		KV:          map[string]int64{"a": 3, "value": 1},
 		InDoubt:     map[messages.TxID]messages.Record{tx(2): recs[3]},
 		Pending:     map[messages.TxID][]int32{tx(3): {0, 2}},
+		Heuristic:   map[messages.TxID]bool{},
 	}
 	if got := l.State(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("replayed state:\n got %+v\nwant %+v", got, want)

@@ -139,8 +139,8 @@ func frameOffsets(tb testing.TB, path string) []int64 {
 func segPath(dir string, i uint64) string { return filepath.Join(dir, segName(i)) }
 
 // randomHistory produces n records that look like a node's life: boots,
-// transactions prepared and then committed or aborted (some duplicated),
-// commit decisions and their ends.
+// transactions prepared and then committed or aborted (some duplicated,
+// some by an operator's heuristic decision), commit decisions and their ends.
 func randomHistory(rng *rand.Rand, n int) []messages.Record {
 	var recs []messages.Record
 	var inDoubt, pending []messages.TxID
@@ -179,12 +179,19 @@ func randomHistory(rng *rand.Rand, n int) []messages.Record {
 			inDoubt = append(inDoubt, t)
 		case k < 60 && len(inDoubt) > 0:
 			t := pick(&inDoubt)
+			if t.Seq%7 == 0 { // an operator's heuristic commit
+				recs = append(recs, messages.Record{Kind: messages.RecHeuristic, Tx: t, Decision: messages.DecisionCommit})
+			}
 			recs = append(recs, messages.Record{Kind: messages.RecCommitted, Tx: t})
 			if rng.IntN(10) == 0 { // a redelivered Commit
 				recs = append(recs, messages.Record{Kind: messages.RecCommitted, Tx: t})
 			}
 		case k < 70 && len(inDoubt) > 0:
-			recs = append(recs, messages.Record{Kind: messages.RecAborted, Tx: pick(&inDoubt)})
+			t := pick(&inDoubt)
+			if t.Seq%5 == 0 { // an operator's heuristic abort
+				recs = append(recs, messages.Record{Kind: messages.RecHeuristic, Tx: t, Decision: messages.DecisionAbort})
+			}
+			recs = append(recs, messages.Record{Kind: messages.RecAborted, Tx: t})
 		case k < 85:
 			seq++
 			t := messages.TxID{Node: 0, Incarnation: inc + 1, Seq: seq}

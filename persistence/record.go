@@ -24,8 +24,14 @@ const (
 // checkRecord refuses records that the decoder would reject, so that a bad
 // Append is answered with an error instead of poisoning the log for replay.
 func checkRecord(r *messages.Record) error {
-	if r.Kind < messages.RecBoot || r.Kind > messages.RecEnd {
+	if r.Kind < messages.RecBoot || r.Kind > messages.RecHeuristic {
 		return fmt.Errorf("unknown record kind %d", uint8(r.Kind))
+	}
+	switch {
+	case r.Kind == messages.RecHeuristic && r.Decision != messages.DecisionCommit && r.Decision != messages.DecisionAbort:
+		return fmt.Errorf("HEURISTIC record with decision %v: want commit or abort", r.Decision)
+	case r.Kind != messages.RecHeuristic && r.Decision != messages.DecisionUnknown:
+		return fmt.Errorf("%v record with a decision (%v): only HEURISTIC records carry one", r.Kind, r.Decision)
 	}
 	for i, o := range r.Ops {
 		if o.Kind < messages.OpSet || o.Kind > messages.OpDelete {
@@ -36,7 +42,10 @@ func checkRecord(r *messages.Record) error {
 }
 
 // appendRecord appends the payload encoding of r to dst. Every field is
-// written whatever the kind, so decode(encode(r)) == r for any valid r.
+// written whatever the kind, so decode(encode(r)) == r for any valid r —
+// except Decision, which only a HEURISTIC record carries (checkRecord
+// refuses it elsewhere): it is one byte after the ops of that kind only, so
+// the records of every older kind encode as they always did.
 func appendRecord(dst []byte, r *messages.Record) []byte {
 	dst = append(dst, recordVersion, byte(r.Kind))
 	dst = appendTx(dst, r.Tx)
@@ -55,6 +64,9 @@ func appendRecord(dst []byte, r *messages.Record) []byte {
 		dst = append(dst, byte(o.Kind), flags)
 		dst = binary.AppendVarint(dst, o.Value)
 		dst = binary.AppendVarint(dst, o.Floor)
+	}
+	if r.Kind == messages.RecHeuristic {
+		dst = append(dst, byte(r.Decision))
 	}
 	return dst
 }
@@ -206,7 +218,7 @@ func (d *decoder) record() messages.Record {
 	}
 	var r messages.Record
 	r.Kind = messages.RecordKind(d.u8("kind"))
-	if d.err == nil && (r.Kind < messages.RecBoot || r.Kind > messages.RecEnd) {
+	if d.err == nil && (r.Kind < messages.RecBoot || r.Kind > messages.RecHeuristic) {
 		d.failf("unknown record kind %d", uint8(r.Kind))
 	}
 	r.Tx = d.tx("tx")
@@ -235,6 +247,12 @@ func (d *decoder) record() messages.Record {
 			}
 			o.Value = d.varint("op value")
 			o.Floor = d.varint("op floor")
+		}
+	}
+	if r.Kind == messages.RecHeuristic {
+		r.Decision = messages.Decision(d.u8("heuristic decision"))
+		if d.err == nil && r.Decision != messages.DecisionCommit && r.Decision != messages.DecisionAbort {
+			d.failf("unknown heuristic decision %d", uint8(r.Decision))
 		}
 	}
 	if d.err != nil {

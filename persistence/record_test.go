@@ -20,6 +20,8 @@ func sampleRecords() []messages.Record {
 		{Kind: messages.RecAborted, Tx: messages.TxID{Node: math.MaxInt32, Incarnation: math.MaxUint32, Seq: math.MaxUint64}},
 		{Kind: messages.RecCommitDecision, Tx: messages.TxID{Node: -1, Incarnation: 1, Seq: 1}, Participants: []int32{math.MinInt32, 0, math.MaxInt32}},
 		{Kind: messages.RecEnd, Tx: messages.TxID{Node: 0, Incarnation: 1, Seq: 1}},
+		{Kind: messages.RecHeuristic, Tx: messages.TxID{Node: 3, Incarnation: 2, Seq: 9}, Decision: messages.DecisionAbort},
+		{Kind: messages.RecHeuristic, Tx: messages.TxID{Node: 0, Incarnation: 4, Seq: 1}, Decision: messages.DecisionCommit},
 	}
 }
 
@@ -43,6 +45,7 @@ func TestDecodeRecordRejects(t *testing.T) {
 	hugeKey := []byte{recordVersion, byte(messages.RecPrepared), 0, 0, 0, 0, 0, 1}
 	hugeKey = binary.AppendUvarint(hugeKey, 1<<40) // op key length
 	hugeKey = append(hugeKey, make([]byte, 8)...)
+	heuristic := appendRecord(nil, &messages.Record{Kind: messages.RecHeuristic, Tx: tx(3), Decision: messages.DecisionCommit})
 
 	cases := []struct {
 		name, want string
@@ -55,6 +58,11 @@ func TestDecodeRecordRejects(t *testing.T) {
 		{"trailing", "trailing", append(append([]byte{}, good...), 0)},
 		{"participant count", "exceeds", hugeCount},
 		{"key length", "exceeds", hugeKey},
+		{"heuristic without decision", "ends early", heuristic[:len(heuristic)-1]},
+		{"heuristic decision", "unknown heuristic decision", append(append([]byte{}, heuristic[:len(heuristic)-1]...), byte(messages.DecisionUnknown))},
+		{"heuristic decision value", "unknown heuristic decision", append(append([]byte{}, heuristic[:len(heuristic)-1]...), 9)},
+		// An older kind never carries the decision byte.
+		{"decision on another kind", "trailing", append(appendRecord(nil, &messages.Record{Kind: messages.RecAborted}), byte(messages.DecisionAbort))},
 	}
 	for _, c := range cases {
 		_, err := decodeRecord(c.b)
@@ -67,8 +75,11 @@ func TestDecodeRecordRejects(t *testing.T) {
 func TestCheckRecordRefusesWhatDecodeRejects(t *testing.T) {
 	bad := []messages.Record{
 		{Kind: 0},
-		{Kind: messages.RecEnd + 1},
+		{Kind: messages.RecHeuristic + 1},
 		{Kind: messages.RecPrepared, Ops: []messages.Op{{Key: "a", Kind: 0}}},
+		{Kind: messages.RecHeuristic, Tx: tx(1)}, // no decision
+		{Kind: messages.RecHeuristic, Tx: tx(1), Decision: 7},
+		{Kind: messages.RecAborted, Tx: tx(1), Decision: messages.DecisionAbort}, // only HEURISTIC carries one
 	}
 	for _, r := range bad {
 		if _, err := appendRecordFrame(nil, &r); err == nil {
@@ -90,9 +101,12 @@ func recordFrom(data []byte) messages.Record {
 		return rng.Uint64()
 	}
 	r := messages.Record{
-		Kind:        messages.RecordKind(1 + next()%6),
+		Kind:        messages.RecordKind(1 + next()%7),
 		Tx:          messages.TxID{Node: int32(next()), Incarnation: uint32(next()), Seq: next()},
 		Incarnation: uint32(next()),
+	}
+	if r.Kind == messages.RecHeuristic {
+		r.Decision = messages.DecisionCommit + messages.Decision(next()%2)
 	}
 	for range next() % 4 {
 		r.Participants = append(r.Participants, int32(next()))
@@ -143,8 +157,8 @@ func FuzzDecodeRecord(f *testing.F) {
 
 func TestStateEncodingRoundTrip(t *testing.T) {
 	s := foldOf(randomHistory(rand.New(rand.NewPCG(1, 2)), 500))
-	if len(s.KV) == 0 || len(s.InDoubt) == 0 || len(s.Pending) == 0 {
-		t.Fatalf("history too thin to test with: %d keys, %d in doubt, %d pending", len(s.KV), len(s.InDoubt), len(s.Pending))
+	if len(s.KV) == 0 || len(s.InDoubt) == 0 || len(s.Pending) == 0 || len(s.Heuristic) == 0 {
+		t.Fatalf("history too thin to test with: %d keys, %d in doubt, %d pending, %d heuristic", len(s.KV), len(s.InDoubt), len(s.Pending), len(s.Heuristic))
 	}
 	enc := appendState(nil, 42, s)
 	covers, got, err := decodeState(enc)
@@ -194,11 +208,14 @@ func TestStateApply(t *testing.T) {
 	s.Apply(messages.Record{Kind: messages.RecCommitDecision, Tx: tx(3), Participants: []int32{1, 2}})
 	s.Apply(messages.Record{Kind: messages.RecCommitDecision, Tx: tx(4), Participants: []int32{0}})
 	s.Apply(messages.Record{Kind: messages.RecEnd, Tx: tx(4)})
+	s.Apply(messages.Record{Kind: messages.RecHeuristic, Tx: tx(2), Decision: messages.DecisionAbort})
+	s.Apply(messages.Record{Kind: messages.RecHeuristic, Tx: tx(1), Decision: messages.DecisionCommit})
 	want := &State{
 		Incarnation: 3,
 		KV:          map[string]int64{"a": 7},
 		InDoubt:     map[messages.TxID]messages.Record{},
 		Pending:     map[messages.TxID][]int32{tx(3): {1, 2}},
+		Heuristic:   map[messages.TxID]bool{tx(1): true, tx(2): false},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("fold:\n got %+v\nwant %+v", s, want)
@@ -206,7 +223,8 @@ func TestStateApply(t *testing.T) {
 	c := s.Clone()
 	c.Pending[tx(3)][0] = 99
 	c.KV["a"] = 0
-	if s.Pending[tx(3)][0] != 1 || s.KV["a"] != 7 {
+	c.Heuristic[tx(2)] = true
+	if s.Pending[tx(3)][0] != 1 || s.KV["a"] != 7 || s.Heuristic[tx(2)] {
 		t.Fatal("Clone shares memory with the original")
 	}
 }

@@ -19,14 +19,19 @@ type State struct {
 	KV          map[string]int64                  // committed values (missing key reads 0)
 	InDoubt     map[messages.TxID]messages.Record // participant: the RecPrepared record of a transaction not yet committed or aborted
 	Pending     map[messages.TxID][]int32         // coordinator: participants of a commit decision not yet ended
+	// Heuristic: participant: the operator's heuristic decisions (true: a
+	// forced commit, false: a forced abort), from RecHeuristic records.
+	// Never dropped: a coordinator's Commit may come back to one at any time.
+	Heuristic map[messages.TxID]bool
 }
 
 // NewState returns the fold of an empty log.
 func NewState() *State {
 	return &State{
-		KV:      map[string]int64{},
-		InDoubt: map[messages.TxID]messages.Record{},
-		Pending: map[messages.TxID][]int32{},
+		KV:        map[string]int64{},
+		InDoubt:   map[messages.TxID]messages.Record{},
+		Pending:   map[messages.TxID][]int32{},
+		Heuristic: map[messages.TxID]bool{},
 	}
 }
 
@@ -55,6 +60,10 @@ func (s *State) Apply(r messages.Record) {
 		s.Pending[r.Tx] = cloneInts(r.Participants)
 	case messages.RecEnd:
 		delete(s.Pending, r.Tx)
+	case messages.RecHeuristic:
+		// The transaction stays in InDoubt until its COMMITTED or ABORTED:
+		// a participant recovering one finishes the forced decision.
+		s.Heuristic[r.Tx] = r.Decision == messages.DecisionCommit
 	}
 }
 
@@ -69,6 +78,9 @@ func (s *State) ensureMaps() {
 	if s.Pending == nil {
 		s.Pending = map[messages.TxID][]int32{}
 	}
+	if s.Heuristic == nil {
+		s.Heuristic = map[messages.TxID]bool{}
+	}
 }
 
 // Clone returns a deep copy that shares nothing with s.
@@ -78,6 +90,10 @@ func (s *State) Clone() *State {
 		KV:          make(map[string]int64, len(s.KV)),
 		InDoubt:     make(map[messages.TxID]messages.Record, len(s.InDoubt)),
 		Pending:     make(map[messages.TxID][]int32, len(s.Pending)),
+		Heuristic:   make(map[messages.TxID]bool, len(s.Heuristic)),
+	}
+	for tx, c2 := range s.Heuristic {
+		c.Heuristic[tx] = c2
 	}
 	for k, v := range s.KV {
 		c.KV[k] = v
@@ -109,8 +125,13 @@ func cloneInts(p []int32) []int32 {
 }
 
 // stateVersion leads a snapshot payload, for the same reason as
-// recordVersion.
-const stateVersion = 1
+// recordVersion. Version 2 adds the heuristic decisions after the pending
+// commits; a version 1 snapshot (written before there were any) still loads,
+// with none.
+const (
+	stateVersion   = 2
+	stateVersionV1 = 1
+)
 
 func compareTx(a, b messages.TxID) int {
 	return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.Incarnation, b.Incarnation), cmp.Compare(a.Seq, b.Seq))
@@ -163,14 +184,30 @@ func appendState(dst []byte, covers uint64, s *State) []byte {
 			dst = binary.AppendVarint(dst, int64(p))
 		}
 	}
+
+	txs = txs[:0]
+	for tx := range s.Heuristic {
+		txs = append(txs, tx)
+	}
+	slices.SortFunc(txs, compareTx)
+	dst = binary.AppendUvarint(dst, uint64(len(txs)))
+	for _, tx := range txs {
+		d := messages.DecisionAbort
+		if s.Heuristic[tx] {
+			d = messages.DecisionCommit
+		}
+		dst = appendTx(dst, tx)
+		dst = append(dst, byte(d))
+	}
 	return dst
 }
 
 // decodeState parses a snapshot payload.
 func decodeState(b []byte) (covers uint64, s *State, err error) {
 	d := decoder{b: b}
-	if v := d.u8("snapshot version"); d.err == nil && v != stateVersion {
-		d.failf("unknown snapshot encoding version %d", v)
+	version := d.u8("snapshot version")
+	if d.err == nil && version != stateVersion && version != stateVersionV1 {
+		d.failf("unknown snapshot encoding version %d", version)
 	}
 	covers = d.uvarint("covered segment index")
 	s = NewState()
@@ -220,6 +257,25 @@ func decodeState(b []byte) (covers uint64, s *State, err error) {
 			d.failf("pending transaction %v appears twice", tx)
 		}
 		s.Pending[tx] = parts
+	}
+
+	if version >= 2 {
+		n = d.count("heuristic count", minTxSize+1)
+		for i := 0; i < n && d.err == nil; i++ {
+			tx := d.tx("heuristic tx")
+			dec := messages.Decision(d.u8("heuristic decision"))
+			if d.err != nil {
+				break
+			}
+			if dec != messages.DecisionCommit && dec != messages.DecisionAbort {
+				d.failf("heuristic decision %d for %v: want commit or abort", uint8(dec), tx)
+				break
+			}
+			if _, dup := s.Heuristic[tx]; dup {
+				d.failf("heuristic transaction %v appears twice", tx)
+			}
+			s.Heuristic[tx] = dec == messages.DecisionCommit
+		}
 	}
 
 	if d.err == nil && d.off != len(d.b) {

@@ -1,0 +1,142 @@
+package persistence
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"twopc/messages"
+)
+
+// heuristicHistory: tx(1) heuristically committed, tx(2) heuristically
+// aborted, tx(3) committed normally, tx(4) heuristically aborted with its
+// lazy ABORTED lost (still in doubt in the fold).
+func heuristicHistory() []messages.Record {
+	return []messages.Record{
+		{Kind: messages.RecBoot, Incarnation: 1},
+		prepared(1, messages.Set("a", 10)),
+		prepared(2, messages.Set("b", 20)),
+		prepared(3, messages.Set("c", 30)),
+		prepared(4, messages.Set("d", 40)),
+		{Kind: messages.RecHeuristic, Tx: tx(1), Decision: messages.DecisionCommit},
+		committed(1),
+		{Kind: messages.RecHeuristic, Tx: tx(2), Decision: messages.DecisionAbort},
+		{Kind: messages.RecAborted, Tx: tx(2)},
+		committed(3),
+		{Kind: messages.RecHeuristic, Tx: tx(4), Decision: messages.DecisionAbort},
+	}
+}
+
+// A heuristic decision is folded into State.Heuristic and kept there for
+// good: across a snapshot that drops the segments holding its record, a
+// reopen, and another snapshot taken after the reopen.
+func TestHeuristicSurvivesSnapshotAndReopen(t *testing.T) {
+	dir := t.TempDir()
+	recs := heuristicHistory()
+	want := map[messages.TxID]bool{tx(1): true, tx(2): false, tx(4): false}
+	s := foldOf(recs)
+	if !reflect.DeepEqual(s.Heuristic, want) || len(s.InDoubt) != 1 || s.KV["a"] != 10 || s.KV["b"] != 0 {
+		t.Fatalf("fold: heuristic %v, in doubt %v, KV %v", s.Heuristic, s.InDoubt, s.KV)
+	}
+
+	n := startNode(t, newSystem(t), dir, -1)
+	n.mustAppend(true, recs...)
+	if rep := request[*messages.SnapshotTaken](t, n, &messages.TakeSnapshot{}); rep.Err != nil {
+		t.Fatal(rep.Err)
+	}
+	n.mustAppend(true, prepared(5, messages.Set("e", 1)), committed(5))
+	n.stop()
+	if _, err := os.Stat(segPath(dir, 1)); err == nil {
+		t.Fatal("segment 1, holding the HEURISTIC records, still exists: the snapshot would not be tested")
+	}
+	l := openLog(t, dir, -1)
+	if got := l.State(); !reflect.DeepEqual(got.Heuristic, want) {
+		t.Fatalf("after snapshot + reopen: heuristic %v, want %v", got.Heuristic, want)
+	}
+	if got, all := l.State(), foldOf(append(recs, prepared(5, messages.Set("e", 1)), committed(5))); !reflect.DeepEqual(got, all) {
+		t.Fatalf("replayed state:\n got %+v\nwant %+v", got, all)
+	}
+	l.Close()
+
+	// Another snapshot, written by the reopened log, still holds them.
+	n = startNode(t, newSystem(t), dir, -1)
+	if rep := request[*messages.SnapshotTaken](t, n, &messages.TakeSnapshot{}); rep.Err != nil {
+		t.Fatal(rep.Err)
+	}
+	n.stop()
+	l = openLog(t, dir, -1)
+	defer l.Close()
+	if got := l.State(); !reflect.DeepEqual(got.Heuristic, want) {
+		t.Fatalf("after a second snapshot: heuristic %v, want %v", got.Heuristic, want)
+	}
+}
+
+// v1State encodes s as the version 1 snapshot payload, as written before
+// heuristic decisions existed: the version 2 encoding without its last
+// section. s must hold no heuristic decision.
+func v1State(t *testing.T, covers uint64, s *State) []byte {
+	t.Helper()
+	if len(s.Heuristic) != 0 {
+		t.Fatal("a version 1 snapshot cannot hold heuristic decisions")
+	}
+	b := appendState(nil, covers, s)
+	if b[0] != 2 || b[len(b)-1] != 0 {
+		t.Fatalf("version 2 encoding does not start with 2 and end with an empty heuristic section: %x", b)
+	}
+	b = b[:len(b)-1]
+	b[0] = 1
+	return b
+}
+
+// A snapshot written before heuristic decisions existed (version 1, without
+// the section) still loads, with none; a log opened on it takes new ones.
+func TestOldSnapshotWithoutHeuristicsLoads(t *testing.T) {
+	s := foldOf(fiveRecords())
+	s.InDoubt[tx(9)] = prepared(9, messages.Set("z", 1))
+	s.Pending[tx(8)] = []int32{0, 1}
+	covers, got, err := decodeState(v1State(t, 3, s))
+	if err != nil || covers != 3 || !reflect.DeepEqual(got, s) {
+		t.Fatalf("decode of a version 1 payload: covers %d, err %v, equal %v", covers, err, reflect.DeepEqual(got, s))
+	}
+	// The version byte decides: a version 1 payload followed by a heuristic
+	// section has trailing bytes, a version 2 one cut before it ends early.
+	v2 := appendState(nil, 3, s)
+	v1Long := append([]byte{1}, v2[1:]...)
+	if _, _, err := decodeState(v1Long); err == nil {
+		t.Fatal("a version 1 payload with a heuristic section decoded")
+	}
+	if _, _, err := decodeState(v2[:len(v2)-1]); err == nil {
+		t.Fatal("a version 2 payload without its heuristic section decoded")
+	}
+
+	// On disk: replace a log's snapshot by the version 1 encoding of the
+	// same state and reopen.
+	dir := t.TempDir()
+	n := startNode(t, newSystem(t), dir, -1)
+	n.mustAppend(true, fiveRecords()...)
+	if rep := request[*messages.SnapshotTaken](t, n, &messages.TakeSnapshot{}); rep.Err != nil {
+		t.Fatal(rep.Err)
+	}
+	n.stop()
+	frame, err := frameBytes(v1State(t, 2, foldOf(fiveRecords())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, snapName(2)), frame, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := openLog(t, dir, -1)
+	if got := l.State(); !reflect.DeepEqual(got, foldOf(fiveRecords())) || got.Heuristic == nil {
+		t.Fatalf("state from a version 1 snapshot:\n got %+v\nwant %+v", got, foldOf(fiveRecords()))
+	}
+	l.Close()
+	n = startNode(t, newSystem(t), dir, -1)
+	n.mustAppend(true, prepared(7, messages.Set("q", 1)), messages.Record{Kind: messages.RecHeuristic, Tx: tx(7), Decision: messages.DecisionAbort})
+	n.stop()
+	l = openLog(t, dir, -1)
+	defer l.Close()
+	if got := l.State(); !reflect.DeepEqual(got.Heuristic, map[messages.TxID]bool{tx(7): false}) {
+		t.Fatalf("heuristic after a version 1 snapshot: %v", got.Heuristic)
+	}
+}
