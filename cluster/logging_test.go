@@ -1,37 +1,19 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hashicorp/go-hclog"
+
+	"twopc/actors/actortest"
 )
 
-// syncBuffer lets the actor system's goroutines and the test share a buffer.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func newBufferLogger(level hclog.Level) (hclog.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
+func newBufferLogger(level hclog.Level) (hclog.Logger, *actortest.Buffer) {
+	buf := &actortest.Buffer{}
 	return hclog.New(&hclog.LoggerOptions{Name: "test", Level: level, Output: buf}), buf
 }
 

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,25 +12,6 @@ import (
 
 	"twopc/actors/actortest"
 )
-
-// lockedBuffer collects what a terminal shows, written by one goroutine and
-// read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // One session in a real pseudo-terminal: the prompt, tab completion, the
 // history recalled with the up arrow and kept in the history file, quit.
@@ -47,10 +26,10 @@ func TestTerminalSessionWithCompletionAndHistory(t *testing.T) {
 	}
 	history := filepath.Join(t.TempDir(), "history")
 	args := []string{"--base-port", "0", "--data-dir", t.TempDir(), "--history", history, "--vote-timeout", "500ms"}
-	var errOut lockedBuffer
+	var errOut actortest.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run(args, tty, tty, &errOut) }()
-	var screen lockedBuffer
+	var screen actortest.Buffer
 	copied := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(&screen, ptmx)

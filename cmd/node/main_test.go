@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -127,26 +126,8 @@ func TestStartFailureExitsOne(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer that run may write while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // waitFor polls until out contains want, or fails.
-func waitFor(t *testing.T, out *syncBuffer, want string, d time.Duration) {
+func waitFor(t *testing.T, out *actortest.Buffer, want string, d time.Duration) {
 	t.Helper()
 	actortest.Eventually(t, d, func() string {
 		if s := out.String(); !strings.Contains(s, want) {
@@ -164,7 +145,7 @@ func TestRunServesAndStopsOnSignal(t *testing.T) {
 	dir := t.TempDir()
 	args := []string{"--id", "0", "--peers", addr, "--data-dir", dir, "--log-level", "warn"}
 	for inc, sig := range []os.Signal{syscall.SIGTERM, os.Interrupt} {
-		var stdout, stderr syncBuffer
+		var stdout, stderr actortest.Buffer
 		signals := make(chan os.Signal, 2)
 		done := make(chan error, 1)
 		go func() { done <- run(args, &stdout, &stderr, signals) }()

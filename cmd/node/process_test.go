@@ -96,7 +96,7 @@ func moduleRoot() (string, error) {
 type nodeProc struct {
 	id      int
 	cmd     *exec.Cmd
-	stdout  *syncBuffer
+	stdout  *actortest.Buffer
 	done    chan struct{} // closed once the process is reaped
 	waitErr error         // set before done is closed
 }
@@ -162,7 +162,7 @@ func (c *procCluster) start(id int) *nodeProc {
 		c.fatalf("%v", err)
 	}
 	fmt.Fprintf(logf, "=== %s start %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
-	p := &nodeProc{id: id, stdout: &syncBuffer{}, done: make(chan struct{})}
+	p := &nodeProc{id: id, stdout: &actortest.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(c.bin, args...)
 	p.cmd.Stdout = p.stdout
 	p.cmd.Stderr = logf // the child writes the file itself: nothing to copy

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"twopc/actors/actortest"
 	"twopc/cluster"
 	"twopc/messages"
 )
@@ -50,10 +51,10 @@ func r5DirState(t *testing.T, dir string) map[string]string {
 }
 
 // r5Serve runs the node in this process until stop is called.
-func r5Serve(t *testing.T, args []string) (stdout *syncBuffer, stop func() error) {
+func r5Serve(t *testing.T, args []string) (stdout *actortest.Buffer, stop func() error) {
 	t.Helper()
-	stdout = &syncBuffer{}
-	var stderr syncBuffer
+	stdout = &actortest.Buffer{}
+	var stderr actortest.Buffer
 	signals := make(chan os.Signal, 2)
 	done := make(chan error, 1)
 	go func() { done <- run(args, stdout, &stderr, signals) }()
@@ -195,7 +196,7 @@ func TestReview5SignalDuringStartStopsCleanly(t *testing.T) {
 	addr := freePorts(t, 1)[0]
 	signals := make(chan os.Signal, 2)
 	signals <- syscall.SIGTERM
-	var stdout syncBuffer
+	var stdout actortest.Buffer
 	err := run([]string{"--id", "0", "--peers", addr, "--data-dir", t.TempDir(), "--log-level", "off"}, &stdout, io.Discard, signals)
 	if err != nil || exitCode(err, io.Discard) != 0 {
 		t.Fatalf("run: %v", err)
