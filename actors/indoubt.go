@@ -32,6 +32,8 @@ func (p *participant) onDecisionReply(ctx actor.Context, m *messages.DecisionRep
 
 // onQuery answers another participant's DecisionQuery (cooperative
 // termination) with what this node knows:
+//   - what the operator forced here, if a heuristic decision was taken
+//     (remembered for good, unlike the outcomes below);
 //   - commit, if it committed the transaction or is committing it;
 //   - abort, if it voted no or aborted it — or if it has not voted yet: a
 //     Prepare still waiting for locks, or none received at all, for a
@@ -43,7 +45,12 @@ func (p *participant) onDecisionReply(ctx actor.Context, m *messages.DecisionRep
 func (p *participant) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 	d := messages.DecisionUnknown
 	t, w := p.txs[m.Tx], p.waits.prepares[m.Tx]
+	commit, forced := p.heuristics[m.Tx]
 	switch {
+	case forced:
+		// The operator decided it here: that is what this node applied
+		// (or, if its COMMITTED could not be written, will apply).
+		d = forcedDecision(commit)
 	case p.recentReadOnly.has(m.Tx):
 		// It voted read-only: the outcome was decided without it.
 	case p.recentCommits.has(m.Tx), t != nil && t.state == committing:

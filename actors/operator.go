@@ -155,23 +155,40 @@ func (p *participant) onOutcomeQuery(ctx actor.Context, m *OutcomeQuery) {
 	ctx.Respond(&OutcomeAnswer{Tx: m.Tx, From: p.cfg.Node, Decision: d, Why: why})
 }
 
+// heuristicBy qualifies what this node did when the operator decided it.
+const heuristicBy = " (by the operator's heuristic decision)"
+
 // knownOutcome is what this participant knows of tx, and how. The reasons
-// are phrased to follow "node N ".
+// are phrased to follow "node N ". A transaction decided here by the
+// operator is reported as what this node applied, for as long as the node
+// lives: that is what its data says, whatever its coordinator decided.
 func (p *participant) knownOutcome(tx messages.TxID) (messages.Decision, string) {
 	t := p.txs[tx]
-	heuristic := ""
-	if p.heuristic != nil && p.heuristic.has(tx) {
-		heuristic = " (by the operator's heuristic decision)"
+	if commit, forced := p.heuristics[tx]; forced {
+		switch {
+		case t != nil && t.state == committing:
+			return messages.DecisionCommit, "is committing it" + heuristicBy
+		case t != nil:
+			// Its COMMITTED could not be written: retried on the next
+			// Commit or Abort, or after a restart.
+			return forcedDecision(commit), "is to " + forcedDecision(commit).String() + " it" + heuristicBy + "; not yet applied (its log write failed)"
+		case commit:
+			return messages.DecisionCommit, "committed it" + heuristicBy
+		default:
+			return messages.DecisionAbort, "aborted it" + heuristicBy
+		}
 	}
 	switch {
 	case p.recentReadOnly.has(tx):
 		return messages.DecisionUnknown, "voted read-only: the outcome was decided without it"
 	case p.recentCommits.has(tx):
-		return messages.DecisionCommit, "committed it" + heuristic
+		return messages.DecisionCommit, "committed it"
 	case t != nil && t.state == committing:
-		return messages.DecisionCommit, "is committing it" + heuristic
+		return messages.DecisionCommit, "is committing it"
 	case p.recentAborts.has(tx):
-		return messages.DecisionAbort, "aborted it" + heuristic
+		return messages.DecisionAbort, "aborted it"
+	case t != nil && t.forcing != nil:
+		return messages.DecisionUnknown, "in doubt here too (the operator's heuristic decision is being logged)"
 	case t != nil && t.state == prepared:
 		return messages.DecisionUnknown, "in doubt here too"
 	case t != nil && t.state == preparing:
@@ -183,46 +200,101 @@ func (p *participant) knownOutcome(tx messages.TxID) (messages.Decision, string)
 }
 
 // onForceDecision takes the operator's heuristic decision on a transaction
-// in doubt here, through the very path a real Commit or Abort takes (a
-// commit: COMMITTED forced, applied, acked to the coordinator; an abort:
-// ABORTED lazily, locks released). It refuses anything not in doubt: a
-// transaction this node has decided, or is deciding, needs no operator.
+// in doubt here. It refuses anything not in doubt: a transaction this node
+// has decided, or is deciding, needs no operator.
 //
-// Nothing can tell afterwards that the decision was the coordinator's: peers
-// in doubt asking this node learn it as the outcome, and a coordinator that
-// decided otherwise finds the nodes disagreeing (see Local.Resolve).
-// Applied means the decision is taken: an abort is done; a commit is being
-// logged (a read of its keys waits for it), and if that write fails the
-// transaction is in doubt here again.
+// The decision is first logged, forced, as a HEURISTIC record that this
+// node never forgets (onHeuristicLogged then applies it and answers): a
+// coordinator that decided otherwise is told of the damage whenever its
+// Commit comes, even after a restart of either (onDecisionAfterHeuristic).
+// Peers in doubt asking this node learn the forced decision as the outcome.
 func (p *participant) onForceDecision(ctx actor.Context, m *ForceDecision) {
 	t := p.txs[m.Tx]
-	if t == nil || t.state != prepared {
+	if t == nil || t.state != prepared || t.forcing != nil {
 		ctx.Respond(&ForceDecisionResult{Tx: m.Tx, Node: p.cfg.Node, Err: fmt.Sprintf("not in doubt on node %d: %s", p.cfg.Node, p.stateOf(m.Tx))})
 		return
 	}
-	what := "abort"
-	if m.Commit {
-		what = "commit"
-	}
-	p.log.Error(fmt.Sprintf("HEURISTIC DECISION by the operator: %s of %v without knowing the coordinator's decision; if it decided otherwise, the nodes now disagree", what, m.Tx),
+	p.log.Error(fmt.Sprintf("HEURISTIC DECISION by the operator: %s of %v without knowing the coordinator's decision; if it decided otherwise, the nodes now disagree", forcedDecision(m.Commit), m.Tx),
 		"tx", m.Tx, "node", p.cfg.Node, "participants", t.participants, "in_doubt_for", time.Since(t.preparedAt).Round(time.Millisecond))
-	now := time.Now()
-	if p.heuristic == nil {
-		p.heuristic = newOutcomes()
+	t.forcing = &forcing{commit: m.Commit, replyTo: ctx.Sender()}
+	p.appendRecord(ctx, messages.Record{Kind: messages.RecHeuristic, Tx: m.Tx, Decision: forcedDecision(m.Commit)}, true)
+}
+
+// onHeuristicLogged applies a forced decision once its HEURISTIC record is
+// durable, through the very path a real Commit or Abort takes (a commit:
+// COMMITTED forced, applied, acked to the coordinator; an abort: ABORTED
+// lazily, locks released), and answers the ForceDecision. Applied means the
+// decision is taken: an abort is done; a commit is being logged (a read of
+// its keys waits for it), and if that write fails it is retried on the next
+// decision to arrive, or after a restart. Decisions that arrived while the
+// record was being logged are handled last, against the forced one.
+func (p *participant) onHeuristicLogged(ctx actor.Context, tx messages.TxID, t *ptx, err error) {
+	f := t.forcing
+	if f == nil {
+		return
 	}
-	p.heuristic.forgetBefore(now.Add(-p.timing.RememberOutcomes))
-	p.heuristic.add(m.Tx, now)
-	if m.Commit {
-		p.onDecision(ctx, m.Tx, messages.DecisionCommit, nil, "")
+	t.forcing = nil
+	res := &ForceDecisionResult{Tx: tx, Node: p.cfg.Node, Applied: err == nil}
+	if err != nil {
+		// Not durable, so not taken: a restart would not know of it.
+		p.log.Error("HEURISTIC record not logged; the operator's decision is not applied and the transaction stays in doubt", "tx", tx, "error", err)
+		res.Err = fmt.Sprintf("node %d: logging the heuristic decision failed: %v", p.cfg.Node, err)
 	} else {
-		p.onDecision(ctx, m.Tx, messages.DecisionAbort, nil, "heuristic abort by the operator")
+		p.heuristics[tx] = f.commit
+		p.decide(ctx, tx, forcedDecision(f.commit), nil, "heuristic abort by the operator")
 	}
-	ctx.Respond(&ForceDecisionResult{Tx: m.Tx, Node: p.cfg.Node, Applied: true})
+	if f.replyTo != nil {
+		ctx.Send(f.replyTo, res)
+	}
+	for _, d := range f.deferred {
+		p.onDecision(ctx, tx, d.d, d.replyTo, d.reason)
+	}
+}
+
+// onDecisionAfterHeuristic handles a Commit or Abort (or a peer's answer)
+// for a transaction the operator decided here. Where it disagrees with what
+// this node applied, the damage is done: it is logged at ERROR, and a
+// Commit is answered with an Ack marked Heuristic, so that the coordinator
+// learns of it and stops re-sending (a plain ack would say this node
+// committed). A Commit of a transaction forced to commit gets a plain ack.
+func (p *participant) onDecisionAfterHeuristic(ctx actor.Context, tx messages.TxID, t *ptx, commit bool, d messages.Decision, replyTo *actor.PID) {
+	forced := forcedDecision(commit)
+	if t != nil && t.state == prepared {
+		// The forced commit's COMMITTED could not be written: this node
+		// follows the operator's decision, whatever arrives; retry it.
+		p.decide(ctx, tx, forced, nil, "heuristic abort by the operator")
+	}
+	if d != forced {
+		p.log.Error(fmt.Sprintf("HEURISTIC DAMAGE: coordinator decided %v for %v, this node applied the operator's %v", d, tx, forced),
+			"tx", tx, "node", p.cfg.Node)
+	}
+	if d != messages.DecisionCommit {
+		return // an Abort is never acked
+	}
+	if commit {
+		p.decide(ctx, tx, messages.DecisionCommit, replyTo, "") // acked now, or once COMMITTED is durable
+		return
+	}
+	to := replyTo
+	if to == nil {
+		to = p.cfg.Directory.Coordinator(tx.Node)
+	}
+	ctx.Send(to, &messages.Ack{Tx: tx, From: p.cfg.Node, Heuristic: true})
+}
+
+func forcedDecision(commit bool) messages.Decision {
+	if commit {
+		return messages.DecisionCommit
+	}
+	return messages.DecisionAbort
 }
 
 // stateOf names what this participant holds of tx, in a word or two.
 func (p *participant) stateOf(tx messages.TxID) string {
 	if t := p.txs[tx]; t != nil {
+		if t.forcing != nil {
+			return "in doubt, being decided by the operator (its HEURISTIC record is being logged)"
+		}
 		switch t.state {
 		case preparing:
 			return "preparing"
@@ -231,6 +303,12 @@ func (p *participant) stateOf(tx messages.TxID) string {
 		case committing:
 			return "committing"
 		}
+	}
+	if commit, forced := p.heuristics[tx]; forced {
+		if commit {
+			return "committed by the operator's heuristic decision"
+		}
+		return "aborted by the operator's heuristic decision"
 	}
 	switch {
 	case p.recentCommits.has(tx):

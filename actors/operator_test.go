@@ -119,9 +119,39 @@ func forceDecision(t *testing.T, r *participantRig, id messages.TxID, commit boo
 	return fr
 }
 
-// A heuristic commit of an in-doubt transaction goes the way of a real
-// Commit: COMMITTED forced, then applied, then acked to the coordinator.
-// Anything not in doubt is refused, naming its state.
+// forceLogged sends a ForceDecision for a transaction in doubt, checks that
+// the participant first asks for a forced HEURISTIC record and answers
+// nothing before it is durable, makes it durable and returns the result.
+func forceLogged(t *testing.T, r *participantRig, id messages.TxID, commit bool) *ForceDecisionResult {
+	t.Helper()
+	f := r.sys.Root.RequestFuture(r.pid, &ForceDecision{Tx: id, Commit: commit}, wait)
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	want := messages.Record{Kind: messages.RecHeuristic, Tx: id, Decision: forcedDecision(commit)}
+	if !app.Force || len(app.Records) != 1 || app.Records[0].Kind != want.Kind || app.Records[0].Tx != id || app.Records[0].Decision != want.Decision {
+		t.Fatalf("want a forced %v first, got %+v", want, app)
+	}
+	// Nothing is applied before the record is durable.
+	actortest.ExpectNone(t, r.wal, 30*time.Millisecond)
+	actortest.ExpectNone(t, r.coord, 0)
+	if st := r.status(t); len(st.InDoubt) != 1 || st.InDoubt[0] != id {
+		t.Fatalf("applied before its HEURISTIC record was durable: %+v", st)
+	}
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	res, err := f.Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := res.(*ForceDecisionResult)
+	if fr.Tx != id || fr.Node != 0 {
+		t.Fatalf("result for another transaction or node: %+v", fr)
+	}
+	return fr
+}
+
+// A heuristic commit of an in-doubt transaction is logged (HEURISTIC,
+// forced), then goes the way of a real Commit: COMMITTED forced, then
+// applied, then acked to the coordinator. Anything not in doubt is refused,
+// naming its state.
 func TestOperatorForceCommit(t *testing.T) {
 	r := newParticipantRig(t, map[string]int64{"a": 1}, nil)
 	if fr := forceDecision(t, r, tx(1), true); fr.Applied || !strings.Contains(fr.Err, "not in doubt on node 0: unknown here") {
@@ -134,7 +164,7 @@ func TestOperatorForceCommit(t *testing.T) {
 	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
 	actortest.Expect[*messages.Vote](t, r.txn, wait)
 
-	if fr := forceDecision(t, r, tx(1), true); !fr.Applied || fr.Err != "" {
+	if fr := forceLogged(t, r, tx(1), true); !fr.Applied || fr.Err != "" {
 		t.Fatalf("in-doubt transaction: %+v", fr)
 	}
 	app, from = actortest.Expect[*messages.Append](t, r.wal, wait)
@@ -156,13 +186,14 @@ func TestOperatorForceCommit(t *testing.T) {
 	}
 }
 
-// A heuristic abort goes the way of a real Abort: locks released, ABORTED
-// logged lazily; a Commit arriving afterwards is the disagreement the
-// operator risked, and is not acked.
+// A heuristic abort is logged (HEURISTIC, forced), then goes the way of a
+// real Abort: locks released, ABORTED logged lazily; a Commit arriving
+// afterwards is the disagreement the operator risked: it is answered with
+// an Ack marked Heuristic (never a plain one).
 func TestOperatorForceAbort(t *testing.T) {
 	r := newParticipantRig(t, map[string]int64{"a": 1}, nil)
 	r.prepared(t, tx(1), messages.Add("a", 5))
-	if fr := forceDecision(t, r, tx(1), false); !fr.Applied {
+	if fr := forceLogged(t, r, tx(1), false); !fr.Applied {
 		t.Fatalf("in-doubt transaction: %+v", fr)
 	}
 	app, _ := actortest.Expect[*messages.Append](t, r.wal, wait)
@@ -177,6 +208,9 @@ func TestOperatorForceAbort(t *testing.T) {
 		t.Fatalf("aborted transaction: %+v", fr)
 	}
 	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)
+	if ack, _ := actortest.Expect[*messages.Ack](t, r.txn, wait); ack.Tx != tx(1) || ack.From != 0 || !ack.Heuristic {
+		t.Fatalf("Commit after a heuristic abort: %+v, want an Ack marked Heuristic", ack)
+	}
 	actortest.ExpectNone(t, r.txn, 50*time.Millisecond)
 }
 

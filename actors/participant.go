@@ -24,13 +24,17 @@ type ParticipantConfig struct {
 	// takes KV over and changes it: pass a map nobody else uses.
 	KV      map[string]int64
 	InDoubt []messages.Record
+	// Heuristic: the operator's heuristic decisions this node's log holds
+	// (persistence.State.Heuristic; true: a forced commit, false: a forced
+	// abort). The participant takes the map over and never forgets them.
+	Heuristic map[messages.TxID]bool
 
-	// Reload returns the state the log holds now (a map the participant may
-	// take over, like KV). A participant that failed
+	// Reload returns the state the log holds now (maps the participant may
+	// take over, like KV and Heuristic). A participant that failed
 	// (panicked) and is restarted by its supervisor rebuilds itself from it,
 	// never from the possibly half-changed memory of the failed instance.
 	// Without Reload a restarted participant stops instead.
-	Reload func() (kv map[string]int64, inDoubt []messages.Record, err error)
+	Reload func() (kv map[string]int64, inDoubt []messages.Record, heuristic map[messages.TxID]bool, err error)
 
 	// Fresh: this is the first start of this node's log, so no Prepare can
 	// have reached a predecessor. Otherwise a restarted participant refuses
@@ -83,10 +87,12 @@ type participant struct {
 
 	queryTimer *timer
 
-	// heuristic remembers, like recentCommits and recentAborts, the
-	// transactions decided here by an operator's ForceDecision, so that an
-	// OutcomeQuery says so. Made on first use (see operator.go).
-	heuristic *outcomes
+	// heuristics holds the transactions decided here by an operator's
+	// ForceDecision (true: forced commit), from the log's HEURISTIC records
+	// and never forgotten: a coordinator whose decision was the other one
+	// may re-send its Commit at any time, even after a restart, and must be
+	// told of the damage instead of getting an ack (see operator.go).
+	heuristics map[messages.TxID]bool
 
 	// waits holds Prepares and reads that wait for transactions holding
 	// their keys to commit or abort.
@@ -111,6 +117,7 @@ type ptx struct {
 	voteTo       *actor.PID // where the vote goes (the txn actor)
 	ackTo        *actor.PID // where the ack goes
 	abortPending bool       // an Abort arrived while PREPARED was being logged
+	forcing      *forcing   // an operator's heuristic decision whose HEURISTIC record is being logged
 
 	preparedAt time.Time
 	nextQuery  time.Time
@@ -121,6 +128,20 @@ type ptx struct {
 type pendingAppend struct {
 	tx   messages.TxID
 	kind messages.RecordKind
+}
+
+// forcing is a ForceDecision waiting for its HEURISTIC record to be durable.
+// Decisions arriving meanwhile wait too, and are handled once it is applied.
+type forcing struct {
+	commit   bool
+	replyTo  *actor.PID // the ForceDecision's sender, answered once applied
+	deferred []deferredDecision
+}
+
+type deferredDecision struct {
+	d       messages.Decision
+	replyTo *actor.PID
+	reason  string
 }
 
 // NewParticipantProps returns the props of a participant.
@@ -185,7 +206,7 @@ func (p *participant) start(ctx actor.Context) {
 	if !p.cfg.Fresh || *p.starts > 1 {
 		p.memorySince = p.startedAt.Add(p.timing.ClockSkew)
 	}
-	kv, inDoubt := p.cfg.KV, p.cfg.InDoubt
+	kv, inDoubt, heuristics := p.cfg.KV, p.cfg.InDoubt, p.cfg.Heuristic
 	if *p.starts > 1 {
 		// Restarted after a failure: what this node promised and committed
 		// is in its log, not in the failed instance's memory.
@@ -195,12 +216,16 @@ func (p *participant) start(ctx actor.Context) {
 			return
 		}
 		var err error
-		if kv, inDoubt, err = p.cfg.Reload(); err != nil {
+		if kv, inDoubt, heuristics, err = p.cfg.Reload(); err != nil {
 			p.log.Error("participant failed and reloading its state from the log failed; stopping", "error", err)
 			ctx.Stop(ctx.Self())
 			return
 		}
-		p.log.Warn("participant restarted from its log", "keys", len(kv), "in_doubt", len(inDoubt))
+		p.log.Warn("participant restarted from its log", "keys", len(kv), "in_doubt", len(inDoubt), "heuristic", len(heuristics))
+	}
+	p.heuristics = heuristics // taken over, like kv
+	if p.heuristics == nil {
+		p.heuristics = make(map[messages.TxID]bool)
 	}
 	p.kv = kv // taken over: the caller handed it a copy of its own
 	if p.kv == nil {
@@ -227,7 +252,20 @@ func (p *participant) start(ctx actor.Context) {
 			state:     prepared, ops: rec.Ops, participants: rec.Participants,
 			preparedAt: now, nextQuery: now, queryGap: p.timing.InDoubtAfter,
 		}
-		p.log.Warn("in doubt after restart", "tx", rec.Tx, "coordinator", rec.Tx.Node)
+		if _, forced := p.heuristics[rec.Tx]; !forced {
+			p.log.Warn("in doubt after restart", "tx", rec.Tx, "coordinator", rec.Tx.Node)
+		}
+	}
+	for _, rec := range inDoubt {
+		// The operator's decision was logged, but not (durably) applied
+		// before the restart: apply it now, as it would have been.
+		if commit, forced := p.heuristics[rec.Tx]; forced {
+			p.log.Warn("finishing the operator's heuristic decision after restart", "tx", rec.Tx, "decision", forcedDecision(commit))
+			p.decide(ctx, rec.Tx, forcedDecision(commit), nil, "heuristic abort by the operator")
+		}
+	}
+	for tx, commit := range p.heuristics {
+		p.log.Debug("heuristic decision recovered", "tx", tx, "decision", forcedDecision(commit))
 	}
 	p.queryTimer.arm(ctx, p.queryTick())
 	if len(inDoubt) > 0 {
@@ -413,6 +451,8 @@ func (p *participant) onAppended(ctx actor.Context, m *messages.Appended) {
 		return
 	}
 	switch pa.kind {
+	case messages.RecHeuristic:
+		p.onHeuristicLogged(ctx, pa.tx, t, m.Err)
 	case messages.RecPrepared:
 		if m.Err != nil {
 			// Not durable, so not promised: refuse.
@@ -457,8 +497,24 @@ func (p *participant) onAppended(ctx actor.Context, m *messages.Appended) {
 	}
 }
 
-// onDecision handles Commit, Abort and a DecisionReply that carries one.
+// onDecision handles Commit, Abort and a DecisionReply that carries one:
+// held back while an operator's heuristic decision is being logged, checked
+// against one that was (see onDecisionAfterHeuristic), otherwise decided.
 func (p *participant) onDecision(ctx actor.Context, tx messages.TxID, d messages.Decision, replyTo *actor.PID, reason string) {
+	t := p.txs[tx]
+	if t != nil && t.forcing != nil {
+		t.forcing.deferred = append(t.forcing.deferred, deferredDecision{d: d, replyTo: replyTo, reason: reason})
+		return
+	}
+	if commit, forced := p.heuristics[tx]; forced {
+		p.onDecisionAfterHeuristic(ctx, tx, t, commit, d, replyTo)
+		return
+	}
+	p.decide(ctx, tx, d, replyTo, reason)
+}
+
+// decide applies a decision the protocol delivered (or the operator forced).
+func (p *participant) decide(ctx actor.Context, tx messages.TxID, d messages.Decision, replyTo *actor.PID, reason string) {
 	t := p.txs[tx]
 	switch d {
 	case messages.DecisionCommit:

@@ -32,6 +32,14 @@ func newParticipantRig(t *testing.T, kv map[string]int64, inDoubt []messages.Rec
 }
 
 func buildParticipantRig(t *testing.T, timing Timing, kv map[string]int64, inDoubt []messages.Record) *participantRig {
+	return buildParticipantRigWith(t, func(c *ParticipantConfig) {
+		c.Timing, c.KV, c.InDoubt = timing, kv, inDoubt
+	})
+}
+
+// buildParticipantRigWith is buildParticipantRig with the config (Fresh,
+// Node 0 of 1, probes for collaborators) changed by edit.
+func buildParticipantRigWith(t *testing.T, edit func(*ParticipantConfig)) *participantRig {
 	sys := actortest.NewSystem(t)
 	r := &participantRig{
 		sys:   sys,
@@ -44,10 +52,9 @@ func buildParticipantRig(t *testing.T, timing Timing, kv map[string]int64, inDou
 		Coordinators: map[int32]*actor.PID{0: r.coord.PID},
 		Participants: map[int32]*actor.PID{1: r.peer.PID},
 	}
-	pid, err := sys.Root.SpawnNamed(NewParticipantProps(ParticipantConfig{
-		Node: 0, Members: 1, Persistence: r.wal.PID, Directory: dir,
-		Timing: timing, KV: kv, InDoubt: inDoubt, Fresh: true,
-	}), "participant")
+	cfg := ParticipantConfig{Node: 0, Members: 1, Persistence: r.wal.PID, Directory: dir, Fresh: true}
+	edit(&cfg)
+	pid, err := sys.Root.SpawnNamed(NewParticipantProps(cfg), "participant")
 	if err != nil {
 		t.Fatal(err)
 	}

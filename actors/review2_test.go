@@ -369,17 +369,17 @@ func newRestartRigTiming(t *testing.T, timing Timing) *restartRig {
 	t.Cleanup(func() { _ = sys.Root.PoisonFuture(wal).Wait() })
 	r := &restartRig{sys: sys, wal: wal,
 		txn: actortest.NewProbe(t, sys, "txn"), coord: actortest.NewProbe(t, sys, "coord"), peer: actortest.NewProbe(t, sys, "peer")}
-	reload := func() (map[string]int64, []messages.Record, error) {
+	reload := func() (map[string]int64, []messages.Record, map[messages.TxID]bool, error) {
 		res, err := sys.Root.RequestFuture(wal, &persistence.CurrentState{}, wait).Result()
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		st := res.(*persistence.StateReply).State
 		var inDoubt []messages.Record
 		for _, rec := range st.InDoubt {
 			inDoubt = append(inDoubt, rec)
 		}
-		return st.KV, inDoubt, nil
+		return st.KV, inDoubt, st.Heuristic, nil
 	}
 	pid, err := sys.Root.SpawnNamed(NewParticipantProps(ParticipantConfig{
 		Node: 0, Members: 1, Persistence: wal, Timing: timing,

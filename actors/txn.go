@@ -187,7 +187,14 @@ func (t *txn) committing(ctx actor.Context) {
 			return
 		}
 		delete(t.unacked, m.From)
-		if t.cfg.log.IsInfo() {
+		if m.Heuristic {
+			// The node heard the Commit, but an operator had forced it to
+			// abort: nothing the coordinator can re-send changes that.
+			// Counted as acked, so the transaction ends; the damage is
+			// reported, not hidden.
+			t.cfg.log.Error(fmt.Sprintf("heuristic damage reported by node %d for %v: it applied the operator's decision, not the coordinator's", m.From, t.cfg.tx),
+				"tx", t.cfg.tx, "node", m.From)
+		} else if t.cfg.log.IsInfo() {
 			t.cfg.log.Info("ack received", "tx", t.cfg.tx, "from", m.From)
 		}
 		t.step(StepAckReceived, m.From, 0)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hashicorp/go-hclog"
 
 	"twopc/actors/actortest"
 	"twopc/messages"
@@ -23,6 +24,11 @@ type txnRig struct {
 }
 
 func newTxnRig(t *testing.T, timing Timing, participants ...int32) *txnRig {
+	return newTxnRigLog(t, timing, nil, participants...)
+}
+
+// newTxnRigLog is newTxnRig with the txn actor logging to log.
+func newTxnRigLog(t *testing.T, timing Timing, log hclog.Logger, participants ...int32) *txnRig {
 	sys := actortest.NewSystem(t)
 	r := &txnRig{sys: sys, parts: map[int32]*actortest.Probe{},
 		wal: actortest.NewProbe(t, sys, "wal"), boss: actortest.NewProbe(t, sys, "coordinator")}
@@ -36,7 +42,7 @@ func newTxnRig(t *testing.T, timing Timing, participants ...int32) *txnRig {
 	}
 	pid, err := sys.Root.SpawnNamed(newTxnProps(txnConfig{
 		tx: tx(1), participants: participants, ops: ops, directory: dir,
-		persistence: r.wal.PID, timing: timing.WithDefaults(), log: orNull(nil), reportTo: r.boss.PID,
+		persistence: r.wal.PID, timing: timing.WithDefaults(), log: orNull(log), reportTo: r.boss.PID,
 	}), "txn")
 	if err != nil {
 		t.Fatal(err)

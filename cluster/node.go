@@ -169,7 +169,8 @@ func (n *Node) start() error {
 	}
 	n.tracer.started(n.incarnation)
 
-	// The participant takes state.KV over once spawned: count it before.
+	// The participant takes state.KV (and state.Heuristic) over once
+	// spawned: count it before.
 	recoveredKeys := len(state.KV)
 	dirOf := &addressDirectory{members: n.cfg.Members}
 	var inDoubt []messages.Record
@@ -193,7 +194,7 @@ func (n *Node) start() error {
 	n.participant, err = n.sys.Root.SpawnNamed(n.tracer.props(actors.NewParticipantProps(actors.ParticipantConfig{
 		Node: n.cfg.ID, Members: len(n.cfg.Members), Persistence: n.persistencePID, Directory: dirOf,
 		Timing: n.cfg.Timing, Logger: n.log.Named("participant"), KV: state.KV, InDoubt: inDoubt,
-		Reload: n.reloadParticipant, Steps: n.cfg.Steps, Fresh: n.incarnation == 1,
+		Heuristic: state.Heuristic, Reload: n.reloadParticipant, Steps: n.cfg.Steps, Fresh: n.incarnation == 1,
 	})), actors.ParticipantName)
 	if err != nil {
 		return fmt.Errorf("node %d: spawn participant: %w", n.cfg.ID, err)
@@ -226,23 +227,23 @@ func (n *Node) start() error {
 // reloadParticipant gives a participant that failed and is being restarted
 // the state its log holds now. It runs on the participant's goroutine and
 // waits for the persistence actor, which never waits for the participant.
-func (n *Node) reloadParticipant() (map[string]int64, []messages.Record, error) {
+func (n *Node) reloadParticipant() (map[string]int64, []messages.Record, map[messages.TxID]bool, error) {
 	res, err := n.sys.Root.RequestFuture(n.persistencePID, &persistence.CurrentState{}, 30*time.Second).Result()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	r, ok := res.(*persistence.StateReply)
 	if !ok {
-		return nil, nil, fmt.Errorf("unexpected answer %T", res)
+		return nil, nil, nil, fmt.Errorf("unexpected answer %T", res)
 	}
 	if r.Err != nil {
-		return nil, nil, r.Err
+		return nil, nil, nil, r.Err
 	}
 	var inDoubt []messages.Record
 	for _, rec := range r.State.InDoubt {
 		inDoubt = append(inDoubt, rec)
 	}
-	return r.State.KV, inDoubt, nil
+	return r.State.KV, inDoubt, r.State.Heuristic, nil
 }
 
 // membershipFile records which cluster a node's data belongs to. Keys are

@@ -1,0 +1,329 @@
+package actors
+
+// Heuristic decisions are durable and never forgotten: a Commit for a
+// transaction the operator made this node abort is answered, however late
+// and after whatever restart, with an Ack marked Heuristic (never a plain
+// one), and the damage is logged; the txn actor that gets such an ack ends
+// the transaction and reports the damage.
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/hashicorp/go-hclog"
+
+	"twopc/actors/actortest"
+	"twopc/messages"
+)
+
+// logBuffer collects log output written from actor goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func errorLogger() (hclog.Logger, *logBuffer) {
+	buf := &logBuffer{}
+	return hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Error, Output: buf}), buf
+}
+
+// shortMemory: outcomes forgotten within 100 ms or so (RememberOutcomes is
+// raised to VoteTimeout + 2 × ClockSkew = 60 ms; the forgetting tick runs
+// every VoteTimeout/2), nobody asks about anything in doubt.
+var shortMemory = Timing{VoteTimeout: 40 * time.Millisecond, ClockSkew: 10 * time.Millisecond, RememberOutcomes: 60 * time.Millisecond, InDoubtAfter: time.Hour}
+
+func damageLine(d, forced messages.Decision, id messages.TxID) string {
+	return "HEURISTIC DAMAGE: coordinator decided " + d.String() + " for " + id.String() + ", this node applied the operator's " + forced.String()
+}
+
+// expectHeuristicAck: the next message on p is an Ack for id marked
+// Heuristic, and nothing follows it.
+func expectHeuristicAck(t *testing.T, p *actortest.Probe, id messages.TxID) {
+	t.Helper()
+	ack, _ := actortest.Expect[*messages.Ack](t, p, wait)
+	if ack.Tx != id || ack.From != 0 || !ack.Heuristic {
+		t.Fatalf("answer to a Commit of %v, heuristically aborted here: %+v, want an Ack marked Heuristic", id, ack)
+	}
+	actortest.ExpectNone(t, p, 50*time.Millisecond)
+}
+
+// askPeerQuery sends a DecisionQuery about id as node 1 (the peer probe)
+// and returns the reply.
+func (r *participantRig) askPeerQuery(t *testing.T, id messages.TxID) messages.Decision {
+	t.Helper()
+	r.sys.Root.Send(r.pid, &messages.DecisionQuery{Tx: id, From: 1})
+	rep, _ := actortest.Expect[*messages.DecisionReply](t, r.peer, wait)
+	if rep.Tx != id || rep.From != 0 {
+		t.Fatalf("reply %+v", rep)
+	}
+	return rep.Decision
+}
+
+func (r *participantRig) readValue(t *testing.T, key string) int64 {
+	t.Helper()
+	res, err := r.sys.Root.RequestFuture(r.pid, &messages.Read{Keys: []string{key}}, wait).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.(*messages.ReadReply).Values[0].Value
+}
+
+// The operator aborted tx(1) here; the coordinator had decided commit, and
+// its Commit comes only after this participant has forgotten its ordinary
+// outcomes. It is answered with an Ack marked Heuristic (before, the
+// participant took it for a duplicate of a commit it had forgotten and sent
+// a plain ack), the damage is logged, the value stays as the operator left
+// it, and the outcome answers still say what this node did.
+func TestHeuristicAbortAnswersLateCommitWithDamage(t *testing.T) {
+	log, buf := errorLogger()
+	r := buildParticipantRigWith(t, func(c *ParticipantConfig) {
+		c.Timing, c.KV, c.Logger = shortMemory, map[string]int64{"a": 1}, log
+	})
+	r.prepared(t, tx(1), messages.Add("a", 5))
+	if fr := forceLogged(t, r, tx(1), false); !fr.Applied {
+		t.Fatalf("force: %+v", fr)
+	}
+	if app, _ := actortest.Expect[*messages.Append](t, r.wal, wait); app.Records[0].Kind != messages.RecAborted {
+		t.Fatalf("want the lazy ABORTED, got %+v", app)
+	}
+	actortest.Eventually(t, wait, func() string {
+		if st := r.status(t); st.Remembered != 0 {
+			return "the participant still remembers its outcomes"
+		}
+		return ""
+	})
+
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)
+	expectHeuristicAck(t, r.txn, tx(1))
+	if !strings.Contains(buf.String(), damageLine(messages.DecisionCommit, messages.DecisionAbort, tx(1))) {
+		t.Fatalf("no HEURISTIC DAMAGE line at ERROR in:\n%s", buf.String())
+	}
+	// A Commit without a sender: the ack goes to the coordinator.
+	r.sys.Root.Send(r.pid, &messages.Commit{Tx: tx(1)})
+	expectHeuristicAck(t, r.coord, tx(1))
+	actortest.ExpectNone(t, r.wal, 30*time.Millisecond) // nothing committed
+	if v := r.readValue(t, "a"); v != 1 {
+		t.Fatalf("a = %d after the operator's abort and the coordinator's Commit, want 1", v)
+	}
+
+	wantOutcome(t, askOutcome(t, r, tx(1)), messages.DecisionAbort, "aborted it (by the operator's heuristic decision)")
+	if d := r.askPeerQuery(t, tx(1)); d != messages.DecisionAbort {
+		t.Fatalf("a peer asking about %v learns %v, want abort", tx(1), d)
+	}
+	if fr := forceDecision(t, r, tx(1), true); fr.Applied || !strings.Contains(fr.Err, "aborted by the operator's heuristic decision") {
+		t.Fatalf("force again: %+v", fr)
+	}
+	// A late Abort agrees: nothing to say, no damage.
+	before := strings.Count(buf.String(), "HEURISTIC DAMAGE")
+	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(1)})
+	actortest.ExpectNone(t, r.coord, 30*time.Millisecond)
+	if strings.Count(buf.String(), "HEURISTIC DAMAGE") != before {
+		t.Fatalf("an agreeing Abort logged damage:\n%s", buf.String())
+	}
+}
+
+// A participant started with heuristic decisions recovered from its log
+// (ParticipantConfig.Heuristic) holds to them: a Commit of one it aborted
+// gets an Ack marked Heuristic, a Commit of one it committed a plain ack, an
+// Abort of one it committed is logged as damage and not acked.
+func TestHeuristicRecoveredDecisionsAnswerCommits(t *testing.T) {
+	log, buf := errorLogger()
+	r := buildParticipantRigWith(t, func(c *ParticipantConfig) {
+		c.Timing, c.Logger = shortMemory, log
+		c.Fresh = false
+		c.Heuristic = map[messages.TxID]bool{tx(1): false, tx(2): true}
+	})
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)
+	expectHeuristicAck(t, r.txn, tx(1))
+	if !strings.Contains(buf.String(), damageLine(messages.DecisionCommit, messages.DecisionAbort, tx(1))) {
+		t.Fatalf("no HEURISTIC DAMAGE line for %v in:\n%s", tx(1), buf.String())
+	}
+
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(2)}, r.txn.PID)
+	if ack, _ := actortest.Expect[*messages.Ack](t, r.txn, wait); ack.Tx != tx(2) || ack.Heuristic {
+		t.Fatalf("Commit of a transaction heuristically committed here: %+v, want a plain ack", ack)
+	}
+	if strings.Contains(buf.String(), tx(2).String()) {
+		t.Fatalf("an agreeing Commit logged an error:\n%s", buf.String())
+	}
+	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(2)})
+	actortest.Eventually(t, wait, func() string {
+		if !strings.Contains(buf.String(), damageLine(messages.DecisionAbort, messages.DecisionCommit, tx(2))) {
+			return "no HEURISTIC DAMAGE line for the Abort of " + tx(2).String()
+		}
+		return ""
+	})
+	for _, p := range []*actortest.Probe{r.txn, r.coord, r.wal} {
+		actortest.ExpectNone(t, p, 30*time.Millisecond)
+	}
+	wantOutcome(t, askOutcome(t, r, tx(1)), messages.DecisionAbort, "aborted it (by the operator's heuristic decision)")
+	wantOutcome(t, askOutcome(t, r, tx(2)), messages.DecisionCommit, "committed it (by the operator's heuristic decision)")
+	if d := r.askPeerQuery(t, tx(2)); d != messages.DecisionCommit {
+		t.Fatalf("a peer asking about %v learns %v, want commit", tx(2), d)
+	}
+}
+
+// A crash between the HEURISTIC record and the decision's own record (the
+// lazy ABORTED lost, or COMMITTED not yet written) leaves the transaction in
+// doubt in the log: the restarted participant applies the operator's
+// decision at once instead of asking the coordinator about it.
+func TestHeuristicRecoveredInDoubtIsFinished(t *testing.T) {
+	recs := []messages.Record{
+		{Kind: messages.RecPrepared, Tx: tx(1), Participants: []int32{0}, Ops: []messages.Op{messages.Set("a", 5)}},
+		{Kind: messages.RecPrepared, Tx: tx(2), Participants: []int32{0}, Ops: []messages.Op{messages.Set("b", 7)}},
+	}
+	r := buildParticipantRigWith(t, func(c *ParticipantConfig) {
+		c.Timing, c.InDoubt, c.Fresh = Timing{InDoubtAfter: time.Hour}, recs, false
+		c.Heuristic = map[messages.TxID]bool{tx(1): false, tx(2): true}
+	})
+	got := map[messages.RecordKind]*messages.Append{}
+	var commitFrom *actor.PID
+	for range 2 {
+		app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+		got[app.Records[0].Kind] = app
+		if app.Records[0].Kind == messages.RecCommitted {
+			commitFrom = from
+		}
+	}
+	ab, co := got[messages.RecAborted], got[messages.RecCommitted]
+	if ab == nil || ab.Records[0].Tx != tx(1) || ab.Force || co == nil || co.Records[0].Tx != tx(2) || !co.Force {
+		t.Fatalf("want a lazy ABORTED of %v and a forced COMMITTED of %v, got %+v", tx(1), tx(2), got)
+	}
+	r.sys.Root.Send(commitFrom, &messages.Appended{ID: co.ID})
+	if ack, _ := actortest.Expect[*messages.Ack](t, r.coord, wait); ack.Tx != tx(2) || ack.Heuristic {
+		t.Fatalf("ack of the finished heuristic commit: %+v", ack)
+	}
+	actortest.ExpectNone(t, r.coord, 30*time.Millisecond) // no DecisionQuery about either
+	if st := r.status(t); len(st.InDoubt) != 0 || st.LocksHeld != 0 {
+		t.Fatalf("still in doubt after the restart: %+v", st)
+	}
+	if a, b := r.readValue(t, "a"), r.readValue(t, "b"); a != 0 || b != 7 {
+		t.Fatalf("a=%d b=%d, want 0 and 7", a, b)
+	}
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)
+	expectHeuristicAck(t, r.txn, tx(1))
+}
+
+// A Commit that arrives while the HEURISTIC record of a forced abort is
+// being logged waits for it, and is then answered as damage; the
+// ForceDecision's answer comes only once the record is durable.
+func TestHeuristicCommitDuringForcedAbortWaits(t *testing.T) {
+	r := newParticipantRig(t, map[string]int64{"a": 1}, nil)
+	r.prepared(t, tx(1), messages.Add("a", 5))
+	f := r.sys.Root.RequestFuture(r.pid, &ForceDecision{Tx: tx(1), Commit: false}, wait)
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if app.Records[0].Kind != messages.RecHeuristic || !app.Force {
+		t.Fatalf("want the forced HEURISTIC, got %+v", app)
+	}
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)
+	actortest.ExpectNone(t, r.txn, 50*time.Millisecond)
+	actortest.ExpectNone(t, r.wal, 0) // no COMMITTED
+	if fr := forceDecision(t, r, tx(1), true); fr.Applied || !strings.Contains(fr.Err, "being decided by the operator") {
+		t.Fatalf("a second ForceDecision while the first is logged: %+v", fr)
+	}
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	res, err := f.Result()
+	if err != nil || !res.(*ForceDecisionResult).Applied {
+		t.Fatalf("force: %v %v", res, err)
+	}
+	expectHeuristicAck(t, r.txn, tx(1))
+	if v := r.readValue(t, "a"); v != 1 {
+		t.Fatalf("a = %d, want 1", v)
+	}
+}
+
+// A HEURISTIC record that cannot be written is no decision: the answer says
+// so and the transaction stays in doubt.
+func TestHeuristicNotLoggedIsNotApplied(t *testing.T) {
+	r := newParticipantRig(t, nil, nil)
+	r.prepared(t, tx(1), messages.Set("a", 5))
+	f := r.sys.Root.RequestFuture(r.pid, &ForceDecision{Tx: tx(1), Commit: true}, wait)
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID, Err: errDisk})
+	res, err := f.Result()
+	if fr, _ := res.(*ForceDecisionResult); err != nil || fr == nil || fr.Applied || !strings.Contains(fr.Err, "disk on fire") {
+		t.Fatalf("force with a failed log write: %+v %v", res, err)
+	}
+	actortest.ExpectNone(t, r.wal, 30*time.Millisecond)
+	if st := r.status(t); len(st.InDoubt) != 1 {
+		t.Fatalf("not in doubt any more: %+v", st)
+	}
+	wantOutcome(t, askOutcome(t, r, tx(1)), messages.DecisionUnknown, "in doubt here too")
+}
+
+// Over a real log: the heuristic abort is on disk, so a participant that
+// failed and rebuilt itself from the log (Reload) still answers the
+// coordinator's Commit as damage.
+func TestHeuristicSurvivesParticipantReload(t *testing.T) {
+	r := newRestartRig(t)
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.Set("a", 5)}, Participants: []int32{0, 1}}, r.txn.PID)
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteYes {
+		t.Fatalf("vote %+v", v)
+	}
+	res, err := r.sys.Root.RequestFuture(r.pid, &ForceDecision{Tx: tx(1), Commit: false}, wait).Result()
+	if err != nil || !res.(*ForceDecisionResult).Applied {
+		t.Fatalf("force: %v %v", res, err)
+	}
+	r.crash()
+	actortest.Eventually(t, wait, func() string {
+		if st := r.status(t); len(st.InDoubt) != 0 {
+			return "in doubt"
+		}
+		return ""
+	})
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)
+	expectHeuristicAck(t, r.txn, tx(1))
+	if v := r.read(t, "a"); v != 0 {
+		t.Fatalf("a = %d, want 0", v)
+	}
+}
+
+// A txn actor re-sending Commit gets an Ack marked Heuristic from one
+// participant: the transaction counts it as acked, ends (END written) and
+// logs the damage at ERROR.
+func TestTxnHeuristicAckEndsTheTransaction(t *testing.T) {
+	log, buf := errorLogger()
+	r := newTxnRigLog(t, Timing{VoteTimeout: time.Hour, ResendInterval: 20 * time.Millisecond}, log, 0, 1)
+	r.prepared(t)
+	r.vote(0, messages.VoteYes, "")
+	r.vote(1, messages.VoteYes, "")
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	actortest.Expect[*messages.Commit](t, r.parts[0], wait)
+	actortest.Expect[*messages.Commit](t, r.parts[1], wait)
+	actortest.Expect[*txnOutcome](t, r.boss, wait)
+	r.sys.Root.Send(r.pid, &messages.Ack{Tx: tx(1), From: 0})
+	actortest.Expect[*messages.Commit](t, r.parts[1], wait) // re-sent
+	r.sys.Root.Send(r.pid, &messages.Ack{Tx: tx(1), From: 1, Heuristic: true})
+	end, _ := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if end.Records[0].Kind != messages.RecEnd || end.Records[0].Tx != tx(1) {
+		t.Fatalf("want END once the heuristic ack counted, got %+v", end)
+	}
+	want := "heuristic damage reported by node 1 for " + tx(1).String() + ": it applied the operator's decision, not the coordinator's"
+	if !strings.Contains(buf.String(), want) || !strings.Contains(buf.String(), "[ERROR]") {
+		t.Fatalf("want %q at ERROR, got:\n%s", want, buf.String())
+	}
+	// It has ended: it no longer exists to re-send anything.
+	actortest.Eventually(t, wait, func() string {
+		if _, err := r.sys.Root.RequestFuture(r.pid, &messages.Ack{Tx: tx(1), From: 1}, 100*time.Millisecond).Result(); err != actor.ErrDeadLetter {
+			return "the txn actor still runs"
+		}
+		return ""
+	})
+}
