@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -284,20 +285,21 @@ func TestOperatorResolveRefusedWhileAParticipantKnows(t *testing.T) {
 	settled(t, r.l, 10*time.Second)
 }
 
-// The dangerous case, as it is: the coordinator logged COMMIT and died
-// before sending it; nobody running knows, so Resolve accepts the
-// operator's heuristic abort. When the coordinator comes back it re-drives
-// its COMMIT:
+// The dangerous case: the coordinator logged COMMIT and died before sending
+// it; nobody running knows, so Resolve accepts the operator's heuristic
+// abort. When the coordinator comes back it re-drives its COMMIT. The
+// participants logged their heuristic abort (HEURISTIC, forced) and never
+// forget it, so the disagreement is reported, not hidden:
 //
-//  1. The participants refuse to ack it (ERROR "conflicting decisions")
-//     and KnownOutcome now says committed — from the coordinator — while
-//     the data says aborted: the disagreement is visible.
-//  2. Once a participant has forgotten its abort (RememberOutcomes), a
-//     re-sent Commit looks like a duplicate of one it committed and forgot,
-//     so it acks; the coordinator writes END and forgets too. Everything
-//     settles, the values stay aborted, and the disagreement is silent
-//     from then on: a client told "committed" (here the client heard
-//     nothing, but one is told as soon as COMMIT is durable) was told wrong.
+//  1. Each participant answers the Commit with an Ack marked Heuristic and
+//     logs "HEURISTIC DAMAGE" at ERROR (before, it refused to ack, and once
+//     it had forgotten its abort it acked as if it had committed).
+//  2. The coordinator counts those acks, logs "heuristic damage reported by
+//     node N" at ERROR, writes END and ends: nothing is re-sent for ever.
+//  3. The values stay as the operator forced them, and each participant
+//     keeps saying it aborted by the operator's decision — after its
+//     outcomes are forgotten and after a restart, when a Commit for the
+//     transaction is still answered as damage.
 func TestOperatorHeuristicAbortThenCoordinatorRestarts(t *testing.T) {
 	log, buf := newBufferLogger(hclog.Error)
 	r := newOpRig(t, opTiming, log)
@@ -312,16 +314,55 @@ func TestOperatorHeuristicAbortThenCoordinatorRestarts(t *testing.T) {
 	if err := r.l.RestartNode(0); err != nil {
 		t.Fatal(err)
 	}
+	damage := "HEURISTIC DAMAGE: coordinator decided commit for " + tx.String() + ", this node applied the operator's abort"
 	actortest.Eventually(t, 5*time.Second, func() string {
-		if !strings.Contains(buf.String(), "Commit for a transaction this node aborted: conflicting decisions") {
-			return "no participant has refused the re-driven Commit yet"
+		for _, n := range res.Nodes {
+			reported := fmt.Sprintf("heuristic damage reported by node %d for %v: it applied the operator's decision, not the coordinator's", n, tx)
+			if !strings.Contains(buf.String(), reported) {
+				return fmt.Sprintf("the coordinator has not reported node %d's damage yet", n)
+			}
+		}
+		if strings.Count(buf.String(), damage) < len(res.Nodes) {
+			return "not every forced participant has logged the damage yet"
 		}
 		return ""
 	})
-	r.wantKnown(tx, messages.DecisionCommit, "node 0's coordinator: COMMIT logged, not all acked")
-	r.wantValues(100, 100, "while the coordinator re-drives its COMMIT")
-
-	settled(t, r.l, 10*time.Second) // the participants forget, ack, and the coordinator ends it
+	settled(t, r.l, 10*time.Second) // the coordinator wrote END and ended
+	if strings.Contains(buf.String(), "conflicting decisions") {
+		t.Fatalf("a participant refused the Commit instead of reporting the damage:\n%s", buf.String())
+	}
 	r.wantValues(100, 100, "after the coordinator ended the transaction")
-	r.wantKnown(tx, messages.DecisionAbort, "presumed abort")
+	n0 := r.l.Node(0)
+	if a, err := n0.askOutcome(n0.Coordinator(), tx); err != nil || a.Decision != messages.DecisionAbort || !a.Presumed {
+		t.Fatalf("the coordinator on %v after END: %+v %v, want it forgotten (presumed abort)", tx, a, err)
+	}
+	forced := res.Nodes[0]
+	r.wantKnown(tx, messages.DecisionAbort, "aborted it (by the operator's heuristic decision)")
+
+	// Long past RememberOutcomes, and after a restart of a forced
+	// participant, the heuristic abort is still there.
+	time.Sleep(opTiming.RememberOutcomes + 200*time.Millisecond)
+	r.wantKnown(tx, messages.DecisionAbort, "aborted it (by the operator's heuristic decision)")
+	if err := r.l.Crash(int(forced)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.l.RestartNode(int(forced)); err != nil {
+		t.Fatal(err)
+	}
+	n := r.l.Node(int(forced))
+	a, err := n.askOutcome(n.Participant(), tx)
+	if err != nil || a.Decision != messages.DecisionAbort || a.Why != "aborted it (by the operator's heuristic decision)" {
+		t.Fatalf("node %d's participant after its restart: %+v %v", forced, a, err)
+	}
+	before := strings.Count(buf.String(), damage)
+	probe := actortest.NewProbe(t, n.System(), "late-coordinator")
+	n.System().Root.RequestWithCustomSender(n.Participant(), &messages.Commit{Tx: tx, From: 0}, probe.PID)
+	if ack, _ := actortest.Expect[*messages.Ack](t, probe, 5*time.Second); ack.Tx != tx || ack.From != forced || !ack.Heuristic {
+		t.Fatalf("a Commit after node %d's restart: %+v, want an Ack marked Heuristic", forced, ack)
+	}
+	if strings.Count(buf.String(), damage) != before+1 {
+		t.Fatalf("the restarted participant did not log the damage:\n%s", buf.String())
+	}
+	settled(t, r.l, 10*time.Second)
+	r.wantValues(100, 100, "after the participant's restart")
 }

@@ -165,6 +165,9 @@ func describe(m interface{}) (tx messages.TxID, what, detail string, from int32,
 	case *messages.Abort:
 		return m.Tx, "Abort", m.Reason, m.From, true
 	case *messages.Ack:
+		if m.Heuristic {
+			return m.Tx, "Ack", "heuristic damage", m.From, true
+		}
 		return m.Tx, "Ack", "", m.From, true
 	case *messages.DecisionQuery:
 		return m.Tx, "DecisionQuery", "", m.From, true
