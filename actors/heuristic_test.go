@@ -7,9 +7,7 @@ package actors
 // the transaction and reports the damage.
 
 import (
-	"bytes"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,26 +18,8 @@ import (
 	"twopc/messages"
 )
 
-// logBuffer collects log output written from actor goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func errorLogger() (hclog.Logger, *logBuffer) {
-	buf := &logBuffer{}
+func errorLogger() (hclog.Logger, *actortest.Buffer) {
+	buf := &actortest.Buffer{}
 	return hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Error, Output: buf}), buf
 }
 
