@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -49,7 +50,7 @@ func render(w io.Writer, tx messages.TxID, evs []Event, nodes int) error {
 	}
 	nodes = max(nodes, 1)
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "trace %v: %s; coordinator node %d, participants %s\n", tx, status(evs), tx.Node, participants(evs))
+	fmt.Fprintf(bw, "trace %v: %s%s; coordinator node %d, participants %s\n", tx, status(evs), heuristics(evs), tx.Node, participants(evs))
 
 	var hdr strings.Builder
 	for i := 0; i < nodes; i++ {
@@ -101,6 +102,41 @@ func status(evs []Event) string {
 	return "no decision recorded"
 }
 
+// heuristics says where an operator forced a decision (a HEURISTIC record)
+// and where that met a different decision of the coordinator (an ack of
+// heuristic damage): the summary must not read as a clean outcome then.
+func heuristics(evs []Event) string {
+	var forced, damaged []int32
+	for _, e := range evs {
+		switch {
+		case e.Kind == LogWrite && e.What == messages.RecHeuristic.String() && !slices.Contains(forced, e.Node):
+			forced = append(forced, e.Node)
+		case e.Kind == Send && e.What == "Ack" && e.Detail == "heuristic damage" && !slices.Contains(damaged, e.Node):
+			damaged = append(damaged, e.Node)
+		}
+	}
+	var notes []string
+	if len(forced) > 0 {
+		notes = append(notes, "the operator forced a heuristic decision on node "+nodeList(forced))
+	}
+	if len(damaged) > 0 {
+		notes = append(notes, "heuristic damage reported by node "+nodeList(damaged))
+	}
+	if len(notes) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(notes, "; ") + ")"
+}
+
+func nodeList(ns []int32) string {
+	slices.Sort(ns)
+	parts := make([]string, len(ns))
+	for i, n := range ns {
+		parts[i] = fmt.Sprint(n)
+	}
+	return strings.Join(parts, " ")
+}
+
 // participants lists the nodes the transaction's first-phase and
 // second-phase messages and records name.
 func participants(evs []Event) string {
@@ -117,7 +153,7 @@ func participants(evs []Event) string {
 			}
 		case LogWrite:
 			switch e.What {
-			case messages.RecPrepared.String(), messages.RecCommitted.String(), messages.RecAborted.String():
+			case messages.RecPrepared.String(), messages.RecCommitted.String(), messages.RecAborted.String(), messages.RecHeuristic.String():
 				seen[e.Node] = true
 			}
 		}

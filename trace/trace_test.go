@@ -242,6 +242,29 @@ func TestRenderAborted(t *testing.T) {
 	}
 }
 
+// A heuristic decision that met the coordinator's commit: the summary says
+// so, not just "committed".
+func TestRenderHeuristicDamage(t *testing.T) {
+	r := NewRecorder(10)
+	for _, e := range []Event{
+		{At: at(0), Node: 0, Kind: LogWrite, Peer: NoPeer, Tx: tx2, What: messages.RecCommitDecision.String(), Forced: true},
+		{At: at(1), Node: 2, Kind: LogWrite, Peer: NoPeer, Tx: tx2, What: messages.RecHeuristic.String(), Forced: true},
+		{At: at(2), Node: 1, Kind: LogWrite, Peer: NoPeer, Tx: tx2, What: messages.RecHeuristic.String(), Forced: true},
+		send(3, 2, 0, tx2, "Ack", "heuristic damage"),
+	} {
+		r.Record(e)
+	}
+	var b strings.Builder
+	if err := r.Render(&b, tx2, 3); err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(b.String(), "\n")
+	want := "trace 0.1.6: committed (the operator forced a heuristic decision on node 1 2; heuristic damage reported by node 2); coordinator node 0, participants 1 2"
+	if first != want {
+		t.Fatalf("summary:\n%s\nwant:\n%s", first, want)
+	}
+}
+
 // Many goroutines record at once (every node's actors do): run under -race.
 func TestRecordConcurrently(t *testing.T) {
 	r := NewRecorder(50)
