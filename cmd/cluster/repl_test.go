@@ -420,3 +420,37 @@ func expectTrace(t *testing.T, lines []string, header string, inOrder ...string)
 		t.Fatalf("trace lacks %q (in this order: %q):\n%s", inOrder[next], inOrder, strings.Join(lines, "\n"))
 	}
 }
+
+// The operator guesses wrong: a heuristic abort where the coordinator had
+// logged COMMIT. Once the coordinator is back, the nodes disagree — and say
+// so: the trace's summary reports the heuristic decision and the damage.
+func TestWrongHeuristicDecisionIsReportedAsDamage(t *testing.T) {
+	got := session(t, t.TempDir(), strings.Join([]string{
+		"crash 0 at commit-logged",
+		"add 1 via 0",
+		"resolve 0.1.2 abort",
+		"restart 0",
+		"get value",
+		"indoubt",
+		"trace 0.1.2",
+	}, "\n")+"\n", "--in-doubt-after", "1m")
+	traceAt := len(got)
+	for i, l := range got {
+		if strings.HasPrefix(l, "trace 0.1.2: ") {
+			traceAt = i
+		}
+	}
+	expectTrace(t, got[traceAt:],
+		"trace 0.1.2: committed (the operator forced a heuristic decision on node 1 2 3; heuristic damage reported by node 1 2 3); coordinator node 0, participants 0 1 2 3",
+		"node 0 log COMMIT (forced)", "node 0 crashed (power cut)", "node 1 log HEURISTIC (forced)",
+		"node 0 restarted (incarnation 2)", "Ack 1 → 0: heuristic damage")
+	expectLines(t, got[:traceAt],
+		`node 0 will crash .*`,
+		`node 0 crashed at commit-logged of 0\.1\.2 \(power cut\)`,
+		`unknown 0\.1\.2: .*`,
+		`resolved 0\.1\.2: heuristic abort on node 1, 2, 3 .*`,
+		`node 0 restarted \(incarnation 2(, 1 in doubt)?\)`,
+		`value = 5  \(node 0\)`, `value = 4  \(node 1\)`, `value = 4  \(node 2\)`, `value = 4  \(node 3\)`,
+		`no transaction is in doubt`,
+	)
+}
