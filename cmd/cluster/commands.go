@@ -387,7 +387,10 @@ func (r *repl) get(args []string) error {
 			defer wg.Done()
 			kv, err := n.ReadLocal(a.key)
 			if err != nil {
-				lines[i] = fmt.Sprintf("error: %s on node %d: %v", a.key, a.node, err)
+				// The line names key and node already.
+				msg := strings.TrimPrefix(err.Error(), "read "+a.key+": ")
+				msg = strings.TrimPrefix(msg, fmt.Sprintf("node %d: ", a.node))
+				lines[i] = fmt.Sprintf("error: %s on node %d: %s", a.key, a.node, msg)
 				return
 			}
 			lines[i] = fmt.Sprintf("%s = %d  (node %d)", a.key, kv[0].Value, a.node)
