@@ -103,8 +103,10 @@ func TestHeuristicAbortAnswersLateCommitWithDamage(t *testing.T) {
 	}
 
 	wantOutcome(t, askOutcome(t, r, tx(1)), messages.DecisionAbort, "aborted it (by the operator's heuristic decision)")
-	if d := r.askPeerQuery(t, tx(1)); d != messages.DecisionAbort {
-		t.Fatalf("a peer asking about %v learns %v, want abort", tx(1), d)
+	// A peer in doubt is not told the operator's guess: it would then
+	// refuse the coordinator's Commit too.
+	if d := r.askPeerQuery(t, tx(1)); d != messages.DecisionUnknown {
+		t.Fatalf("a peer asking about %v learns %v, want unknown (a heuristic decision must not spread)", tx(1), d)
 	}
 	if fr := forceDecision(t, r, tx(1), true); fr.Applied || !strings.Contains(fr.Err, "aborted by the operator's heuristic decision") {
 		t.Fatalf("force again: %+v", fr)
@@ -154,8 +156,8 @@ func TestHeuristicRecoveredDecisionsAnswerCommits(t *testing.T) {
 	}
 	wantOutcome(t, askOutcome(t, r, tx(1)), messages.DecisionAbort, "aborted it (by the operator's heuristic decision)")
 	wantOutcome(t, askOutcome(t, r, tx(2)), messages.DecisionCommit, "committed it (by the operator's heuristic decision)")
-	if d := r.askPeerQuery(t, tx(2)); d != messages.DecisionCommit {
-		t.Fatalf("a peer asking about %v learns %v, want commit", tx(2), d)
+	if d := r.askPeerQuery(t, tx(2)); d != messages.DecisionUnknown {
+		t.Fatalf("a peer asking about %v learns %v, want unknown (a heuristic decision must not spread)", tx(2), d)
 	}
 }
 

@@ -32,8 +32,8 @@ func (p *participant) onDecisionReply(ctx actor.Context, m *messages.DecisionRep
 
 // onQuery answers another participant's DecisionQuery (cooperative
 // termination) with what this node knows:
-//   - what the operator forced here, if a heuristic decision was taken
-//     (remembered for good, unlike the outcomes below);
+//   - unknown, if the operator forced a heuristic decision here: that
+//     is a guess, not the outcome, and must not spread;
 //   - commit, if it committed the transaction or is committing it;
 //   - abort, if it voted no or aborted it — or if it has not voted yet: a
 //     Prepare still waiting for locks, or none received at all, for a
@@ -45,12 +45,15 @@ func (p *participant) onDecisionReply(ctx actor.Context, m *messages.DecisionRep
 func (p *participant) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 	d := messages.DecisionUnknown
 	t, w := p.txs[m.Tx], p.waits.prepares[m.Tx]
-	commit, forced := p.heuristics[m.Tx]
+	_, forced := p.heuristics[m.Tx]
 	switch {
 	case forced:
-		// The operator decided it here: that is what this node applied
-		// (or, if its COMMITTED could not be written, will apply).
-		d = forcedDecision(commit)
+		// The operator decided it here, but a heuristic decision is not
+		// the transaction's outcome: passing it on would spread the
+		// operator's guess beyond the nodes it was applied to, and a peer
+		// told "abort" would then refuse its coordinator's Commit. Unknown:
+		// the peer waits for the coordinator. (OutcomeQuery, the operator's
+		// own question, does say what was forced here.)
 	case p.recentReadOnly.has(m.Tx):
 		// It voted read-only: the outcome was decided without it.
 	case p.recentCommits.has(m.Tx), t != nil && t.state == committing:
