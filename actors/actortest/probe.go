@@ -116,9 +116,10 @@ func (d *Directory) Participant(n int32) *actor.PID { return d.Participants[n] }
 
 // VerifyNoLeaks runs a package's tests and fails them if any goroutine is
 // left running afterwards. protoactor's dead-letter throttle is let go: it
-// ends by itself a second after a system's last dead letter.
-func VerifyNoLeaks(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"))
+// ends by itself a second after a system's last dead letter. more lets a
+// package exempt goroutines of its own libraries, each with its reason.
+func VerifyNoLeaks(m *testing.M, more ...goleak.Option) {
+	goleak.VerifyTestMain(m, append(more, goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"))...)
 }
 
 // Eventually waits until cond returns "" and fails the test with cond's
