@@ -34,8 +34,11 @@ type Local struct {
 	cfg     LocalConfig
 	members []string
 
-	mu    sync.Mutex
-	nodes []*Node // nil while a node is down
+	mu       sync.Mutex
+	nodes    []*Node // nil while a node is down
+	starting []bool  // RestartNode is bringing the node up: its coordinator may already be re-driving commits
+
+	resolveMu sync.Mutex // one operator's heuristic decision at a time (Resolve)
 
 	faults localFaults // faults and partitions, given again to a restarted node
 }
@@ -46,7 +49,7 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 	if cfg.Nodes < 1 {
 		return nil, fmt.Errorf("cluster needs at least one node, got %d", cfg.Nodes)
 	}
-	l := &Local{cfg: cfg, nodes: make([]*Node, cfg.Nodes)}
+	l := &Local{cfg: cfg, nodes: make([]*Node, cfg.Nodes), starting: make([]bool, cfg.Nodes)}
 	listeners := make([]net.Listener, cfg.Nodes)
 	for i := range listeners {
 		addr := "127.0.0.1:0"
@@ -140,10 +143,18 @@ func (l *Local) RestartNode(i int) error {
 	if i < 0 || i >= len(l.nodes) {
 		return fmt.Errorf("unknown node %d (nodes are 0-%d)", i, len(l.nodes)-1)
 	}
-	if l.Node(i) != nil {
+	l.mu.Lock()
+	if l.nodes[i] != nil || l.starting[i] {
+		l.mu.Unlock()
 		return fmt.Errorf("node %d is already up", i)
 	}
-	if err := l.start(i, nil); err != nil {
+	l.starting[i] = true
+	l.mu.Unlock()
+	err := l.start(i, nil)
+	l.mu.Lock()
+	l.starting[i] = false
+	l.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	if n := l.Node(i); n != nil {

@@ -177,6 +177,15 @@ func (l *Local) up(i int) *Node {
 	return nil
 }
 
+// mayDecide: node i's coordinator is running, or starting again (replaying
+// its log, about to re-drive the commits it finds there).
+func (l *Local) mayDecide(i int) bool {
+	l.mu.Lock()
+	starting := l.starting[i]
+	l.mu.Unlock()
+	return starting || l.up(i) != nil
+}
+
 // InDoubt lists the transactions in doubt on every running node, sorted by
 // transaction, then node. Down nodes are skipped: what they were in doubt
 // about they find in their logs when they restart. If a running node does
@@ -281,6 +290,20 @@ type OutcomeKnownError struct {
 	Source    string // who knows, as KnownOutcome says it
 }
 
+// CoordinatorRunningError is Resolve's refusal when the transaction's
+// coordinator is running (or starting): it has decided, or will within its
+// vote timeout, and its participants will hear. A heuristic decision is only
+// for a coordinator that is down.
+type CoordinatorRunningError struct {
+	Tx   messages.TxID
+	Node int32
+	Why  string // what the coordinator said, or why it could not say
+}
+
+func (e *CoordinatorRunningError) Error() string {
+	return fmt.Sprintf("refused: %v's coordinator, node %d, is running and decides it (%s); wait for it — a heuristic decision is only for a transaction whose coordinator is down", e.Tx, e.Node, e.Why)
+}
+
 func (e *OutcomeKnownError) Error() string {
 	what := "aborted"
 	if e.Committed {
@@ -306,6 +329,10 @@ func (l *Local) Resolve(tx messages.TxID, commit bool) (*Resolution, error) {
 	if err := l.checkTx(tx); err != nil {
 		return nil, err
 	}
+	// One at a time: two operators' opposite decisions must not each reach
+	// a different participant first.
+	l.resolveMu.Lock()
+	defer l.resolveMu.Unlock()
 	doubts, err := l.InDoubt()
 	if err != nil {
 		// A node that did not answer may be in doubt too: deciding for
@@ -327,6 +354,20 @@ func (l *Local) Resolve(tx messages.TxID, commit bool) (*Resolution, error) {
 	}
 	if d != messages.DecisionUnknown {
 		return nil, &OutcomeKnownError{Tx: tx, Committed: d == messages.DecisionCommit, Source: source}
+	}
+	// Nobody knows yet — but a coordinator that runs is still collecting
+	// votes or logging its decision (or its log is slow to answer), and
+	// will decide: forcing a decision now would race it.
+	if l.mayDecide(int(tx.Node)) {
+		why := "it has not decided yet"
+		if n := l.up(int(tx.Node)); n == nil {
+			why = "it is starting: its log is being replayed"
+		} else if a, err := n.askOutcome(n.coordinator, tx); err != nil {
+			why = "it did not answer: " + err.Error()
+		} else if a.Why != "" {
+			why = a.Why
+		}
+		return nil, &CoordinatorRunningError{Tx: tx, Node: tx.Node, Why: why}
 	}
 	res := &Resolution{Tx: tx, Commit: commit}
 	// Told all at once: a participant told later could otherwise learn the

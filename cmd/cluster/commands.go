@@ -659,8 +659,10 @@ func (r *repl) resolve(args []string) error {
 		return fmt.Errorf("resolve %v: want commit or abort, got %q", tx, args[1])
 	}
 	res, err := r.c.Resolve(tx, commit)
+	// A refusal is an answer, not a mistake in the command: it says why.
 	var known *cluster.OutcomeKnownError
-	if errors.As(err, &known) {
+	var running *cluster.CoordinatorRunningError
+	if errors.As(err, &known) || errors.As(err, &running) {
 		fmt.Fprintln(r.out, err.Error())
 		return nil
 	}
