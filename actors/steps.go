@@ -43,6 +43,7 @@ var stepNames = map[StepKind]string{
 	StepCommitDecided:   "commit decided",
 	StepCommitLogged:    "COMMIT logged",
 	StepCommitSent:      "commit sent",
+	StepAckReceived:     "ack received",
 	StepAllAcked:        "all acked",
 	StepAbortDecided:    "abort decided",
 }
