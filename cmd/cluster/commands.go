@@ -472,6 +472,7 @@ var crashSteps = []crashStep{
 	{"commit-sent", actors.StepCommitSent, "coordinator: Commit sent to one participant"},
 	{"ack-received", actors.StepAckReceived, "coordinator: one participant's ack counted"},
 	{"all-acked", actors.StepAllAcked, "coordinator: every participant acked, END not yet logged"},
+	{"abort-decided", actors.StepAbortDecided, "coordinator: decided abort (a no vote, or the vote timeout), no Abort sent yet"},
 	{"prepare-received", actors.StepPrepareReceived, "participant: locks taken, PREPARED not yet logged"},
 	{"prepared-logged", actors.StepPreparedLogged, "participant: PREPARED durable, vote not yet sent"},
 	{"voted", actors.StepVoted, "participant: vote sent"},
