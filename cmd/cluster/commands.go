@@ -198,6 +198,12 @@ func txCommand(name string) func(*repl, []string) error {
 		if res.err != nil {
 			return res.err
 		}
+		if res.outcome == "committed" {
+			// The commit goes on after the answer: let a crash armed on a
+			// node taking part fire now rather than during the next command.
+			parts, _, _ := messages.Split(spec.ops, r.opts.nodes)
+			r.awaitArmed(append(parts, int32(via)), time.Second)
+		}
 		r.flushNotes()
 		fmt.Fprintln(r.out, res.line())
 		return nil
@@ -268,15 +274,24 @@ func (r *repl) submit(via int, ops []messages.Op) *txResult {
 	return res
 }
 
-// spawn runs n transactions at once and sums their outcomes up.
+// Spawn's bounds. Past about 3,000 transactions begun in the same instant
+// the nodes' queues hold Prepares longer than the vote timeout, and nearly
+// all abort: an open-loop flood measures the timeout, not the protocol. So
+// at most spawnInFlight run at once, the next starting as one ends.
+const (
+	maxSpawn      = 10000
+	spawnInFlight = 1000
+)
+
+// spawn runs n transactions concurrently and sums their outcomes up.
 func (r *repl) spawn(args []string) error {
 	usage := "usage: " + commandsByName["spawn"].syntax
 	if len(args) < 2 {
 		return errors.New(usage)
 	}
 	n, err := strconv.Atoi(args[0])
-	if err != nil || n < 1 || n > 100000 {
-		return fmt.Errorf("spawn count %q must be 1-100000", args[0])
+	if err != nil || n < 1 || n > maxSpawn {
+		return fmt.Errorf("spawn count %q must be 1-%d", args[0], maxSpawn)
 	}
 	spec, err := r.parseTx(args[1], args[2:])
 	if err != nil {
@@ -298,10 +313,12 @@ func (r *repl) spawn(args []string) error {
 	start := time.Now()
 	results := make([]*txResult, n)
 	var wg sync.WaitGroup
+	slots := make(chan struct{}, spawnInFlight)
 	for i := range results {
+		slots <- struct{}{}
 		wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer func() { <-slots; wg.Done() }()
 			results[i] = r.submit(vias[i%len(vias)], spec.ops)
 		}()
 	}
@@ -344,12 +361,16 @@ func (r *repl) spawn(args []string) error {
 	return nil
 }
 
-var txIDPattern = regexp.MustCompile(`\b\d+\.\d+\.\d+\b`)
+var (
+	txIDPattern     = regexp.MustCompile(`\b\d+\.\d+\.\d+\b`)
+	durationPattern = regexp.MustCompile(`\b\d+\.\d+(ns|µs|ms|s)\b`) // measured, not configured
+)
 
-// generalize makes reasons that differ only in transaction ids count as
-// one.
+// generalize makes reasons that differ only in transaction ids or in a
+// measured duration count as one.
 func generalize(reason string) string {
-	return txIDPattern.ReplaceAllString(reason, "<tx>")
+	reason = txIDPattern.ReplaceAllString(reason, "<tx>")
+	return durationPattern.ReplaceAllString(reason, "<t>")
 }
 
 // --- reading ---
@@ -462,54 +483,157 @@ type crashStep struct {
 	name string
 	kind actors.StepKind
 	what string
+	// delivered, for a step that sends a message, is the step at which its
+	// receiver shows it arrived. The crash waits for it: a power cut at the
+	// sending step itself drops the message still queued in the bridge, and
+	// "vote sent" would be no different from "PREPARED logged".
+	delivered actors.StepKind
 }
 
 var crashSteps = []crashStep{
-	{"prepare-sent", actors.StepPrepareSent, "coordinator: a Prepare has just been sent"},
-	{"vote-received", actors.StepVoteReceived, "coordinator: a vote has just been counted"},
-	{"commit-decided", actors.StepCommitDecided, "coordinator: every vote is yes, COMMIT not yet logged"},
-	{"commit-logged", actors.StepCommitLogged, "coordinator: COMMIT durable, no Commit sent yet"},
-	{"commit-sent", actors.StepCommitSent, "coordinator: Commit sent to one participant"},
-	{"ack-received", actors.StepAckReceived, "coordinator: one participant's ack counted"},
-	{"all-acked", actors.StepAllAcked, "coordinator: every participant acked, END not yet logged"},
-	{"abort-decided", actors.StepAbortDecided, "coordinator: decided abort (a no vote, or the vote timeout), no Abort sent yet"},
-	{"prepare-received", actors.StepPrepareReceived, "participant: locks taken, PREPARED not yet logged"},
-	{"prepared-logged", actors.StepPreparedLogged, "participant: PREPARED durable, vote not yet sent"},
-	{"voted", actors.StepVoted, "participant: vote sent"},
-	{"commit-received", actors.StepCommitReceived, "participant: Commit arrived, COMMITTED not yet logged"},
-	{"committed-logged", actors.StepCommittedLogged, "participant: COMMITTED durable and applied, ack not yet sent"},
+	{"prepare-sent", actors.StepPrepareSent, "coordinator: a Prepare has reached a participant on another node", actors.StepPrepareReceived},
+	{"vote-received", actors.StepVoteReceived, "coordinator: a vote has just been counted", 0},
+	{"commit-decided", actors.StepCommitDecided, "coordinator: every vote is yes, COMMIT not yet logged", 0},
+	{"commit-logged", actors.StepCommitLogged, "coordinator: COMMIT durable, no Commit sent yet", 0},
+	{"commit-sent", actors.StepCommitSent, "coordinator: Commit has reached a participant on another node", actors.StepCommitReceived},
+	{"ack-received", actors.StepAckReceived, "coordinator: one participant's ack counted", 0},
+	{"all-acked", actors.StepAllAcked, "coordinator: every participant acked, END not yet logged", 0},
+	{"abort-decided", actors.StepAbortDecided, "coordinator: decided abort (a no vote, or the vote timeout), no Abort sent yet", 0},
+	{"prepare-received", actors.StepPrepareReceived, "participant: locks taken, PREPARED not yet logged", 0},
+	{"prepared-logged", actors.StepPreparedLogged, "participant: PREPARED durable, vote not yet sent", 0},
+	{"voted", actors.StepVoted, "participant: its vote has reached the coordinator", actors.StepVoteReceived},
+	{"commit-received", actors.StepCommitReceived, "participant: Commit arrived, COMMITTED not yet logged", 0},
+	{"committed-logged", actors.StepCommittedLogged, "participant: COMMITTED durable and applied, ack not yet sent", 0},
 }
 
-// armedCrash is a crash waiting for its node to reach a step.
+// armedCrash is a crash waiting for its node to reach a step (and, for a
+// step that sends, for the message to arrive).
 type armedCrash struct {
-	node int
-	step crashStep
+	node  int
+	step  crashStep
+	await *actors.Step  // the receiver's step to wait for, once the message left
+	fired chan struct{} // closed when the power is cut
+}
+
+// matches says whether s is the step the crash waits for now.
+func (a *armedCrash) matches(s actors.Step) bool {
+	if a.await == nil {
+		return int(s.Node) == a.node && s.Kind == a.step.kind
+	}
+	w := a.await
+	return s.Kind == w.Kind && s.Tx == w.Tx && s.Node == w.Node && (w.Peer < 0 || s.Peer == w.Peer)
+}
+
+// arrival is the step at which the message sent at s shows it arrived.
+func (a *armedCrash) arrival(s actors.Step) *actors.Step {
+	w := &actors.Step{Kind: a.step.delivered, Tx: s.Tx, Node: s.Peer, Peer: -1}
+	if s.Kind == actors.StepVoted {
+		// The vote is counted by the coordinator's txn actor, which names
+		// the voter as its peer.
+		w.Node, w.Peer = s.Tx.Node, s.Node
+	}
+	return w
 }
 
 // onStep is every node's step hook. It runs on the reporting actor's
 // goroutine, so it only cuts the power there; tearing the node down waits
 // for that actor, and is done elsewhere.
 func (r *repl) onStep(s actors.Step) {
-	a := r.armed.Load()
-	if a == nil || int(s.Node) != a.node || s.Kind != a.step.kind || !r.armed.CompareAndSwap(a, nil) {
+	if r.nArmed.Load() == 0 {
+		return // the usual case: no lock taken on the protocol's hot path
+	}
+	r.armMu.Lock()
+	var fire *armedCrash
+	for node, a := range r.armed {
+		if !a.matches(s) {
+			continue
+		}
+		if a.step.delivered != 0 && a.await == nil {
+			// A message to the node's own participant dies with it: wait
+			// for one sent to another node.
+			if a.step.kind == actors.StepVoted || s.Peer != s.Node {
+				a.await = a.arrival(s)
+			}
+			continue
+		}
+		fire = a
+		delete(r.armed, node)
+		r.nArmed.Add(-1)
+		break
+	}
+	r.armMu.Unlock()
+	if fire == nil {
 		return
 	}
-	n := r.c.Node(a.node)
+	n := r.c.Node(fire.node)
 	if n == nil {
+		close(fire.fired)
 		return
 	}
 	// The note first: the power cut wakes the command waiting on this node,
 	// and it prints the notes before its own line.
-	r.note(fmt.Sprintf("node %d crashed at %s of %v (power cut)", a.node, a.step.name, s.Tx))
+	r.note(fmt.Sprintf("node %d crashed at %s of %v (power cut)", fire.node, fire.step.name, s.Tx))
 	n.PowerCut()
+	close(fire.fired)
 	done := make(chan struct{})
 	r.crashMu.Lock()
 	r.crashing = append(r.crashing, done)
 	r.crashMu.Unlock()
 	go func() {
 		defer close(done)
-		_ = r.c.Crash(a.node)
+		_ = r.c.Crash(fire.node)
 	}()
+}
+
+// arm sets node's crash at step, replacing one armed before, and says what
+// it replaced.
+func (r *repl) arm(node int, step crashStep) (replaced string) {
+	r.armMu.Lock()
+	defer r.armMu.Unlock()
+	if old := r.armed[node]; old != nil {
+		replaced = old.step.name
+	} else {
+		r.nArmed.Add(1)
+	}
+	r.armed[node] = &armedCrash{node: node, step: step, fired: make(chan struct{})}
+	return replaced
+}
+
+// disarm cancels node's armed crash, if any, and says which step it was.
+func (r *repl) disarm(node int) string {
+	r.armMu.Lock()
+	defer r.armMu.Unlock()
+	old := r.armed[node]
+	if old == nil {
+		return ""
+	}
+	delete(r.armed, node)
+	r.nArmed.Add(-1)
+	return old.step.name
+}
+
+// awaitArmed gives a crash armed on one of nodes a moment to fire: steps
+// after the client's answer (a participant's commit-received, say) come
+// just after the command's own line, and the next command — a restart —
+// must find the node down.
+func (r *repl) awaitArmed(nodes []int32, within time.Duration) {
+	r.armMu.Lock()
+	var waits []chan struct{}
+	for _, n := range nodes {
+		if a := r.armed[int(n)]; a != nil {
+			waits = append(waits, a.fired)
+		}
+	}
+	r.armMu.Unlock()
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-deadline.C:
+			return
+		}
+	}
 }
 
 func (r *repl) crash(args []string) error {
@@ -530,8 +654,11 @@ func (r *repl) crash(args []string) error {
 		}
 		for _, s := range crashSteps {
 			if s.name == args[2] {
-				r.armed.Store(&armedCrash{node: node, step: s})
-				fmt.Fprintf(r.out, "node %d will crash when it next reaches %s (%s)\n", node, s.name, s.what)
+				note := ""
+				if old := r.arm(node, s); old != "" {
+					note = fmt.Sprintf("; this replaces its crash at %s", old)
+				}
+				fmt.Fprintf(r.out, "node %d will crash when it next reaches %s (%s)%s\n", node, s.name, s.what, note)
 				return nil
 			}
 		}
@@ -541,10 +668,14 @@ func (r *repl) crash(args []string) error {
 		}
 		return fmt.Errorf("unknown step %q (steps: %s)", args[2], strings.Join(names, ", "))
 	}
+	cancelled := r.disarm(node)
 	if err := r.c.Crash(node); err != nil {
 		return err
 	}
 	fmt.Fprintf(r.out, "node %d crashed (power cut: log writes not yet synced are lost)\n", node)
+	if cancelled != "" {
+		fmt.Fprintf(r.out, "its crash armed at %s is cancelled\n", cancelled)
+	}
 	return nil
 }
 

@@ -15,6 +15,6 @@ import (
 // its process-wide SIGWINCH watcher, started once by design.
 func TestMain(m *testing.M) {
 	actortest.VerifyNoLeaks(m,
-		goleak.IgnoreTopFunction("github.com/chzyer/readline.(*Operation).ioloop"),
-		goleak.IgnoreTopFunction("github.com/chzyer/readline.DefaultOnWidthChanged.func1.1"))
+		goleak.IgnoreAnyFunction("github.com/chzyer/readline.(*Operation).ioloop"),
+		goleak.IgnoreAnyFunction("github.com/chzyer/readline.DefaultOnWidthChanged.func1.1"))
 }

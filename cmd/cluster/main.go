@@ -65,7 +65,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if hclog.LevelFromString(o.logLevel) == hclog.NoLevel {
 		return nil, fmt.Errorf("unknown --log-level %q (want trace, debug, info, warn or error)", o.logLevel)
 	}
-	if o.nodes < 1 || o.basePort < 0 || o.basePort+o.nodes-1 > 65535 {
+	if o.nodes < 1 {
+		return nil, fmt.Errorf("--nodes %d: a cluster needs at least one node", o.nodes)
+	}
+	if o.basePort < 0 || o.basePort+o.nodes-1 > 65535 {
 		return nil, fmt.Errorf("--nodes %d from --base-port %d does not fit in 1-65535", o.nodes, o.basePort)
 	}
 	if o.voteTimeout <= 0 || o.inDoubtAfter <= 0 {
@@ -127,7 +130,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}()
 
 	ok := runDemo(c, stdout)
-	code := r.loop(stdin, stdout)
+	code := r.loop(stdin, stdout, stderr)
 	r.shutdown()
 	if !ok && code == 0 {
 		code = 1

@@ -33,7 +33,9 @@ type repl struct {
 
 	out io.Writer // where the current command writes
 
-	armed    atomic.Pointer[armedCrash] // `crash <node> at <step>` waiting for its step
+	armMu    sync.Mutex
+	armed    map[int]*armedCrash // `crash <node> at <step>` waiting for its step, by node
+	nArmed   atomic.Int32        // len(armed), read without the lock by every step
 	notesMu  sync.Mutex
 	notes    []string // said by the cluster between two lines of output (a crash at a step)
 	crashMu  sync.Mutex
@@ -46,13 +48,15 @@ type repl struct {
 }
 
 func newREPL(o *options, logger hclog.Logger, logOut *switchWriter) *repl {
-	return &repl{opts: o, logger: logger, logOut: logOut, tracer: trace.NewRecorder(traceTransactions)}
+	return &repl{opts: o, logger: logger, logOut: logOut, tracer: trace.NewRecorder(traceTransactions), armed: map[int]*armedCrash{}}
 }
 
 // shutdown stops the cluster once, after any crash still under way.
 func (r *repl) shutdown() {
 	r.stopOnce.Do(func() {
-		r.armed.Store(nil)
+		for i := 0; i < r.opts.nodes; i++ {
+			r.disarm(i)
+		}
 		r.waitCrashes()
 		if r.c != nil {
 			r.c.stop()
@@ -62,24 +66,56 @@ func (r *repl) shutdown() {
 
 // loop reads commands until quit or the end of input and returns the exit
 // code.
-func (r *repl) loop(stdin io.Reader, stdout io.Writer) int {
+func (r *repl) loop(stdin io.Reader, stdout, stderr io.Writer) int {
 	if f, ok := stdin.(*os.File); ok && readline.IsTerminal(int(f.Fd())) {
-		return r.terminal(f, stdout)
+		return r.terminal(f, stdout, stderr)
 	}
 	r.afterDemo(false)
 	r.out = stdout
-	sc := bufio.NewScanner(stdin)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		if r.exec(sc.Text()) {
+	in := bufio.NewReader(stdin)
+	for {
+		line, tooLong, err := readLine(in)
+		switch {
+		case tooLong > 0:
+			fmt.Fprintf(stdout, "error: a line of %d bytes is too long (at most %d)\n", tooLong, maxLine)
+		case line != "" || err == nil:
+			if r.exec(line) {
+				return 0
+			}
+		}
+		if err == io.EOF {
 			return 0
 		}
+		if err != nil {
+			fmt.Fprintln(stdout, "error: reading commands:", err)
+			return 1
+		}
 	}
-	if err := sc.Err(); err != nil {
-		fmt.Fprintln(stdout, "error: reading commands:", err)
-		return 1
+}
+
+// maxLine bounds a command line; a longer one is skipped with an error.
+const maxLine = 1 << 20
+
+// readLine reads one line without its end of line. A line longer than
+// maxLine is read to its end and dropped: tooLong is its length then.
+func readLine(in *bufio.Reader) (line string, tooLong int, err error) {
+	var buf []byte
+	n := 0
+	for {
+		chunk, err := in.ReadSlice('\n')
+		n += len(chunk)
+		if n <= maxLine+1 {
+			buf = append(buf, chunk...)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		line = strings.TrimRight(string(buf), "\r\n")
+		if n > maxLine+1 {
+			return "", n, err
+		}
+		return line, 0, err
 	}
-	return 0
 }
 
 // afterDemo lowers the protocol log from info to warn, unless the user
@@ -97,7 +133,7 @@ func (r *repl) afterDemo(say bool) {
 }
 
 // terminal runs the prompt with a line editor on the terminal f.
-func (r *repl) terminal(f *os.File, stdout io.Writer) int {
+func (r *repl) terminal(f *os.File, stdout, stderr io.Writer) int {
 	fd := int(f.Fd())
 	var saved *readline.State
 	rl, err := readline.NewEx(&readline.Config{
@@ -108,7 +144,7 @@ func (r *repl) terminal(f *os.File, stdout io.Writer) int {
 		EOFPrompt:       "quit",
 		Stdin:           f,
 		Stdout:          stdout,
-		Stderr:          stdout,
+		Stderr:          stderr,
 		FuncIsTerminal:  func() bool { return true },
 		FuncMakeRaw: func() (err error) {
 			saved, err = readline.MakeRaw(fd)
@@ -163,7 +199,14 @@ func (r *repl) exec(line string) (quit bool) {
 	r.flushNotes()
 	defer r.flushNotes()
 	fields := strings.Fields(line)
-	if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
+	// A comment runs from a word starting with # to the end of the line.
+	for i, f := range fields {
+		if strings.HasPrefix(f, "#") {
+			fields = fields[:i]
+			break
+		}
+	}
+	if len(fields) == 0 {
 		return false
 	}
 	name, args := fields[0], fields[1:]

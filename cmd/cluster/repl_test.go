@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -104,8 +105,8 @@ func TestMalformedInputGetsAnErrorAndTheSessionGoesOn(t *testing.T) {
 		{"transfer a b 1.5", `amount "1.5" is not an integer`},
 		{"get", `usage: get`},
 		{"spawn", `usage: spawn`},
-		{"spawn x add 1", `spawn count "x" must be 1-100000`},
-		{"spawn 0 add 1", `spawn count "0" must be 1-100000`},
+		{"spawn x add 1", `spawn count "x" must be 1-10000`},
+		{"spawn 0 add 1", `spawn count "0" must be 1-10000`},
 		{"spawn 3 get value", `"get" is not a transaction command \(add, set or transfer\)`},
 		{"status now", `status takes no arguments`},
 		{"crash", `usage: crash`},
@@ -452,5 +453,73 @@ func TestWrongHeuristicDecisionIsReportedAsDamage(t *testing.T) {
 		`node 0 restarted \(incarnation 2(, 1 in doubt)?\)`,
 		`value = 5  \(node 0\)`, `value = 4  \(node 1\)`, `value = 4  \(node 2\)`, `value = 4  \(node 3\)`,
 		`no transaction is in doubt`,
+	)
+}
+
+// Comments after a command, and a line too long to be one: the first runs,
+// the second gets its error line, and the session goes on.
+func TestCommentsAndOverlongLines(t *testing.T) {
+	script := "add 2 # two more\n# a whole-line comment\n" + strings.Repeat("b", maxLine+1) + "\nget n1/a # the end\n"
+	got := session(t, t.TempDir(), script)
+	expectLines(t, got,
+		`committed 0\.1\.2 \(\d+ ms\)`,
+		fmt.Sprintf(`error: a line of %d bytes is too long \(at most %d\)`, maxLine+2, maxLine),
+		`n1/a = 0  \(node 1\)`)
+}
+
+func TestFlagErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nodes", "0"}, "error: --nodes 0: a cluster needs at least one node"},
+		{[]string{"--base-port", "65534"}, "error: --nodes 4 from --base-port 65534 does not fit in 1-65535"},
+		{[]string{"--log-level", "loud"}, `error: unknown --log-level "loud" (want trace, debug, info, warn or error)`},
+		{[]string{"--vote-timeout", "0s"}, "error: --vote-timeout and --in-doubt-after must be positive"},
+		{[]string{"extra"}, `error: unexpected argument "extra"`},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(c.args, strings.NewReader(""), &out, &errOut); code != 2 {
+			t.Errorf("%v: exit code %d, want 2", c.args, code)
+		}
+		if !strings.Contains(errOut.String(), c.want) {
+			t.Errorf("%v: stderr %q, want %q", c.args, errOut.String(), c.want)
+		}
+	}
+}
+
+// A crash at a step that sends waits for the message to arrive: crashed
+// at `voted`, both participants' yes votes count and the transaction
+// commits; their restarts learn it. One armed crash per node: a second
+// replaces the first, and a plain crash cancels it.
+func TestCrashAtASendingStepLetsTheMessageArrive(t *testing.T) {
+	got := session(t, t.TempDir(), strings.Join([]string{
+		"crash 2 at voted",
+		"crash 1 at voted",
+		"add 1 via 0",
+		"restart 1",
+		"restart 2",
+		"get value",
+		"crash 3 at voted",
+		"crash 3 at prepared-logged",
+		"crash 3",
+		"restart 3",
+		"add 1 via 0",
+	}, "\n")+"\n")
+	expectLines(t, got,
+		`node 2 will crash when it next reaches voted \(participant: its vote has reached the coordinator\)`,
+		`node 1 will crash when it next reaches voted \(participant: its vote has reached the coordinator\)`,
+		`node [12] crashed at voted of 0\.1\.2 \(power cut\)`,
+		`node [12] crashed at voted of 0\.1\.2 \(power cut\)`,
+		`committed 0\.1\.2 \(\d+ ms\)`,
+		`node 1 restarted \(incarnation 2(, 1 in doubt)?\)`,
+		`node 2 restarted \(incarnation 2(, 1 in doubt)?\)`,
+		`value = 5  \(node 0\)`, `value = 5  \(node 1\)`, `value = 5  \(node 2\)`, `value = 5  \(node 3\)`,
+		`node 3 will crash when it next reaches voted .*`,
+		`node 3 will crash when it next reaches prepared-logged \(.*\); this replaces its crash at voted`,
+		`node 3 crashed \(power cut: log writes not yet synced are lost\)`,
+		`its crash armed at prepared-logged is cancelled`,
+		`node 3 restarted \(incarnation 2\)`,
+		`committed 0\.1\.3 \(\d+ ms\)`,
 	)
 }
