@@ -94,7 +94,9 @@ func TestHeuristicAbortAnswersLateCommitWithDamage(t *testing.T) {
 	if !strings.Contains(buf.String(), damageLine(messages.DecisionCommit, messages.DecisionAbort, tx(1))) {
 		t.Fatalf("no HEURISTIC DAMAGE line at ERROR in:\n%s", buf.String())
 	}
-	// A Commit without a sender: the ack goes to the coordinator.
+	// A Commit without a sender: the ack goes to the coordinator (which
+	// was asked about the heuristic decision when it was taken).
+	expectQueries(t, r.coord, tx(1))
 	r.sys.Root.Send(r.pid, &messages.Commit{Tx: tx(1)})
 	expectHeuristicAck(t, r.coord, tx(1))
 	actortest.ExpectNone(t, r.wal, 30*time.Millisecond) // nothing committed
@@ -151,6 +153,7 @@ func TestHeuristicRecoveredDecisionsAnswerCommits(t *testing.T) {
 		}
 		return ""
 	})
+	expectQueries(t, r.coord, tx(1), tx(2)) // reconciling both, asked at start
 	for _, p := range []*actortest.Probe{r.txn, r.coord, r.wal} {
 		actortest.ExpectNone(t, p, 30*time.Millisecond)
 	}
@@ -187,11 +190,15 @@ func TestHeuristicRecoveredInDoubtIsFinished(t *testing.T) {
 	if ab == nil || ab.Records[0].Tx != tx(1) || ab.Force || co == nil || co.Records[0].Tx != tx(2) || !co.Force {
 		t.Fatalf("want a lazy ABORTED of %v and a forced COMMITTED of %v, got %+v", tx(1), tx(2), got)
 	}
+	// Asked about (only) to reconcile the heuristic decisions, and before
+	// the forced commit's ack.
+	expectQueries(t, r.coord, tx(1), tx(2))
 	r.sys.Root.Send(commitFrom, &messages.Appended{ID: co.ID})
 	if ack, _ := actortest.Expect[*messages.Ack](t, r.coord, wait); ack.Tx != tx(2) || ack.Heuristic {
 		t.Fatalf("ack of the finished heuristic commit: %+v", ack)
 	}
-	actortest.ExpectNone(t, r.coord, 30*time.Millisecond) // no DecisionQuery about either
+	actortest.ExpectNone(t, r.coord, 30*time.Millisecond) // no in-doubt DecisionQuery about either
+	actortest.ExpectNone(t, r.peer, 0)
 	if st := r.status(t); len(st.InDoubt) != 0 || st.LocksHeld != 0 {
 		t.Fatalf("still in doubt after the restart: %+v", st)
 	}

@@ -13,6 +13,12 @@ import (
 )
 
 func (p *participant) onDecisionReply(ctx actor.Context, m *messages.DecisionReply) {
+	if commit, forced := p.heuristics[m.Tx]; forced {
+		// Decided here by the operator: only the coordinator's answer is
+		// compared with it (reconcile.go).
+		p.onHeuristicReply(ctx, m, commit)
+		return
+	}
 	t := p.txs[m.Tx]
 	if t == nil || t.state != prepared {
 		return // not in doubt (any more): a late or duplicate answer
@@ -22,6 +28,12 @@ func (p *participant) onDecisionReply(ctx actor.Context, m *messages.DecisionRep
 	}
 	if p.log.IsInfo() {
 		p.log.Info("in-doubt transaction resolved", "tx", m.Tx, "decision", m.Decision, "by", m.From)
+	}
+	if t.forcing != nil {
+		// The operator's decision is being logged: handled once it is,
+		// as a reply (a peer's then changes nothing).
+		t.forcing.deferred = append(t.forcing.deferred, deferredDecision{reply: m})
+		return
 	}
 	if m.Decision == messages.DecisionCommit {
 		p.onDecision(ctx, m.Tx, messages.DecisionCommit, p.cfg.Directory.Coordinator(m.Tx.Node), "")

@@ -207,7 +207,8 @@ func (p *participant) knownOutcome(tx messages.TxID) (messages.Decision, string)
 // node never forgets (onHeuristicLogged then applies it and answers): a
 // coordinator that decided otherwise is told of the damage whenever its
 // Commit comes, even after a restart of either (onDecisionAfterHeuristic).
-// Peers in doubt asking this node learn the forced decision as the outcome.
+// Peers in doubt asking this node are told unknown (onQuery); the
+// coordinator is asked whether it agrees (reconcile.go).
 func (p *participant) onForceDecision(ctx actor.Context, m *ForceDecision) {
 	t := p.txs[m.Tx]
 	if t == nil || t.state != prepared || t.forcing != nil {
@@ -242,18 +243,26 @@ func (p *participant) onHeuristicLogged(ctx actor.Context, tx messages.TxID, t *
 	} else {
 		p.heuristics[tx] = f.commit
 		p.decide(ctx, tx, forcedDecision(f.commit), nil, "heuristic abort by the operator")
+		// Asked at once: the query leaves before a forced commit's ack
+		// (sent once COMMITTED is durable), so a coordinator that committed
+		// answers commit before that ack can let it end and forget.
+		p.startReconciling(ctx, tx, t.begun)
 	}
 	if f.replyTo != nil {
 		ctx.Send(f.replyTo, res)
 	}
 	for _, d := range f.deferred {
+		if d.reply != nil {
+			p.onDecisionReply(ctx, d.reply)
+			continue
+		}
 		p.onDecision(ctx, tx, d.d, d.replyTo, d.reason)
 	}
 }
 
-// onDecisionAfterHeuristic handles a Commit or Abort (or a peer's answer)
-// for a transaction the operator decided here. Where it disagrees with what
-// this node applied, the damage is done: it is logged at ERROR, and a
+// onDecisionAfterHeuristic handles a Commit or Abort for a transaction the
+// operator decided here, and counts it as reconciled. Where it disagrees
+// with what this node applied, the damage is done: it is logged at ERROR, and a
 // Commit is answered with an Ack marked Heuristic, so that the coordinator
 // learns of it and stops re-sending (a plain ack would say this node
 // committed). A Commit of a transaction forced to commit gets a plain ack.
@@ -264,9 +273,16 @@ func (p *participant) onDecisionAfterHeuristic(ctx actor.Context, tx messages.Tx
 		// follows the operator's decision, whatever arrives; retry it.
 		p.decide(ctx, tx, forced, nil, "heuristic abort by the operator")
 	}
+	// A Commit or Abort is the coordinator's decision: it reconciles the
+	// heuristic one (see reconcile.go). An agreeing one must: once this
+	// node acks the Commit, the coordinator may end the transaction and
+	// forget it, and would then answer a query with a presumed abort.
+	_, open := p.unreconciled[tx]
+	delete(p.unreconciled, tx)
 	if d != forced {
-		p.log.Error(fmt.Sprintf("HEURISTIC DAMAGE: coordinator decided %v for %v, this node applied the operator's %v", d, tx, forced),
-			"tx", tx, "node", p.cfg.Node)
+		p.logDamage(tx, d, forced)
+	} else if open {
+		p.logConfirmed(tx, d)
 	}
 	if d != messages.DecisionCommit {
 		return // an Abort is never acked

@@ -171,6 +171,7 @@ func TestOperatorForceCommit(t *testing.T) {
 	if !app.Force || app.Records[0].Kind != messages.RecCommitted || app.Records[0].Tx != tx(1) {
 		t.Fatalf("want a forced COMMITTED, got %+v", app)
 	}
+	expectQueries(t, r.coord, tx(1))                      // reconciling the heuristic commit, ahead of its ack
 	actortest.ExpectNone(t, r.coord, 30*time.Millisecond) // no ack before it is durable
 	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
 	if ack, _ := actortest.Expect[*messages.Ack](t, r.coord, wait); ack.Tx != tx(1) {

@@ -93,6 +93,11 @@ type participant struct {
 	// may re-send its Commit at any time, even after a restart, and must be
 	// told of the damage instead of getting an ack (see operator.go).
 	heuristics map[messages.TxID]bool
+	// unreconciled holds the heuristic decisions not yet compared with the
+	// coordinator's own decision (see reconcile.go): asked about until its
+	// answer (or its Commit or Abort) arrives. Memory only: after a restart
+	// every recovered heuristic decision is checked again.
+	unreconciled map[messages.TxID]*heuristicCheck
 
 	// waits holds Prepares and reads that wait for transactions holding
 	// their keys to commit or abort.
@@ -142,6 +147,9 @@ type deferredDecision struct {
 	d       messages.Decision
 	replyTo *actor.PID
 	reason  string
+	// reply: the decision came in a DecisionReply (from the coordinator or
+	// a peer), not in a Commit or Abort; replayed through onDecisionReply.
+	reply *messages.DecisionReply
 }
 
 // NewParticipantProps returns the props of a participant.
@@ -195,6 +203,7 @@ func (p *participant) Receive(ctx actor.Context) {
 			p.recentReadOnly.forgetBefore(horizon)
 			p.expireWaits(ctx)
 			p.askAboutInDoubt(ctx)
+			p.askAboutHeuristics(ctx)
 		}
 	}
 }
@@ -264,13 +273,18 @@ func (p *participant) start(ctx actor.Context) {
 			p.decide(ctx, rec.Tx, forcedDecision(commit), nil, "heuristic abort by the operator")
 		}
 	}
+	p.unreconciled = make(map[messages.TxID]*heuristicCheck)
 	for tx, commit := range p.heuristics {
 		p.log.Debug("heuristic decision recovered", "tx", tx, "decision", forcedDecision(commit))
+		// Whether the coordinator agreed was known only to the predecessor's
+		// memory: ask again (see reconcile.go).
+		p.unreconciled[tx] = &heuristicCheck{nextQuery: now, queryGap: p.timing.InDoubtAfter}
 	}
 	p.queryTimer.arm(ctx, p.queryTick())
 	if len(inDoubt) > 0 {
 		p.askAboutInDoubt(ctx)
 	}
+	p.askAboutHeuristics(ctx)
 }
 
 // queryTick is how often the participant looks for transactions it has been
@@ -602,12 +616,16 @@ type ParticipantStatus struct {
 	Waiting    int             // Prepares waiting for older lock holders
 	Reads      int             // reads waiting for prepared transactions
 	Remembered int             // finished transactions remembered for late messages (Timing.RememberOutcomes)
+	// Unreconciled: heuristic decisions taken here whose agreement with the
+	// coordinator's decision is not known yet (still being asked about).
+	Unreconciled int
 }
 
 func (p *participant) status() *ParticipantStatus {
 	s := &ParticipantStatus{Node: p.cfg.Node, Keys: len(p.kv), LocksHeld: p.locks.held(),
 		Waiting: len(p.waits.prepares), Reads: p.waits.reads,
-		Remembered: p.recentCommits.len() + p.recentAborts.len() + p.recentReadOnly.len()}
+		Remembered:   p.recentCommits.len() + p.recentAborts.len() + p.recentReadOnly.len(),
+		Unreconciled: len(p.unreconciled)}
 	s.Doubts = p.doubts()
 	for tx, t := range p.txs {
 		switch t.state {

@@ -176,9 +176,10 @@ func TestOperatorReadLocal(t *testing.T) {
 // outcome, so Resolve applies the operator's heuristic commit, loudly.
 //
 // Then the coordinator comes back. Its log has no COMMIT: had anyone asked,
-// it would have said abort (presumed) — the protocol's real outcome. But
-// nobody is in doubt any more, so nobody asks: the nodes stay committed
-// and the coordinator's log silently disagrees with them. KnownOutcome
+// it would have said abort (presumed) — the protocol's real outcome. The
+// nodes stay committed and the coordinator's log disagrees with them (each
+// forced node, reconciling, asks it and logs the HEURISTIC DAMAGE: see
+// reconcile_test.go). KnownOutcome
 // reports the commit (a participant's commit outweighs a presumed abort),
 // the coordinator alone says abort.
 func TestOperatorInDoubtResolvedByHeuristicCommit(t *testing.T) {

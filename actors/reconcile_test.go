@@ -1,0 +1,277 @@
+package actors
+
+// Reconciling heuristic decisions (reconcile.go): a participant holding one
+// asks the transaction's coordinator — only it — until it says commit or
+// abort, then logs the agreement (WARN) or the damage (ERROR) and stops
+// asking. Nothing else changes.
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"twopc/actors/actortest"
+	"twopc/messages"
+)
+
+// reconcileTiming: nothing is asked about as in doubt (InDoubtAfter is an
+// hour), heuristic decisions are asked about every 50 ms at most, and the
+// query tick runs every 20 ms.
+var reconcileTiming = Timing{VoteTimeout: 40 * time.Millisecond, InDoubtAfter: time.Hour, MaxQueryInterval: 50 * time.Millisecond}
+
+func warnLogger() (hclog.Logger, *actortest.Buffer) {
+	buf := &actortest.Buffer{}
+	return hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Warn, Output: buf}), buf
+}
+
+func confirmedLine(d messages.Decision, id messages.TxID) string {
+	return "heuristic decision confirmed: the coordinator also decided " + d.String() + " for " + id.String()
+}
+
+// expectQueries: the next len(ids) messages on p are DecisionQueries from
+// node 0, one about each of ids (in any order).
+func expectQueries(t *testing.T, p *actortest.Probe, ids ...messages.TxID) {
+	t.Helper()
+	var got []messages.TxID
+	for range ids {
+		q, _ := actortest.Expect[*messages.DecisionQuery](t, p, wait)
+		if q.From != 0 {
+			t.Fatalf("query %+v, want one from node 0", q)
+		}
+		got = append(got, q.Tx)
+	}
+	for _, id := range ids {
+		if !slices.Contains(got, id) {
+			t.Fatalf("queries about %v, want one about each of %v", got, ids)
+		}
+	}
+}
+
+// queriesSeen counts the DecisionQueries about id p has received so far.
+func queriesSeen(p *actortest.Probe, id messages.TxID) int {
+	n := 0
+	for _, e := range p.Seen() {
+		if q, ok := e.Msg.(*messages.DecisionQuery); ok && q.Tx == id {
+			n++
+		}
+	}
+	return n
+}
+
+func newReconcileRig(t *testing.T, edit func(*ParticipantConfig)) (*participantRig, *actortest.Buffer) {
+	log, buf := warnLogger()
+	r := buildParticipantRigWith(t, func(c *ParticipantConfig) {
+		c.Timing, c.KV, c.Logger = reconcileTiming, map[string]int64{"a": 1}, log
+		if edit != nil {
+			edit(c)
+		}
+	})
+	return r, buf
+}
+
+// reply answers as node from about id.
+func (r *participantRig) reply(id messages.TxID, from int32, d messages.Decision) {
+	r.sys.Root.Send(r.pid, &messages.DecisionReply{Tx: id, From: from, Decision: d})
+}
+
+func waitForLine(t *testing.T, buf *actortest.Buffer, line string) {
+	t.Helper()
+	actortest.Eventually(t, wait, func() string {
+		if !strings.Contains(buf.String(), line) {
+			return "no line " + line + " in:\n" + buf.String()
+		}
+		return ""
+	})
+}
+
+// noMoreQueries: once the participant has handled everything sent so far
+// (a status request is answered after it), no DecisionQuery about id follows
+// for several query intervals; it holds no unreconciled decision.
+func noMoreQueries(t *testing.T, r *participantRig, id messages.TxID) {
+	t.Helper()
+	if st := r.status(t); st.Unreconciled != 0 {
+		t.Fatalf("still %d unreconciled heuristic decisions", st.Unreconciled)
+	}
+	before := queriesSeen(r.coord, id)
+	time.Sleep(5 * reconcileTiming.MaxQueryInterval)
+	if after := queriesSeen(r.coord, id); after != before {
+		t.Fatalf("%d more DecisionQueries about %v after it was reconciled", after-before, id)
+	}
+}
+
+// The operator committed tx(1) here; its coordinator aborted it (presumed
+// abort: it sends nothing). Asked, it says abort: the damage is logged at
+// ERROR, the asking stops, and nothing is undone or written.
+func TestReconcileForcedCommitCoordinatorAborted(t *testing.T) {
+	r, buf := newReconcileRig(t, nil)
+	r.prepared(t, tx(1), messages.Add("a", 5))
+	if fr := forceLogged(t, r, tx(1), true); !fr.Applied {
+		t.Fatalf("force: %+v", fr)
+	}
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if app.Records[0].Kind != messages.RecCommitted {
+		t.Fatalf("want the forced COMMITTED, got %+v", app)
+	}
+	// Asked at once, before the forced commit's ack.
+	q, _ := actortest.Expect[*messages.DecisionQuery](t, r.coord, wait)
+	if q.Tx != tx(1) || q.From != 0 {
+		t.Fatalf("query %+v", q)
+	}
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	if st := r.status(t); st.Unreconciled != 1 {
+		t.Fatalf("status after the heuristic commit: %+v, want 1 unreconciled", st)
+	}
+
+	r.reply(tx(1), 0, messages.DecisionAbort)
+	waitForLine(t, buf, damageLine(messages.DecisionAbort, messages.DecisionCommit, tx(1)))
+	if !strings.Contains(buf.String(), "[ERROR]") {
+		t.Fatalf("damage not at ERROR:\n%s", buf.String())
+	}
+	noMoreQueries(t, r, tx(1))
+	for _, e := range r.wal.Seen()[2:] { // after PREPARED, HEURISTIC: COMMITTED only
+		if a := e.Msg.(*messages.Append); a.Records[0].Kind != messages.RecCommitted {
+			t.Fatalf("a record written for the reconciliation: %+v", a)
+		}
+	}
+	if v := r.readValue(t, "a"); v != 6 {
+		t.Fatalf("a = %d, want 6 (the operator's commit stays)", v)
+	}
+	wantOutcome(t, askOutcome(t, r, tx(1)), messages.DecisionCommit, "committed it (by the operator's heuristic decision)")
+	if strings.Contains(buf.String(), "confirmed") {
+		t.Fatalf("a disagreement logged as confirmed:\n%s", buf.String())
+	}
+}
+
+// The operator aborted tx(1) here, and so did its coordinator: confirmed at
+// WARN, no damage, no more asking.
+func TestReconcileForcedAbortConfirmed(t *testing.T) {
+	r, buf := newReconcileRig(t, nil)
+	r.prepared(t, tx(1), messages.Add("a", 5))
+	if fr := forceLogged(t, r, tx(1), false); !fr.Applied {
+		t.Fatalf("force: %+v", fr)
+	}
+	expectQueries(t, r.coord, tx(1))
+	r.reply(tx(1), 0, messages.DecisionAbort)
+	waitForLine(t, buf, confirmedLine(messages.DecisionAbort, tx(1)))
+	if !strings.Contains(buf.String(), "[WARN]") || strings.Contains(buf.String(), "HEURISTIC DAMAGE") {
+		t.Fatalf("want the confirmation at WARN and no damage:\n%s", buf.String())
+	}
+	noMoreQueries(t, r, tx(1))
+	// A late duplicate answer says nothing again.
+	r.reply(tx(1), 0, messages.DecisionAbort)
+	r.status(t)
+	if n := strings.Count(buf.String(), "confirmed"); n != 1 {
+		t.Fatalf("%d confirmations, want 1:\n%s", n, buf.String())
+	}
+	if v := r.readValue(t, "a"); v != 1 {
+		t.Fatalf("a = %d, want 1", v)
+	}
+}
+
+// A coordinator that cannot tell (unknown) is asked again, with pauses
+// that grow; its later commit confirms the operator's commit.
+func TestReconcileUnknownAskedAgain(t *testing.T) {
+	r, buf := newReconcileRig(t, nil)
+	r.prepared(t, tx(1), messages.Add("a", 5))
+	if fr := forceLogged(t, r, tx(1), true); !fr.Applied {
+		t.Fatalf("force: %+v", fr)
+	}
+	expectQueries(t, r.coord, tx(1))
+	r.reply(tx(1), 0, messages.DecisionUnknown)
+	expectQueries(t, r.coord, tx(1))
+	r.reply(tx(1), 0, messages.DecisionUnknown)
+	expectQueries(t, r.coord, tx(1))
+	if st := r.status(t); st.Unreconciled != 1 {
+		t.Fatalf("reconciled by an unknown: %+v", st)
+	}
+	if strings.Contains(buf.String(), "confirmed") || strings.Contains(buf.String(), "DAMAGE") {
+		t.Fatalf("an unknown answer logged a result:\n%s", buf.String())
+	}
+	r.reply(tx(1), 0, messages.DecisionCommit)
+	waitForLine(t, buf, confirmedLine(messages.DecisionCommit, tx(1)))
+	noMoreQueries(t, r, tx(1))
+}
+
+// A peer's DecisionReply about a heuristically decided transaction changes
+// nothing: no damage logged from it, not reconciled, nothing sent or
+// written; only the coordinator's answer counts. Peers are never asked.
+func TestReconcileIgnoresPeerReplies(t *testing.T) {
+	r, buf := newReconcileRig(t, func(c *ParticipantConfig) { c.Members = 2 })
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.Add("n0/a", 5)}, Participants: []int32{0, 1}}, r.txn.PID)
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteYes {
+		t.Fatalf("vote %+v", v)
+	}
+	if fr := forceLogged(t, r, tx(1), false); !fr.Applied {
+		t.Fatalf("force: %+v", fr)
+	}
+	actortest.Expect[*messages.Append](t, r.wal, wait) // the lazy ABORTED
+	expectQueries(t, r.coord, tx(1))
+	r.reply(tx(1), 1, messages.DecisionCommit)
+	r.reply(tx(1), 1, messages.DecisionAbort)
+	expectQueries(t, r.coord, tx(1)) // still asking the coordinator
+	if st := r.status(t); st.Unreconciled != 1 {
+		t.Fatalf("reconciled by a peer: %+v", st)
+	}
+	if strings.Contains(buf.String(), "DAMAGE") || strings.Contains(buf.String(), "confirmed") {
+		t.Fatalf("a peer's answer logged a result:\n%s", buf.String())
+	}
+	for _, p := range []*actortest.Probe{r.peer, r.wal, r.txn} {
+		actortest.ExpectNone(t, p, 0)
+	}
+	r.reply(tx(1), 0, messages.DecisionCommit)
+	waitForLine(t, buf, damageLine(messages.DecisionCommit, messages.DecisionAbort, tx(1)))
+	noMoreQueries(t, r, tx(1))
+	if len(r.peer.Seen()) != 0 {
+		t.Fatalf("the peer was asked: %+v", r.peer.Seen())
+	}
+}
+
+// Heuristic decisions recovered from the log (ParticipantConfig.Heuristic)
+// are reconciled after start: asked about at once, each answer logged.
+func TestReconcileRecoveredHeuristics(t *testing.T) {
+	r, buf := newReconcileRig(t, func(c *ParticipantConfig) {
+		c.Fresh = false
+		c.Heuristic = map[messages.TxID]bool{tx(1): true, tx(2): false}
+	})
+	expectQueries(t, r.coord, tx(1), tx(2))
+	if st := r.status(t); st.Unreconciled != 2 {
+		t.Fatalf("status after start: %+v, want 2 unreconciled", st)
+	}
+	r.reply(tx(1), 0, messages.DecisionAbort)
+	r.reply(tx(2), 0, messages.DecisionAbort)
+	waitForLine(t, buf, damageLine(messages.DecisionAbort, messages.DecisionCommit, tx(1)))
+	waitForLine(t, buf, confirmedLine(messages.DecisionAbort, tx(2)))
+	noMoreQueries(t, r, tx(1))
+	noMoreQueries(t, r, tx(2))
+	if len(r.wal.Seen()) != 0 || len(r.peer.Seen()) != 0 || len(r.txn.Seen()) != 0 {
+		t.Fatalf("something written or sent: wal %v peer %v txn %v", r.wal.Seen(), r.peer.Seen(), r.txn.Seen())
+	}
+}
+
+// A Commit of a transaction the operator aborted is damage reported on the
+// Commit path (an Ack marked Heuristic): that reconciles it too.
+func TestReconcileByCommitPath(t *testing.T) {
+	r, buf := newReconcileRig(t, nil)
+	r.prepared(t, tx(1), messages.Add("a", 5))
+	if fr := forceLogged(t, r, tx(1), false); !fr.Applied {
+		t.Fatalf("force: %+v", fr)
+	}
+	expectQueries(t, r.coord, tx(1))
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)
+	if ack, _ := actortest.Expect[*messages.Ack](t, r.txn, wait); !ack.Heuristic {
+		t.Fatalf("ack %+v", ack)
+	}
+	waitForLine(t, buf, damageLine(messages.DecisionCommit, messages.DecisionAbort, tx(1)))
+	noMoreQueries(t, r, tx(1))
+	// The coordinator's answer to the query sent earlier: nothing new.
+	r.reply(tx(1), 0, messages.DecisionCommit)
+	r.status(t)
+	if n := strings.Count(buf.String(), "HEURISTIC DAMAGE"); n != 1 {
+		t.Fatalf("%d damage lines, want 1:\n%s", n, buf.String())
+	}
+}
