@@ -295,7 +295,7 @@ func (c *coordinator) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 		if c.log.IsInfo() {
 			c.log.Info("decision query answered", "tx", q.Tx, "from", q.From, "decision", d)
 		}
-		ctx.Send(c.cfg.Directory.Participant(q.From), &messages.DecisionReply{Tx: q.Tx, From: c.cfg.Node, Decision: d})
+		ctx.Send(c.cfg.Directory.Participant(q.From), &messages.DecisionReply{Tx: q.Tx, From: c.cfg.Node, Decision: d, Presumed: !r.CommitPending})
 	})
 }
 

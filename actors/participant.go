@@ -278,7 +278,7 @@ func (p *participant) start(ctx actor.Context) {
 		p.log.Debug("heuristic decision recovered", "tx", tx, "decision", forcedDecision(commit))
 		// Whether the coordinator agreed was known only to the predecessor's
 		// memory: ask again (see reconcile.go).
-		p.unreconciled[tx] = &heuristicCheck{nextQuery: now, queryGap: p.timing.InDoubtAfter}
+		p.unreconciled[tx] = &heuristicCheck{nextQuery: now, queryGap: p.timing.InDoubtAfter, recovered: true}
 	}
 	p.queryTimer.arm(ctx, p.queryTick())
 	if len(inDoubt) > 0 {

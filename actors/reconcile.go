@@ -28,6 +28,7 @@ import (
 // coordinator's decision.
 type heuristicCheck struct {
 	begun     int64 // the transaction's Begun if this node still knew it, else 0
+	recovered bool  // found in the log at start: it may have been confirmed before, and acked
 	nextQuery time.Time
 	queryGap  time.Duration
 	asked     int
@@ -86,8 +87,19 @@ func (p *participant) onHeuristicReply(ctx actor.Context, m *messages.DecisionRe
 		// on any decision that arrives (onDecisionAfterHeuristic).
 		p.decide(ctx, m.Tx, forced, nil, "heuristic abort by the operator")
 	}
-	if _, open := p.unreconciled[m.Tx]; !open {
+	h, open := p.unreconciled[m.Tx]
+	if !open {
 		return // reconciled already: a late or duplicate answer
+	}
+	if h.recovered && commit && m.Presumed {
+		// Before this restart the coordinator may have committed, been
+		// acked by this node and every other, and forgotten: its "abort"
+		// is then presumed over a commit. Say what cannot be told apart
+		// rather than raise a false alarm.
+		delete(p.unreconciled, m.Tx)
+		p.log.Warn(fmt.Sprintf("heuristic commit of %v cannot be confirmed: its coordinator no longer remembers it (presumed abort): either it aborted, and the operator's commit was wrong, or it committed and ended once every participant acked", m.Tx),
+			"tx", m.Tx, "node", p.cfg.Node)
+		return
 	}
 	p.reconciled(m.Tx, m.Decision, forced)
 }

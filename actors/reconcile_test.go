@@ -275,3 +275,22 @@ func TestReconcileByCommitPath(t *testing.T) {
 		t.Fatalf("%d damage lines, want 1:\n%s", n, buf.String())
 	}
 }
+
+// After a restart, a recovered heuristic commit whose coordinator answers
+// with a presumed abort cannot be judged: before the restart the
+// coordinator may have committed, been acked by everyone, and forgotten.
+// That is said at WARN, never as damage. Without the restart the same
+// answer is damage (TestReconcileForcedCommitCoordinatorAborted).
+func TestReconcileRecoveredCommitAgainstPresumedAbortIsNoAlarm(t *testing.T) {
+	r, buf := newReconcileRig(t, func(c *ParticipantConfig) {
+		c.Fresh = false
+		c.Heuristic = map[messages.TxID]bool{tx(1): true}
+	})
+	expectQueries(t, r.coord, tx(1))
+	r.sys.Root.Send(r.pid, &messages.DecisionReply{Tx: tx(1), From: 0, Decision: messages.DecisionAbort, Presumed: true})
+	waitForLine(t, buf, "heuristic commit of "+tx(1).String()+" cannot be confirmed")
+	noMoreQueries(t, r, tx(1))
+	if strings.Contains(buf.String(), "HEURISTIC DAMAGE") {
+		t.Fatalf("a false alarm:\n%s", buf.String())
+	}
+}

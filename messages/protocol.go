@@ -145,6 +145,11 @@ type DecisionReply struct {
 	Tx       TxID
 	From     int32
 	Decision Decision
+	// Presumed: an abort only because the coordinator's log holds no
+	// COMMIT for it. Exact for a transaction still in doubt anywhere; but
+	// one that committed and was acked by every participant (END) is
+	// forgotten too, and answered so.
+	Presumed bool
 }
 
 // Read asks a participant for the committed values of keys it owns.
