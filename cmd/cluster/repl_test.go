@@ -324,12 +324,7 @@ func TestCoordinatorCrashBetweenCommitAndAcks(t *testing.T) {
 	// The trace: COMMIT durable, the crash, no Commit from the dead node,
 	// the restart, then Commit to every participant, their COMMITTED
 	// records and acks, and END.
-	traceAt := len(got)
-	for i, l := range got {
-		if strings.HasPrefix(l, "trace 0.1.2: ") {
-			traceAt = i
-		}
-	}
+	traceAt := traceStart(got, "0.1.2")
 	expectTrace(t, got[traceAt:], "trace 0.1.2: committed; coordinator node 0, participants 0 1 2 3",
 		"node 0 log COMMIT (forced)", "node 0 crashed (power cut)", "node 0 restarted (incarnation 2)",
 		"Commit 0 → 1", "Commit 0 → 1 received", "node 1 log COMMITTED (forced)", "Ack 1 → 0 received", "node 0 log END (lazy)")
@@ -393,6 +388,17 @@ func TestResolveIsRefusedWhenTheOutcomeIsKnown(t *testing.T) {
 	)
 }
 
+// traceStart is where the output of `trace <tx>` begins (len(got) if it
+// is not there).
+func traceStart(got []string, tx string) int {
+	for i, l := range got {
+		if strings.HasPrefix(l, "trace "+tx+": ") {
+			return i
+		}
+	}
+	return len(got)
+}
+
 // expectTrace checks a trace's first line, and that its event lines hold
 // the given descriptions in that order; and that no Commit left the
 // coordinator between its crash and its restart.
@@ -435,12 +441,7 @@ func TestWrongHeuristicDecisionIsReportedAsDamage(t *testing.T) {
 		"indoubt",
 		"trace 0.1.2",
 	}, "\n")+"\n", "--in-doubt-after", "1m")
-	traceAt := len(got)
-	for i, l := range got {
-		if strings.HasPrefix(l, "trace 0.1.2: ") {
-			traceAt = i
-		}
-	}
+	traceAt := traceStart(got, "0.1.2")
 	expectTrace(t, got[traceAt:],
 		"trace 0.1.2: committed (the operator forced a heuristic decision on node 1 2 3; heuristic damage reported by node 1 2 3); coordinator node 0, participants 0 1 2 3",
 		"node 0 log COMMIT (forced)", "node 0 crashed (power cut)", "node 1 log HEURISTIC (forced)",
