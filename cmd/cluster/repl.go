@@ -7,6 +7,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -169,13 +170,26 @@ func (r *repl) terminal(f *os.File, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer rl.Close()
-	// Log lines and the cluster's own notes are written above the prompt.
-	r.out = rl.Stdout()
+	// Log lines are written above the prompt. A command's output is
+	// gathered and written in one piece: the line editor redraws its
+	// prompt after every write it is given, and a table written cell by
+	// cell would come out interleaved with prompts.
+	screen := rl.Stdout()
+	var out bytes.Buffer
+	r.out = &out
 	r.logOut.set(rl.Stderr())
 	defer r.logOut.set(r.logOut.initial)
 	r.afterDemo(true)
 	fmt.Fprintln(r.out, "type help for the commands, quit (or Ctrl-D) to leave")
+	show := func() {
+		if out.Len() > 0 {
+			_, _ = screen.Write(out.Bytes())
+			out.Reset()
+		}
+	}
+	defer show()
 	for {
+		show()
 		line, err := rl.Readline()
 		switch {
 		case errors.Is(err, readline.ErrInterrupt):
