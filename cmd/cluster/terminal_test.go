@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,15 @@ func TestTerminalSessionWithCompletionAndHistory(t *testing.T) {
 	waitFor("twopc> get value", 2)
 	typeIn("\r")
 	waitFor("value = 4  (node 3)", 2)
+	// A table comes out whole, not cell by cell between redrawn prompts.
+	typeIn("status\r")
+	waitFor("node  address ", 1)
+	actortest.Eventually(t, 60*time.Second, func() string {
+		if !regexp.MustCompile(`node  address +state +in-flight +locks +in-doubt +log +last snapshot\r?\n0 +127\.0\.0\.1:\d+ +up `).MatchString(screen.String()) {
+			return "waiting for the status table, whole"
+		}
+		return ""
+	})
 	typeIn("crash 9\r")
 	waitFor(`error: no node "9" (nodes are 0-3)`, 1)
 	typeIn("quit\r")
@@ -92,9 +102,9 @@ func TestTerminalSessionWithCompletionAndHistory(t *testing.T) {
 	}
 	// A line recalled unchanged is not kept twice. The last line, quit,
 	// may or may not be written before the line editor closes.
-	want := []string{"help", "get value", "crash 9"}
-	if len(lines) == 4 && lines[3] == "quit" {
-		lines = lines[:3]
+	want := []string{"help", "get value", "status", "crash 9"}
+	if len(lines) == 5 && lines[4] == "quit" {
+		lines = lines[:4]
 	}
 	if strings.Join(lines, "|") != strings.Join(want, "|") {
 		t.Errorf("history file holds %q, want %q", lines, want)
