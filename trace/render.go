@@ -69,50 +69,88 @@ func render(w io.Writer, tx messages.TxID, evs []Event, nodes int) error {
 
 // status is the summary of the outcome. A commit counts once its COMMIT
 // record is written (the decision itself may die with its node before
-// that); an abort once decided (presumed abort logs nothing).
+// that); an abort once decided (presumed abort logs nothing), or once the
+// coordinator answers a question with abort — after a crash before it
+// decided, that presumed abort is the only decision there is.
 func status(evs []Event) string {
-	var commitLogged, commitDecided bool
-	var abort, outcome *Event
+	switch d, e := outcome(evs); {
+	case d == "commit":
+		return "committed"
+	case d == "abort" && e != nil && e.Kind == Decision && e.Detail != "":
+		return "aborted: " + e.Detail
+	case d == "abort" && e != nil && e.Kind == Send:
+		return "aborted (presumed: no COMMIT in the coordinator's log)"
+	case d == "abort":
+		return "aborted"
+	}
+	var commitDecided bool
+	var reply *Event
 	for i := range evs {
 		e := &evs[i]
 		switch {
-		case e.Kind == LogWrite && e.What == messages.RecCommitDecision.String():
-			commitLogged = true
 		case e.Kind == Decision && e.What == "commit":
 			commitDecided = true
-		case e.Kind == Decision && e.What == "abort" && abort == nil:
-			abort = e
-		case e.Kind == Send && e.What == "Outcome" && outcome == nil:
-			outcome = e
+		case e.Kind == Send && e.What == "Outcome" && reply == nil:
+			reply = e
 		}
 	}
 	switch {
-	case commitLogged:
-		return "committed"
-	case abort != nil:
-		if abort.Detail == "" {
-			return "aborted"
-		}
-		return "aborted: " + abort.Detail
-	case outcome != nil && outcome.Detail != "":
-		return outcome.Detail // e.g. a read-only commit, or an abort with no txn actor
+	case reply != nil && reply.Detail != "":
+		return reply.Detail // e.g. a read-only commit, or an abort with no txn actor
 	case commitDecided:
 		return "commit decided, COMMIT not logged"
 	}
 	return "no decision recorded"
 }
 
+// outcome is the coordinator's decision as the events show it — "commit"
+// (COMMIT written), "abort" (decided, or answered to a question by the
+// coordinator's node), or "" — and the event that shows it.
+func outcome(evs []Event) (string, *Event) {
+	var abort *Event
+	for i := range evs {
+		e := &evs[i]
+		switch {
+		case e.Kind == LogWrite && e.What == messages.RecCommitDecision.String():
+			return "commit", e
+		case abort == nil && e.Kind == Decision && e.What == "abort":
+			abort = e
+		case abort == nil && e.Kind == Send && e.What == "DecisionReply" && e.Node == e.Tx.Node && e.Detail == messages.DecisionAbort.String():
+			abort = e
+		}
+	}
+	if abort != nil {
+		return "abort", abort
+	}
+	return "", nil
+}
+
 // heuristics says where an operator forced a decision (a HEURISTIC record)
-// and where that met a different decision of the coordinator (an ack of
-// heuristic damage): the summary must not read as a clean outcome then.
+// and where that disagrees with the coordinator's decision (an ack of
+// heuristic damage, or the forced node's own COMMITTED or ABORTED against
+// the outcome): the summary must not read as a clean outcome then.
 func heuristics(evs []Event) string {
 	var forced, damaged []int32
+	applied := map[int32]string{} // what each forced node wrote after its HEURISTIC record
 	for _, e := range evs {
 		switch {
-		case e.Kind == LogWrite && e.What == messages.RecHeuristic.String() && !slices.Contains(forced, e.Node):
-			forced = append(forced, e.Node)
+		case e.Kind == LogWrite && e.What == messages.RecHeuristic.String():
+			if !slices.Contains(forced, e.Node) {
+				forced = append(forced, e.Node)
+			}
+		case e.Kind == LogWrite && slices.Contains(forced, e.Node) && e.What == messages.RecCommitted.String():
+			applied[e.Node] = "commit"
+		case e.Kind == LogWrite && slices.Contains(forced, e.Node) && e.What == messages.RecAborted.String():
+			applied[e.Node] = "abort"
 		case e.Kind == Send && e.What == "Ack" && e.Detail == "heuristic damage" && !slices.Contains(damaged, e.Node):
 			damaged = append(damaged, e.Node)
+		}
+	}
+	if d, _ := outcome(evs); d != "" {
+		for n, a := range applied {
+			if a != d && !slices.Contains(damaged, n) {
+				damaged = append(damaged, n)
+			}
 		}
 	}
 	var notes []string
@@ -120,7 +158,7 @@ func heuristics(evs []Event) string {
 		notes = append(notes, "the operator forced a heuristic decision on node "+nodeList(forced))
 	}
 	if len(damaged) > 0 {
-		notes = append(notes, "heuristic damage reported by node "+nodeList(damaged))
+		notes = append(notes, "heuristic damage on node "+nodeList(damaged))
 	}
 	if len(notes) == 0 {
 		return ""

@@ -259,7 +259,34 @@ func TestRenderHeuristicDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	first, _, _ := strings.Cut(b.String(), "\n")
-	want := "trace 0.1.6: committed (the operator forced a heuristic decision on node 1 2; heuristic damage reported by node 2); coordinator node 0, participants 1 2"
+	want := "trace 0.1.6: committed (the operator forced a heuristic decision on node 1 2; heuristic damage on node 2); coordinator node 0, participants 1 2"
+	if first != want {
+		t.Fatalf("summary:\n%s\nwant:\n%s", first, want)
+	}
+}
+
+// A coordinator that crashed before deciding answers, once restarted, with
+// a presumed abort: that is the outcome the summary gives. A heuristic
+// commit on another node then disagrees with it, and the summary says so
+// (found by the forced node's COMMITTED against the abort, no ack needed).
+func TestRenderPresumedAbortAndHeuristicCommit(t *testing.T) {
+	r := NewRecorder(10)
+	for _, e := range []Event{
+		send(0, 0, 1, tx2, "Prepare", ""),
+		{At: at(1), Node: 0, Kind: NodeEvent, Peer: NoPeer, What: "crashed (power cut)"},
+		{At: at(2), Node: 2, Kind: LogWrite, Peer: NoPeer, Tx: tx2, What: messages.RecHeuristic.String(), Forced: true},
+		{At: at(3), Node: 2, Kind: LogWrite, Peer: NoPeer, Tx: tx2, What: messages.RecCommitted.String(), Forced: true},
+		send(4, 0, 1, tx2, "DecisionReply", messages.DecisionAbort.String()),
+		{At: at(5), Node: 1, Kind: LogWrite, Peer: NoPeer, Tx: tx2, What: messages.RecAborted.String()},
+	} {
+		r.Record(e)
+	}
+	var b strings.Builder
+	if err := r.Render(&b, tx2, 3); err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(b.String(), "\n")
+	want := "trace 0.1.6: aborted (presumed: no COMMIT in the coordinator's log) (the operator forced a heuristic decision on node 2; heuristic damage on node 2); coordinator node 0, participants 1 2"
 	if first != want {
 		t.Fatalf("summary:\n%s\nwant:\n%s", first, want)
 	}

@@ -93,6 +93,9 @@ func (r *repl) parseTx(name string, args []string) (*txSpec, error) {
 		}
 		spec.via, args = node, args[:n-2]
 	}
+	if name != "add" && name != "set" && name != "transfer" {
+		return nil, fmt.Errorf("%q is not a transaction command (add, set or transfer)", name)
+	}
 	usage := commandsByName[name].syntax
 	switch name {
 	case "add":
@@ -509,19 +512,31 @@ var crashSteps = []crashStep{
 // armedCrash is a crash waiting for its node to reach a step (and, for a
 // step that sends, for the message to arrive).
 type armedCrash struct {
-	node  int
-	step  crashStep
-	await *actors.Step  // the receiver's step to wait for, once the message left
+	node int
+	step crashStep
+	// sent are the arrivals to wait for, one per message sent at the step
+	// (the latest maxAwaited): any of them fires the crash. Not only the
+	// first — that one may never arrive (cut by a partition, or a vote for
+	// a transaction already over), and the crash would wait for ever.
+	sent  []actors.Step
 	fired chan struct{} // closed when the power is cut
 }
 
-// matches says whether s is the step the crash waits for now.
-func (a *armedCrash) matches(s actors.Step) bool {
-	if a.await == nil {
-		return int(s.Node) == a.node && s.Kind == a.step.kind
+const maxAwaited = 256
+
+// sending: s is the step this crash waits for, at a message that leaves.
+func (a *armedCrash) sending(s actors.Step) bool {
+	return int(s.Node) == a.node && s.Kind == a.step.kind
+}
+
+// arrived: s shows one of the awaited messages arrived.
+func (a *armedCrash) arrived(s actors.Step) bool {
+	for _, w := range a.sent {
+		if s.Kind == w.Kind && s.Tx == w.Tx && s.Node == w.Node && (w.Peer < 0 || s.Peer == w.Peer) {
+			return true
+		}
 	}
-	w := a.await
-	return s.Kind == w.Kind && s.Tx == w.Tx && s.Node == w.Node && (w.Peer < 0 || s.Peer == w.Peer)
+	return false
 }
 
 // arrival is the step at which the message sent at s shows it arrived.
@@ -542,39 +557,43 @@ func (r *repl) onStep(s actors.Step) {
 	if r.nArmed.Load() == 0 {
 		return // the usual case: no lock taken on the protocol's hot path
 	}
+	// Under the lock to the end: a command waiting for this crash
+	// (awaitArmed) or a restart must find it either armed or done.
 	r.armMu.Lock()
+	defer r.armMu.Unlock()
 	var fire *armedCrash
 	for node, a := range r.armed {
-		if !a.matches(s) {
-			continue
-		}
-		if a.step.delivered != 0 && a.await == nil {
-			// A message to the node's own participant dies with it: wait
-			// for one sent to another node.
+		switch {
+		case a.step.delivered == 0 && a.sending(s), a.step.delivered != 0 && a.arrived(s):
+			fire = a
+			delete(r.armed, node)
+			r.nArmed.Add(-1)
+		case a.step.delivered != 0 && a.sending(s):
+			// A message to the node's own participant dies with it: only
+			// one sent to another node counts.
 			if a.step.kind == actors.StepVoted || s.Peer != s.Node {
-				a.await = a.arrival(s)
+				a.sent = append(a.sent, *a.arrival(s))
+				if len(a.sent) > maxAwaited {
+					a.sent = a.sent[1:]
+				}
 			}
-			continue
 		}
-		fire = a
-		delete(r.armed, node)
-		r.nArmed.Add(-1)
-		break
+		if fire != nil {
+			break
+		}
 	}
-	r.armMu.Unlock()
 	if fire == nil {
 		return
 	}
+	defer close(fire.fired)
 	n := r.c.Node(fire.node)
 	if n == nil {
-		close(fire.fired)
 		return
 	}
 	// The note first: the power cut wakes the command waiting on this node,
 	// and it prints the notes before its own line.
 	r.note(fmt.Sprintf("node %d crashed at %s of %v (power cut)", fire.node, fire.step.name, s.Tx))
 	n.PowerCut()
-	close(fire.fired)
 	done := make(chan struct{})
 	r.crashMu.Lock()
 	r.crashing = append(r.crashing, done)

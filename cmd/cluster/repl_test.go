@@ -108,6 +108,7 @@ func TestMalformedInputGetsAnErrorAndTheSessionGoesOn(t *testing.T) {
 		{"spawn x add 1", `spawn count "x" must be 1-10000`},
 		{"spawn 0 add 1", `spawn count "0" must be 1-10000`},
 		{"spawn 3 get value", `"get" is not a transaction command \(add, set or transfer\)`},
+		{"spawn 10 foo", `"foo" is not a transaction command \(add, set or transfer\)`},
 		{"status now", `status takes no arguments`},
 		{"crash", `usage: crash`},
 		{"crash 4", `no node "4" \(nodes are 0-3\)`},
@@ -443,7 +444,7 @@ func TestWrongHeuristicDecisionIsReportedAsDamage(t *testing.T) {
 	}, "\n")+"\n", "--in-doubt-after", "1m")
 	traceAt := traceStart(got, "0.1.2")
 	expectTrace(t, got[traceAt:],
-		"trace 0.1.2: committed (the operator forced a heuristic decision on node 1 2 3; heuristic damage reported by node 1 2 3); coordinator node 0, participants 0 1 2 3",
+		"trace 0.1.2: committed (the operator forced a heuristic decision on node 1 2 3; heuristic damage on node 1 2 3); coordinator node 0, participants 0 1 2 3",
 		"node 0 log COMMIT (forced)", "node 0 crashed (power cut)", "node 1 log HEURISTIC (forced)",
 		"node 0 restarted (incarnation 2)", "Ack 1 → 0: heuristic damage")
 	expectLines(t, got[:traceAt],
@@ -522,5 +523,27 @@ func TestCrashAtASendingStepLetsTheMessageArrive(t *testing.T) {
 		`its crash armed at prepared-logged is cancelled`,
 		`node 3 restarted \(incarnation 2\)`,
 		`committed 0\.1\.3 \(\d+ ms\)`,
+	)
+}
+
+// A crash at a sending step fires at the first message that arrives, even
+// when the first one sent is lost (here to a partition).
+func TestCrashAtASendingStepSkipsALostMessage(t *testing.T) {
+	got := session(t, t.TempDir(), strings.Join([]string{
+		"partition 0 1",
+		"crash 0 at prepare-sent",
+		"add 1 via 0",
+		"heal",
+		"restart 0",
+		"add 1 via 0",
+	}, "\n")+"\n")
+	expectLines(t, got,
+		`partitioned node 0 from node 1`,
+		`node 0 will crash when it next reaches prepare-sent .*`,
+		`node 0 crashed at prepare-sent of 0\.1\.2 \(power cut\)`,
+		`unknown 0\.1\.2: .*`,
+		`healed: every link restored`,
+		`node 0 restarted \(incarnation 2(, 1 in doubt)?\)`,
+		`committed 0\.2\.1 \(\d+ ms\)`,
 	)
 }
