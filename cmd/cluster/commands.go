@@ -65,7 +65,11 @@ func (r *repl) help(args []string) error {
 		fmt.Fprintf(w, "  %s\t%s\n", c.syntax, c.help)
 	}
 	w.Flush()
-	fmt.Fprintf(r.out, "Nodes are 0-%d. Keys \"n<id>/...\" live on node <id>, `value` on every node, others on a node chosen by hash.\n", r.opts.nodes-1)
+	nodes := fmt.Sprintf("Nodes are 0-%d.", r.opts.nodes-1)
+	if r.opts.nodes == 1 {
+		nodes = "The only node is 0."
+	}
+	fmt.Fprintf(r.out, "%s Keys \"n<id>/...\" live on node <id>, `value` on every node, others on a node chosen by hash.\n", nodes)
 	fmt.Fprintln(r.out, "Steps for `crash <node> at <step>`:")
 	w = tabwriter.NewWriter(r.out, 0, 0, 2, ' ', 0)
 	for _, s := range crashSteps {
