@@ -245,22 +245,14 @@ func TestRenderAborted(t *testing.T) {
 // A heuristic decision that met the coordinator's commit: the summary says
 // so, not just "committed".
 func TestRenderHeuristicDamage(t *testing.T) {
-	r := NewRecorder(10)
-	for _, e := range []Event{
+	evs := []Event{
 		{At: at(0), Node: 0, Kind: LogWrite, Peer: NoPeer, Tx: tx2, What: messages.RecCommitDecision.String(), Forced: true},
 		{At: at(1), Node: 2, Kind: LogWrite, Peer: NoPeer, Tx: tx2, What: messages.RecHeuristic.String(), Forced: true},
 		{At: at(2), Node: 1, Kind: LogWrite, Peer: NoPeer, Tx: tx2, What: messages.RecHeuristic.String(), Forced: true},
 		send(3, 2, 0, tx2, "Ack", "heuristic damage"),
-	} {
-		r.Record(e)
 	}
-	var b strings.Builder
-	if err := r.Render(&b, tx2, 3); err != nil {
-		t.Fatal(err)
-	}
-	first, _, _ := strings.Cut(b.String(), "\n")
 	want := "trace 0.1.6: committed (the operator forced a heuristic decision on node 1 2; heuristic damage on node 2); coordinator node 0, participants 1 2"
-	if first != want {
+	if first := summary(t, evs); first != want {
 		t.Fatalf("summary:\n%s\nwant:\n%s", first, want)
 	}
 }
@@ -270,15 +262,25 @@ func TestRenderHeuristicDamage(t *testing.T) {
 // commit on another node then disagrees with it, and the summary says so
 // (found by the forced node's COMMITTED against the abort, no ack needed).
 func TestRenderPresumedAbortAndHeuristicCommit(t *testing.T) {
-	r := NewRecorder(10)
-	for _, e := range []Event{
+	evs := []Event{
 		send(0, 0, 1, tx2, "Prepare", ""),
 		{At: at(1), Node: 0, Kind: NodeEvent, Peer: NoPeer, What: "crashed (power cut)"},
 		{At: at(2), Node: 2, Kind: LogWrite, Peer: NoPeer, Tx: tx2, What: messages.RecHeuristic.String(), Forced: true},
 		{At: at(3), Node: 2, Kind: LogWrite, Peer: NoPeer, Tx: tx2, What: messages.RecCommitted.String(), Forced: true},
 		send(4, 0, 1, tx2, "DecisionReply", messages.DecisionAbort.String()),
 		{At: at(5), Node: 1, Kind: LogWrite, Peer: NoPeer, Tx: tx2, What: messages.RecAborted.String()},
-	} {
+	}
+	want := "trace 0.1.6: aborted (presumed: no COMMIT in the coordinator's log) (the operator forced a heuristic decision on node 2; heuristic damage on node 2); coordinator node 0, participants 1 2"
+	if first := summary(t, evs); first != want {
+		t.Fatalf("summary:\n%s\nwant:\n%s", first, want)
+	}
+}
+
+// summary records evs and renders tx2: its first line.
+func summary(t *testing.T, evs []Event) string {
+	t.Helper()
+	r := NewRecorder(10)
+	for _, e := range evs {
 		r.Record(e)
 	}
 	var b strings.Builder
@@ -286,10 +288,7 @@ func TestRenderPresumedAbortAndHeuristicCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	first, _, _ := strings.Cut(b.String(), "\n")
-	want := "trace 0.1.6: aborted (presumed: no COMMIT in the coordinator's log) (the operator forced a heuristic decision on node 2; heuristic damage on node 2); coordinator node 0, participants 1 2"
-	if first != want {
-		t.Fatalf("summary:\n%s\nwant:\n%s", first, want)
-	}
+	return first
 }
 
 // Many goroutines record at once (every node's actors do): run under -race.
