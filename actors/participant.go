@@ -86,6 +86,7 @@ type participant struct {
 	starts    *int
 
 	queryTimer *timer
+	rounds     uint64 // query timer rounds handled (ParticipantStatus.Rounds)
 
 	// heuristics holds the transactions decided here by an operator's
 	// ForceDecision (true: forced commit), from the log's HEURISTIC records
@@ -204,6 +205,7 @@ func (p *participant) Receive(ctx actor.Context) {
 			p.expireWaits(ctx)
 			p.askAboutInDoubt(ctx)
 			p.askAboutHeuristics(ctx)
+			p.rounds++
 		}
 	}
 }
@@ -619,13 +621,17 @@ type ParticipantStatus struct {
 	// Unreconciled: heuristic decisions taken here whose agreement with the
 	// coordinator's decision is not known yet (still being asked about).
 	Unreconciled int
+	// Rounds counts the query timer's rounds: each looks for waits past
+	// their deadline, for transactions to ask about, and forgets old
+	// outcomes. A participant whose Rounds stop growing is stuck.
+	Rounds uint64
 }
 
 func (p *participant) status() *ParticipantStatus {
 	s := &ParticipantStatus{Node: p.cfg.Node, Keys: len(p.kv), LocksHeld: p.locks.held(),
 		Waiting: len(p.waits.prepares), Reads: p.waits.reads,
 		Remembered:   p.recentCommits.len() + p.recentAborts.len() + p.recentReadOnly.len(),
-		Unreconciled: len(p.unreconciled)}
+		Unreconciled: len(p.unreconciled), Rounds: p.rounds}
 	s.Doubts = p.doubts()
 	for tx, t := range p.txs {
 		switch t.state {

@@ -6,6 +6,7 @@ package actors
 // asking. Nothing else changes.
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -89,14 +90,25 @@ func waitForLine(t *testing.T, buf *actortest.Buffer, line string) {
 
 // noMoreQueries: once the participant has handled everything sent so far
 // (a status request is answered after it), no DecisionQuery about id follows
-// for several query intervals; it holds no unreconciled decision.
+// for several rounds of its query timer, each of which would have asked;
+// it holds no unreconciled decision.
 func noMoreQueries(t *testing.T, r *participantRig, id messages.TxID) {
 	t.Helper()
-	if st := r.status(t); st.Unreconciled != 0 {
+	st := r.status(t)
+	if st.Unreconciled != 0 {
 		t.Fatalf("still %d unreconciled heuristic decisions", st.Unreconciled)
 	}
 	before := queriesSeen(r.coord, id)
-	time.Sleep(5 * reconcileTiming.MaxQueryInterval)
+	// Rounds come every min(InDoubtAfter/4, VoteTimeout/2) (20 ms here);
+	// the pauses between queries grow only to MaxQueryInterval (50 ms), so
+	// rounds spanning more than that would have asked again.
+	start := st.Rounds
+	actortest.Eventually(t, wait, func() string {
+		if n := r.status(t).Rounds - start; n < 6 {
+			return fmt.Sprintf("the query timer ran %d rounds, want 6", n)
+		}
+		return ""
+	})
 	if after := queriesSeen(r.coord, id); after != before {
 		t.Fatalf("%d more DecisionQueries about %v after it was reconciled", after-before, id)
 	}

@@ -340,9 +340,19 @@ func TestOperatorHeuristicAbortThenCoordinatorRestarts(t *testing.T) {
 	forced := res.Nodes[0]
 	r.wantKnown(tx, messages.DecisionAbort, "aborted it (by the operator's heuristic decision)")
 
-	// Long past RememberOutcomes, and after a restart of a forced
-	// participant, the heuristic abort is still there.
-	time.Sleep(opTiming.RememberOutcomes + 200*time.Millisecond)
+	// Once the forced participant has forgotten its ordinary outcomes
+	// (RememberOutcomes), and after its restart, the heuristic abort is
+	// still there.
+	actortest.Eventually(t, 10*time.Second, func() string {
+		st, err := r.l.Node(int(forced)).ParticipantStatus()
+		if err != nil {
+			return err.Error()
+		}
+		if st.Remembered != 0 {
+			return fmt.Sprintf("node %d still remembers %d outcomes", forced, st.Remembered)
+		}
+		return ""
+	})
 	r.wantKnown(tx, messages.DecisionAbort, "aborted it (by the operator's heuristic decision)")
 	if err := r.l.Crash(int(forced)); err != nil {
 		t.Fatal(err)
