@@ -546,16 +546,17 @@ func TestReview2CrashedTxnClientAnsweredWhenQueryRedriveWinsTheRace(t *testing.T
 	}
 	r.sys.Root.Send(queryLookup, &messages.DecisionLookupReply{Tx: id, CommitPending: true, Participants: []int32{0, 1}})
 	actortest.Expect[*messages.Commit](t, r.parts[0], wait) // the successor runs
-	time.Sleep(100 * time.Millisecond)                      // let its outcome reach the coordinator
-	if _, err := r.sys.Root.RequestFuture(r.pid, &CoordinatorStatusRequest{}, wait).Result(); err != nil {
-		t.Fatal(err)
-	}
-	r.sys.Root.Send(crashLookup, &messages.DecisionLookupReply{Tx: id, CommitPending: true, Participants: []int32{0, 1}})
-
+	// It answers the client it inherited...
 	out, _ := actortest.Expect[*messages.Outcome](t, r.client, wait)
 	if !out.Committed || out.Tx != id {
 		t.Fatalf("outcome %+v", out)
 	}
+	// ...and the crash lookup, answered last, does not answer it again.
+	r.sys.Root.Send(crashLookup, &messages.DecisionLookupReply{Tx: id, CommitPending: true, Participants: []int32{0, 1}})
+	if _, err := r.sys.Root.RequestFuture(r.pid, &CoordinatorStatusRequest{}, wait).Result(); err != nil {
+		t.Fatal(err)
+	}
+	actortest.ExpectNone(t, r.client, 50*time.Millisecond)
 }
 
 // expectLookup waits for a DecisionLookup of id at the persistence probe and
