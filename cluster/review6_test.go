@@ -211,13 +211,23 @@ func TestReview6InDoubtAcrossAPartitionSettlesAfterHeal(t *testing.T) {
 		t.Fatalf("want committed (the decision is durable before the cut takes effect), got %v %v", o, err)
 	}
 	hook.Store(nil)
-	// Long, next to every clock: dozens of re-sends and queries.
-	for range 10 {
-		time.Sleep(r6Timing.MaxResendInterval + r6Timing.MaxQueryInterval)
-		if st, err := l.Node(1).ParticipantStatus(); err != nil || len(st.InDoubt) != 1 || st.LocksHeld != 1 {
+	// Long, next to every clock: node 1 asks ten more times (each query
+	// counted in its in-doubt entry, each lost to the partition) and stays
+	// in doubt holding its lock all along.
+	before := -1
+	actortest.Eventually(t, 30*time.Second, func() string {
+		st, err := l.Node(1).ParticipantStatus()
+		if err != nil || len(st.Doubts) != 1 || st.LocksHeld != 1 {
 			t.Fatalf("node 1 during the partition: %+v %v, want one transaction in doubt holding n1/y", st, err)
 		}
-	}
+		if before < 0 {
+			before = st.Doubts[0].Asked
+		}
+		if n := st.Doubts[0].Asked - before; n < 10 {
+			return fmt.Sprintf("node 1 asked %d more times, want 10", n)
+		}
+		return ""
+	})
 	if cs, _ := l.Node(0).CoordinatorStatus(); cs.InFlight != 1 {
 		t.Fatalf("coordinator during the partition: %+v, want the transaction still driven", cs)
 	}
