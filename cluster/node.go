@@ -500,9 +500,8 @@ func (n *Node) Read(keys ...string) ([]NodeValue, error) {
 			perNode[o] = append(perNode[o], k)
 		}
 	}
-	// A read may wait up to the vote timeout for transactions prepared on
-	// its keys to be decided; allow for that. The owners are asked at once.
-	deadline := time.Now().Add(2*n.cfg.Timing.WithDefaults().VoteTimeout + time.Second)
+	// The owners are asked at once.
+	deadline := time.Now().Add(n.readTimeout())
 	pending := make([]*pendingReply, members)
 	defer func() { // boxes not awaited (after an error) are freed too
 		for _, r := range pending {
@@ -527,24 +526,9 @@ func (n *Node) Read(keys ...string) ([]NodeValue, error) {
 		}
 		res, err := r.await(deadline)
 		pending[o] = nil
-		if err != nil {
-			return nil, fmt.Errorf("read %s: node %d did not answer: %w", strings.Join(perNode[o], " "), o, err)
+		if got[o], err = readValues(int32(o), perNode[o], res, err); err != nil {
+			return nil, err
 		}
-		if _, dead := res.(*actor.DeadLetterResponse); dead {
-			return nil, fmt.Errorf("read %s: node %d did not answer: its participant is not running", strings.Join(perNode[o], " "), o)
-		}
-		rr, ok := res.(*messages.ReadReply)
-		if ok && rr.From != int32(o) {
-			// A reply address can be guessed; only the owner asked may answer.
-			return nil, fmt.Errorf("read %s: answer from node %d, not from node %d that was asked", strings.Join(perNode[o], " "), rr.From, o)
-		}
-		if ok && rr.Err != "" {
-			return nil, fmt.Errorf("read %s: %s", strings.Join(perNode[o], " "), rr.Err)
-		}
-		if !ok || len(rr.Values) != len(perNode[o]) {
-			return nil, fmt.Errorf("read %s: node %d: unexpected answer %T", strings.Join(perNode[o], " "), o, res)
-		}
-		got[o] = rr.Values
 	}
 	// One entry per key per owner, in the order the keys were asked.
 	var out []NodeValue
@@ -556,6 +540,36 @@ func (n *Node) Read(keys ...string) ([]NodeValue, error) {
 		}
 	}
 	return out, nil
+}
+
+// readValues checks owner's answer to a Read of keys (res, or err if none
+// came) and returns its values, in the order asked.
+func readValues(owner int32, keys []string, res interface{}, err error) ([]messages.KeyValue, error) {
+	what := strings.Join(keys, " ")
+	if err != nil {
+		return nil, fmt.Errorf("read %s: node %d did not answer: %w", what, owner, err)
+	}
+	if _, dead := res.(*actor.DeadLetterResponse); dead {
+		return nil, fmt.Errorf("read %s: node %d did not answer: its participant is not running", what, owner)
+	}
+	rr, ok := res.(*messages.ReadReply)
+	if ok && rr.From != owner {
+		// A reply address can be guessed; only the owner asked may answer.
+		return nil, fmt.Errorf("read %s: answer from node %d, not from node %d that was asked", what, rr.From, owner)
+	}
+	if ok && rr.Err != "" {
+		return nil, fmt.Errorf("read %s: %s", what, rr.Err)
+	}
+	if !ok || len(rr.Values) != len(keys) {
+		return nil, fmt.Errorf("read %s: node %d: unexpected answer %T", what, owner, res)
+	}
+	return rr.Values, nil
+}
+
+// readTimeout bounds a read: one held by transactions prepared on its keys
+// waits up to the vote timeout for them to be decided.
+func (n *Node) readTimeout() time.Duration {
+	return 2*n.cfg.Timing.WithDefaults().VoteTimeout + time.Second
 }
 
 // NodeValue is a key's committed value as one node holds it.

@@ -86,30 +86,8 @@ func (n *Node) ReadLocal(keys ...string) ([]messages.KeyValue, error) {
 			return nil, fmt.Errorf("read %s on node %d: the key is owned by %s, not by this node", k, n.cfg.ID, nodeList(own))
 		}
 	}
-	what := strings.Join(keys, " ")
-	r, err := n.request(n.participant, &messages.Read{Keys: keys})
-	if err != nil {
-		return nil, err
-	}
-	// As in Read: a held read waits up to the vote timeout.
-	res, err := r.await(time.Now().Add(2*n.cfg.Timing.WithDefaults().VoteTimeout + time.Second))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: node %d did not answer: %w", what, n.cfg.ID, err)
-	}
-	if _, dead := res.(*actor.DeadLetterResponse); dead {
-		return nil, fmt.Errorf("read %s: node %d did not answer: its participant is not running", what, n.cfg.ID)
-	}
-	rr, ok := res.(*messages.ReadReply)
-	if ok && rr.From != n.cfg.ID {
-		return nil, fmt.Errorf("read %s: answer from node %d, not from node %d that was asked", what, rr.From, n.cfg.ID)
-	}
-	if ok && rr.Err != "" {
-		return nil, fmt.Errorf("read %s: %s", what, rr.Err)
-	}
-	if !ok || len(rr.Values) != len(keys) {
-		return nil, fmt.Errorf("read %s: node %d: unexpected answer %T", what, n.cfg.ID, res)
-	}
-	return rr.Values, nil
+	res, err := n.await(n.participant, &messages.Read{Keys: keys}, n.readTimeout())
+	return readValues(n.cfg.ID, keys, res, err)
 }
 
 func nodeList(ids []int32) string {
@@ -123,17 +101,22 @@ func nodeList(ids []int32) string {
 	return "nodes " + strings.Join(s, ",")
 }
 
-// ask sends msg to one of this node's roles and waits up to d for the
+// await sends msg to one of this node's roles and waits up to d for the
 // answer, or until the node crashes or stops.
-func (n *Node) ask(target *actor.PID, msg interface{}, d time.Duration) (interface{}, error) {
+func (n *Node) await(target *actor.PID, msg interface{}, d time.Duration) (interface{}, error) {
 	if n.cut.Load() {
-		return nil, fmt.Errorf("node %d: %w", n.cfg.ID, errNodeCrashed)
+		return nil, errNodeCrashed
 	}
 	r, err := n.request(target, msg)
 	if err != nil {
 		return nil, err
 	}
-	res, err := r.await(time.Now().Add(d))
+	return r.await(time.Now().Add(d))
+}
+
+// ask is await, with its errors naming the node and a dead role an error.
+func (n *Node) ask(target *actor.PID, msg interface{}, d time.Duration) (interface{}, error) {
+	res, err := n.await(target, msg, d)
 	if err != nil {
 		return nil, fmt.Errorf("node %d: %w", n.cfg.ID, err)
 	}
@@ -169,8 +152,9 @@ type InDoubt struct {
 	CoordinatorUp bool      // the transaction's coordinator node is running (and not power-cut)
 }
 
-// up returns node i if it is running: started, and its power not cut.
-func (l *Local) up(i int) *Node {
+// Up returns node i if it is running: started, and its power not cut (a
+// node whose power was cut stays in the Local until Crash tears it down).
+func (l *Local) Up(i int) *Node {
 	if n := l.Node(i); n != nil && !n.Crashed() {
 		return n
 	}
@@ -183,7 +167,7 @@ func (l *Local) mayDecide(i int) bool {
 	l.mu.Lock()
 	starting := l.starting[i]
 	l.mu.Unlock()
-	return starting || l.up(i) != nil
+	return starting || l.Up(i) != nil
 }
 
 // InDoubt lists the transactions in doubt on every running node, sorted by
@@ -194,7 +178,7 @@ func (l *Local) InDoubt() ([]InDoubt, error) {
 	var out []InDoubt
 	var errs []error
 	for i := range l.cfg.Nodes {
-		n := l.up(i)
+		n := l.Up(i)
 		if n == nil {
 			continue
 		}
@@ -206,7 +190,7 @@ func (l *Local) InDoubt() ([]InDoubt, error) {
 		for _, d := range st.Doubts {
 			out = append(out, InDoubt{
 				Node: st.Node, Tx: d.Tx, Since: d.Since, Participants: d.Participants, Asked: d.Asked,
-				CoordinatorUp: l.up(int(d.Tx.Node)) != nil,
+				CoordinatorUp: l.Up(int(d.Tx.Node)) != nil,
 			})
 		}
 	}
@@ -246,32 +230,43 @@ func (l *Local) checkTx(tx messages.TxID) error {
 // it is a commit the log has forgotten; so it is returned only if no
 // participant remembers a commit or an abort.
 func (l *Local) KnownOutcome(tx messages.TxID) (messages.Decision, string, error) {
+	d, source, _, err := l.knownOutcome(tx)
+	return d, source, err
+}
+
+// knownOutcome is KnownOutcome, with what the coordinator itself said
+// (its Why, or why it said nothing; "" if it is down) for Resolve.
+func (l *Local) knownOutcome(tx messages.TxID) (d messages.Decision, source, coordinator string, err error) {
 	if err := l.checkTx(tx); err != nil {
-		return messages.DecisionUnknown, "", err
+		return messages.DecisionUnknown, "", "", err
 	}
 	var presumed string
-	if n := l.up(int(tx.Node)); n != nil {
-		if a, err := n.askOutcome(n.coordinator, tx); err == nil && a.Decision != messages.DecisionUnknown {
-			source := fmt.Sprintf("node %d's coordinator: %s", a.From, a.Why)
-			if !a.Presumed {
-				return a.Decision, source, nil
-			}
-			presumed = source
+	if n := l.Up(int(tx.Node)); n != nil {
+		a, err := n.askOutcome(n.coordinator, tx)
+		switch {
+		case err != nil:
+			coordinator = "it did not answer: " + err.Error()
+		case a.Decision == messages.DecisionUnknown:
+			coordinator = a.Why
+		case !a.Presumed:
+			return a.Decision, fmt.Sprintf("node %d's coordinator: %s", a.From, a.Why), a.Why, nil
+		default:
+			presumed, coordinator = fmt.Sprintf("node %d's coordinator: %s", a.From, a.Why), a.Why
 		}
 	}
 	for i := range l.cfg.Nodes {
-		n := l.up(i)
+		n := l.Up(i)
 		if n == nil {
 			continue
 		}
 		if a, err := n.askOutcome(n.participant, tx); err == nil && a.Decision != messages.DecisionUnknown {
-			return a.Decision, fmt.Sprintf("node %d %s", a.From, a.Why), nil
+			return a.Decision, fmt.Sprintf("node %d %s", a.From, a.Why), coordinator, nil
 		}
 	}
 	if presumed != "" {
-		return messages.DecisionAbort, presumed, nil
+		return messages.DecisionAbort, presumed, coordinator, nil
 	}
-	return messages.DecisionUnknown, "", nil
+	return messages.DecisionUnknown, "", coordinator, nil
 }
 
 // Resolution is what Resolve did.
@@ -348,7 +343,7 @@ func (l *Local) Resolve(tx messages.TxID, commit bool) (*Resolution, error) {
 	if len(nodes) == 0 {
 		return nil, fmt.Errorf("%v is not in doubt on any running node", tx)
 	}
-	d, source, err := l.KnownOutcome(tx)
+	d, source, coordinator, err := l.knownOutcome(tx)
 	if err != nil {
 		return nil, err
 	}
@@ -359,13 +354,12 @@ func (l *Local) Resolve(tx messages.TxID, commit bool) (*Resolution, error) {
 	// votes or logging its decision (or its log is slow to answer), and
 	// will decide: forcing a decision now would race it.
 	if l.mayDecide(int(tx.Node)) {
-		why := "it has not decided yet"
-		if n := l.up(int(tx.Node)); n == nil {
+		why := coordinator
+		switch {
+		case l.Up(int(tx.Node)) == nil:
 			why = "it is starting: its log is being replayed"
-		} else if a, err := n.askOutcome(n.coordinator, tx); err != nil {
-			why = "it did not answer: " + err.Error()
-		} else if a.Why != "" {
-			why = a.Why
+		case why == "":
+			why = "it has not decided yet"
 		}
 		return nil, &CoordinatorRunningError{Tx: tx, Node: tx.Node, Why: why}
 	}
@@ -379,7 +373,7 @@ func (l *Local) Resolve(tx messages.TxID, commit bool) (*Resolution, error) {
 	}
 	var sent []told
 	for _, id := range nodes {
-		n := l.up(int(id))
+		n := l.Up(int(id))
 		if n == nil {
 			res.Refused = append(res.Refused, fmt.Sprintf("node %d: went down", id))
 			continue

@@ -83,8 +83,9 @@ func (r *repl) help(args []string) error {
 
 // txSpec is a parsed transaction command.
 type txSpec struct {
-	ops []messages.Op
-	via int // -1: the prompt chooses
+	ops          []messages.Op
+	participants []int32 // the nodes holding its keys
+	via          int     // -1: the prompt chooses
 }
 
 // parseTx parses add, set and transfer with their arguments.
@@ -158,9 +159,11 @@ func (r *repl) parseTx(name string, args []string) (*txSpec, error) {
 	default:
 		return nil, fmt.Errorf("%q is not a transaction command (add, set or transfer)", name)
 	}
-	if _, _, err := messages.Split(spec.ops, r.opts.nodes); err != nil {
+	parts, _, err := messages.Split(spec.ops, r.opts.nodes)
+	if err != nil {
 		return nil, err
 	}
+	spec.participants = parts
 	return spec, nil
 }
 
@@ -178,15 +181,6 @@ func (r *repl) parseNode(s string) (int, error) {
 		return 0, fmt.Errorf("no node %q (nodes are 0-%d)", s, r.opts.nodes-1)
 	}
 	return n, nil
-}
-
-// up returns node i if it is running: not down, and its power not cut.
-func (r *repl) up(i int) *cluster.Node {
-	n := r.c.Node(i)
-	if n == nil || n.Crashed() {
-		return nil
-	}
-	return n
 }
 
 func txCommand(name string) func(*repl, []string) error {
@@ -208,8 +202,7 @@ func txCommand(name string) func(*repl, []string) error {
 		if res.outcome == "committed" {
 			// The commit goes on after the answer: let a crash armed on a
 			// node taking part fire now rather than during the next command.
-			parts, _, _ := messages.Split(spec.ops, r.opts.nodes)
-			r.awaitArmed(append(parts, int32(via)), time.Second)
+			r.awaitArmed(append(spec.participants, int32(via)), time.Second)
 		}
 		r.flushNotes()
 		fmt.Fprintln(r.out, res.line())
@@ -219,7 +212,7 @@ func txCommand(name string) func(*repl, []string) error {
 
 func (r *repl) firstUp() int {
 	for i := 0; i < r.opts.nodes; i++ {
-		if r.up(i) != nil {
+		if r.c.Up(i) != nil {
 			return i
 		}
 	}
@@ -252,7 +245,7 @@ func (t *txResult) line() string {
 // coordinator could not give (it crashed, or its log failed) is "unknown",
 // never "aborted": the transaction may well have committed.
 func (r *repl) submit(via int, ops []messages.Op) *txResult {
-	n := r.up(via)
+	n := r.c.Up(via)
 	if n == nil {
 		return &txResult{err: fmt.Errorf("node %d is down (restart %d brings it back)", via, via)}
 	}
@@ -309,7 +302,7 @@ func (r *repl) spawn(args []string) error {
 		vias = []int{spec.via}
 	} else {
 		for i := 0; i < r.opts.nodes; i++ {
-			if r.up(i) != nil {
+			if r.c.Up(i) != nil {
 				vias = append(vias, i)
 			}
 		}
@@ -405,7 +398,7 @@ func (r *repl) get(args []string) error {
 	lines := make([]string, len(asks))
 	var wg sync.WaitGroup
 	for i, a := range asks {
-		n := r.up(int(a.node))
+		n := r.c.Up(int(a.node))
 		if n == nil {
 			lines[i] = fmt.Sprintf("error: %s on node %d: node %d is down", a.key, a.node, a.node)
 			continue
@@ -441,7 +434,7 @@ func (r *repl) status(args []string) error {
 	w := tabwriter.NewWriter(r.out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "node\taddress\tstate\tin-flight\tlocks\tin-doubt\tlog\tlast snapshot")
 	for i, addr := range members {
-		n := r.up(i)
+		n := r.c.Up(i)
 		if n == nil {
 			fmt.Fprintf(w, "%d\t%s\tdown\t-\t-\t-\t-\t-\n", i, addr)
 			continue
@@ -668,7 +661,7 @@ func (r *repl) crash(args []string) error {
 	if err != nil {
 		return err
 	}
-	if r.up(node) == nil {
+	if r.c.Up(node) == nil {
 		return fmt.Errorf("node %d is already down", node)
 	}
 	if len(args) == 3 {
