@@ -95,19 +95,12 @@ func TestReview7ResolveRefusedWhileTheCoordinatorIsRunningAndDeciding(t *testing
 	res, rerr := l.Resolve(tx, false)
 	releaseOnce()
 	o := <-outc
-	settled(t, l, 10*time.Second)
-	vals, err := l.Node(1).Read(x, y)
-	if err != nil {
-		t.Fatal(err)
-	}
+	vals := r7Settled(t, l, x, y)
 	if rerr == nil {
 		t.Fatalf("Resolve(%v, abort) was applied on nodes %v while node 0's coordinator was up and had decided commit (it was logging COMMIT); then the client was told %+v, and x=%d y=%d: a committed transaction applied nowhere",
 			tx, res.Nodes, o, vals[0].Value, vals[1].Value)
 	}
-	var running *CoordinatorRunningError
-	if !errors.As(rerr, &running) || running.Node != 0 {
-		t.Fatalf("Resolve refused with %v, want a CoordinatorRunningError naming node 0", rerr)
-	}
+	r7WantRunningRefusal(t, rerr)
 	if !o.Committed || vals[0].Value != 90 || vals[1].Value != 110 {
 		t.Fatalf("Resolve refused (%v), yet outcome %+v and x=%d y=%d", rerr, o, vals[0].Value, vals[1].Value)
 	}
@@ -166,20 +159,34 @@ func TestReview7ResolveRefusedWhileTheCoordinatorIsCollectingVotes(t *testing.T)
 	res, rerr := l.Resolve(tx, true)
 	o := <-outc
 	l.Heal()
+	vals := r7Settled(t, l, x, y)
+	if rerr == nil {
+		t.Fatalf("Resolve(%v, commit) was applied on nodes %v while node 0's coordinator was up and collecting votes; it then decided %+v, and x=%d y=%d: node 1 applied a transaction that aborted",
+			tx, res.Nodes, o, vals[0].Value, vals[1].Value)
+	}
+	r7WantRunningRefusal(t, rerr)
+	if o.Committed || vals[0].Value != 100 || vals[1].Value != 100 {
+		t.Fatalf("Resolve refused (%v), yet outcome %+v and x=%d y=%d", rerr, o, vals[0].Value, vals[1].Value)
+	}
+}
+
+// r7Settled waits until nothing is left in flight and reads x and y.
+func r7Settled(t *testing.T, l *Local, x, y string) []NodeValue {
+	t.Helper()
 	settled(t, l, 10*time.Second)
 	vals, err := l.Node(1).Read(x, y)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rerr == nil {
-		t.Fatalf("Resolve(%v, commit) was applied on nodes %v while node 0's coordinator was up and collecting votes; it then decided %+v, and x=%d y=%d: node 1 applied a transaction that aborted",
-			tx, res.Nodes, o, vals[0].Value, vals[1].Value)
-	}
+	return vals
+}
+
+// r7WantRunningRefusal: Resolve refused because node 0, the coordinator,
+// runs.
+func r7WantRunningRefusal(t *testing.T, rerr error) {
+	t.Helper()
 	var running *CoordinatorRunningError
 	if !errors.As(rerr, &running) || running.Node != 0 {
 		t.Fatalf("Resolve refused with %v, want a CoordinatorRunningError naming node 0", rerr)
-	}
-	if o.Committed || vals[0].Value != 100 || vals[1].Value != 100 {
-		t.Fatalf("Resolve refused (%v), yet outcome %+v and x=%d y=%d", rerr, o, vals[0].Value, vals[1].Value)
 	}
 }
