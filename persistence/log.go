@@ -30,11 +30,22 @@ import (
 	"twopc/messages"
 )
 
-// Options configures a node's log.
+// Options configures a node's log. Open fills the unset fields with
+// WithDefaults and refuses the result if Validate does; each field's comment
+// says what its zero value means.
 type Options struct {
-	Dir           string       // this node's own directory (e.g. ./logs/node-0); created if missing
-	SnapshotEvery int          // records between automatic snapshots; 0 means DefaultSnapshotEvery; negative disables
-	Logger        hclog.Logger // nil means hclog.NewNullLogger()
+	// Dir is this node's own directory (e.g. ./logs/node-0), created if
+	// missing. Required: there is no default, as two nodes must never share
+	// one.
+	Dir string
+
+	// SnapshotEvery is the number of records between automatic snapshots.
+	// 0 (unset) means DefaultSnapshotEvery; any negative value disables
+	// automatic snapshots (Snapshot may still be called).
+	SnapshotEvery int
+
+	// Logger receives the log's own messages. Nil means hclog.NewNullLogger().
+	Logger hclog.Logger
 
 	// Written, if set, is called by the persistence actor, on its own
 	// goroutine, once per append whose records were written successfully
@@ -42,13 +53,38 @@ type Options struct {
 	// requester is answered. It lets a node's tracing show log writes in a
 	// transaction's history; a write that fails — e.g. after a power cut —
 	// is never reported, as it never happened. It must be quick and must
-	// not keep or change recs. Nil: nothing is called.
+	// not keep or change recs. Nil: nothing is called, and it has no
+	// default.
 	Written func(recs []messages.Record, forced bool)
 }
 
 // DefaultSnapshotEvery is the automatic snapshot interval used when
 // Options.SnapshotEvery is 0.
 const DefaultSnapshotEvery = 10000
+
+// WithDefaults returns a copy of o with every unset field that has a default
+// filled in (see each field). Set fields are kept as given: nothing is
+// raised or lowered behind the caller's back.
+func (o Options) WithDefaults() Options {
+	if o.SnapshotEvery == 0 {
+		o.SnapshotEvery = DefaultSnapshotEvery
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	return o
+}
+
+// Validate reports the first setting Open cannot work with, naming the field
+// and the rule it breaks. It accepts both o as given and o.WithDefaults().
+// Only Dir has a rule today: every SnapshotEvery has a meaning, and no two
+// fields can contradict each other.
+func (o Options) Validate() error {
+	if o.Dir == "" {
+		return errors.New("persistence: Options.Dir is empty: it must name this node's own directory")
+	}
+	return nil
+}
 
 const (
 	segPrefix  = "wal-"
@@ -118,18 +154,13 @@ type Log struct {
 // for appending. Damage anywhere else is returned as an error naming the file
 // and offset, and then nothing on disk has been changed.
 func Open(opts Options) (*Log, error) {
-	if opts.Dir == "" {
-		return nil, errors.New("persistence: Options.Dir is empty")
+	opts = opts.WithDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
 	l := &Log{dir: opts.Dir, logger: opts.Logger, written: opts.Written, state: NewState()}
-	if l.logger == nil {
-		l.logger = hclog.NewNullLogger()
-	}
-	switch {
-	case opts.SnapshotEvery == 0:
-		l.every = DefaultSnapshotEvery
-	case opts.SnapshotEvery > 0:
-		l.every = opts.SnapshotEvery
+	if opts.SnapshotEvery > 0 {
+		l.every = opts.SnapshotEvery // negative: l.every stays 0, never
 	}
 	if err := os.MkdirAll(l.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("persistence: %w", err)
