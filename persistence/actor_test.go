@@ -3,8 +3,10 @@ package persistence
 import (
 	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -53,49 +55,6 @@ func TestAppendSurvivesCloseAndOpen(t *testing.T) {
 	if got := l.State(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("replayed state:\n got %+v\nwant %+v", got, want)
 	}
-}
-
-// requester is a closed-loop client actor: it sends its next forced append
-// when the reply to the previous one arrives, and checks every reply is its own.
-type requester struct {
-	wal   *actor.PID
-	base  uint64 // IDs base+1 .. base+count
-	count uint64
-	sent  uint64
-	errs  []string
-	done  chan<- []string
-}
-
-type startRequests struct{}
-
-func (r *requester) Receive(ctx actor.Context) {
-	switch m := ctx.Message().(type) {
-	case *startRequests:
-		r.next(ctx)
-	case *messages.Appended:
-		want := r.base + r.sent
-		if m.ID != want {
-			r.errs = append(r.errs, fmt.Sprintf("got reply %d, want %d", m.ID, want))
-		}
-		if m.Err != nil {
-			r.errs = append(r.errs, fmt.Sprintf("append %d: %v", m.ID, m.Err))
-		}
-		if r.sent == r.count {
-			r.done <- r.errs
-			return
-		}
-		r.next(ctx)
-	}
-}
-
-func (r *requester) next(ctx actor.Context) {
-	r.sent++
-	id := r.base + r.sent
-	ctx.Request(r.wal, &messages.Append{
-		ID:      id,
-		Force:   true,
-		Records: []messages.Record{{Kind: messages.RecCommitDecision, Tx: messages.TxID{Node: 1, Incarnation: 1, Seq: id}, Participants: []int32{0, 1}}},
-	})
 }
 
 func TestGroupCommit(t *testing.T) {
@@ -292,5 +251,49 @@ func TestTakeSnapshotRotates(t *testing.T) {
 	}
 	if st := l.Stats(); st.LastSnapshot != snapName(2) {
 		t.Fatalf("reopened stats %+v", st)
+	}
+}
+
+// TestEmptyForcedAppendSyncsLazyRecords pins that a forced Append
+// with no records still makes earlier lazy records durable before it is
+// answered.
+func TestEmptyForcedAppendSyncsLazyRecords(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, newSystem(t), dir, -1)
+	recs := fiveRecords()
+	n.mustAppend(false, recs...)
+	n.mustAppend(true)
+	crashThenReplay(t, n, dir, recs)
+}
+
+// TestStatsReadableWhileAppendingAndSnapshotting pins that Stats may be read
+// from any goroutine while the actor writes and snapshots (run with -race).
+func TestStatsReadableWhileAppendingAndSnapshotting(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, newSystem(t), dir, 7)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var last uint64
+		for !stop.Load() {
+			st := n.log.Stats()
+			if st.Records < last {
+				panic(fmt.Sprintf("records went back from %d to %d", last, st.Records))
+			}
+			last = st.Records
+			runtime.Gosched()
+		}
+	}()
+	for i := uint64(1); i <= 60; i++ {
+		n.mustAppend(i%3 == 0, prepared(i, messages.Set("k", int64(i))), committed(i))
+	}
+	stop.Store(true)
+	wg.Wait()
+	st := n.log.Stats()
+	n.stop()
+	if st.Records != 120 || st.Snapshots == 0 || st.LastSnapshot == "" {
+		t.Fatalf("stats %+v", st)
 	}
 }

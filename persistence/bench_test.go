@@ -10,9 +10,6 @@ import (
 	"twopc/messages"
 )
 
-// requesterCount matches the design's group-commit measurement.
-const requesterCount = 64
-
 // BenchmarkAppendForced: 64 goroutines, each with one forced append in
 // flight, through the persistence actor. Compare ns/op with
 // BenchmarkRawFsync to see what group commit buys.

@@ -9,25 +9,6 @@ import (
 	"twopc/messages"
 )
 
-// heuristicHistory: tx(1) heuristically committed, tx(2) heuristically
-// aborted, tx(3) committed normally, tx(4) heuristically aborted with its
-// lazy ABORTED lost (still in doubt in the fold).
-func heuristicHistory() []messages.Record {
-	return []messages.Record{
-		{Kind: messages.RecBoot, Incarnation: 1},
-		prepared(1, messages.Set("a", 10)),
-		prepared(2, messages.Set("b", 20)),
-		prepared(3, messages.Set("c", 30)),
-		prepared(4, messages.Set("d", 40)),
-		{Kind: messages.RecHeuristic, Tx: tx(1), Decision: messages.DecisionCommit},
-		committed(1),
-		{Kind: messages.RecHeuristic, Tx: tx(2), Decision: messages.DecisionAbort},
-		{Kind: messages.RecAborted, Tx: tx(2)},
-		committed(3),
-		{Kind: messages.RecHeuristic, Tx: tx(4), Decision: messages.DecisionAbort},
-	}
-}
-
 // A heuristic decision is folded into State.Heuristic and kept there for
 // good: across a snapshot that drops the segments holding its record, a
 // reopen, and another snapshot taken after the reopen.
@@ -70,23 +51,6 @@ func TestHeuristicSurvivesSnapshotAndReopen(t *testing.T) {
 	if got := l.State(); !reflect.DeepEqual(got.Heuristic, want) {
 		t.Fatalf("after a second snapshot: heuristic %v, want %v", got.Heuristic, want)
 	}
-}
-
-// v1State encodes s as the version 1 snapshot payload, as written before
-// heuristic decisions existed: the version 2 encoding without its last
-// section. s must hold no heuristic decision.
-func v1State(t *testing.T, covers uint64, s *State) []byte {
-	t.Helper()
-	if len(s.Heuristic) != 0 {
-		t.Fatal("a version 1 snapshot cannot hold heuristic decisions")
-	}
-	b := appendState(nil, covers, s)
-	if b[0] != 2 || b[len(b)-1] != 0 {
-		t.Fatalf("version 2 encoding does not start with 2 and end with an empty heuristic section: %x", b)
-	}
-	b = b[:len(b)-1]
-	b[0] = 1
-	return b
 }
 
 // A snapshot written before heuristic decisions existed (version 1, without

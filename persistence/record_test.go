@@ -2,7 +2,6 @@ package persistence
 
 import (
 	"encoding/binary"
-	"math"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -10,20 +9,6 @@ import (
 
 	"twopc/messages"
 )
-
-func sampleRecords() []messages.Record {
-	return []messages.Record{
-		{Kind: messages.RecBoot, Incarnation: 7},
-		{Kind: messages.RecPrepared, Tx: messages.TxID{Node: 2, Incarnation: 5, Seq: 17}, Participants: []int32{0, 2},
-			Ops: []messages.Op{messages.Set("a", -3), messages.AddFloor("value", 1, 0), messages.Delete("n2/x"), messages.Add("b", math.MinInt64)}},
-		{Kind: messages.RecCommitted, Tx: messages.TxID{Node: 2, Incarnation: 5, Seq: 17}},
-		{Kind: messages.RecAborted, Tx: messages.TxID{Node: math.MaxInt32, Incarnation: math.MaxUint32, Seq: math.MaxUint64}},
-		{Kind: messages.RecCommitDecision, Tx: messages.TxID{Node: -1, Incarnation: 1, Seq: 1}, Participants: []int32{math.MinInt32, 0, math.MaxInt32}},
-		{Kind: messages.RecEnd, Tx: messages.TxID{Node: 0, Incarnation: 1, Seq: 1}},
-		{Kind: messages.RecHeuristic, Tx: messages.TxID{Node: 3, Incarnation: 2, Seq: 9}, Decision: messages.DecisionAbort},
-		{Kind: messages.RecHeuristic, Tx: messages.TxID{Node: 0, Incarnation: 4, Seq: 1}, Decision: messages.DecisionCommit},
-	}
-}
 
 func TestRecordRoundTrip(t *testing.T) {
 	for _, r := range sampleRecords() {
@@ -86,40 +71,6 @@ func TestCheckRecordRefusesWhatDecodeRejects(t *testing.T) {
 			t.Errorf("appendRecordFrame(%#v) accepted a record replay would reject", r)
 		}
 	}
-}
-
-// recordFrom builds a valid record from fuzz input, so the fuzzer explores
-// the encoder as well as the decoder.
-func recordFrom(data []byte) messages.Record {
-	rng := rand.New(rand.NewPCG(uint64(len(data)), 0))
-	next := func() uint64 {
-		if len(data) >= 8 {
-			v := binary.LittleEndian.Uint64(data)
-			data = data[8:]
-			return v
-		}
-		return rng.Uint64()
-	}
-	r := messages.Record{
-		Kind:        messages.RecordKind(1 + next()%7),
-		Tx:          messages.TxID{Node: int32(next()), Incarnation: uint32(next()), Seq: next()},
-		Incarnation: uint32(next()),
-	}
-	if r.Kind == messages.RecHeuristic {
-		r.Decision = messages.DecisionCommit + messages.Decision(next()%2)
-	}
-	for range next() % 4 {
-		r.Participants = append(r.Participants, int32(next()))
-	}
-	for range next() % 4 {
-		key := make([]byte, next()%12)
-		for i := range key {
-			key[i] = byte(next())
-		}
-		r.Ops = append(r.Ops, messages.Op{Key: string(key), Kind: messages.OpKind(1 + next()%3),
-			Value: int64(next()), Floor: int64(next()), HasFloor: next()%2 == 0})
-	}
-	return r
 }
 
 func FuzzDecodeRecord(f *testing.F) {
