@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,14 +45,14 @@ func nodeBinary(t *testing.T) string {
 			return
 		}
 		// The go command of the toolchain running this test, so the child
-		// is built by the same Go; without -race: the nodes are the system
-		// under test here, not the code the race detector should slow.
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goTool); err != nil {
-			if goTool, err = exec.LookPath("go"); err != nil {
-				buildErr = fmt.Errorf("no go command to build the node with: %w", err)
-				return
-			}
+		// is built by the same Go: go test puts that toolchain's GOROOT/bin
+		// first on the test's PATH (since Go 1.19), so the PATH's go is it.
+		// Without -race: the nodes are the system under test here, not the
+		// code the race detector should slow.
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			buildErr = fmt.Errorf("no go command to build the node with: %w", err)
+			return
 		}
 		binPath = filepath.Join(binDir, "node")
 		cmd := exec.Command(goTool, "build", "-o", binPath, "./cmd/node")
