@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -126,17 +127,6 @@ func TestStartFailureExitsOne(t *testing.T) {
 	}
 }
 
-// waitFor polls until out contains want, or fails.
-func waitFor(t *testing.T, out *actortest.Buffer, want string, d time.Duration) {
-	t.Helper()
-	actortest.Eventually(t, d, func() string {
-		if s := out.String(); !strings.Contains(s, want) {
-			return fmt.Sprintf("no %q yet; output:\n%s", want, s)
-		}
-		return ""
-	})
-}
-
 // run in this process: it serves, commits, stops cleanly on a signal
 // (goleak then proves its listener, connections and actors are gone), and
 // a second run on the same data finds the commit.
@@ -214,29 +204,149 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	}
 }
 
-// freePorts reserves n loopback addresses by listening on port 0 and
-// closing again. The OS does not hand the same port out again at once, so
-// they stay free long enough for the nodes to take them; 3000-3003, where
-// `make run` listens, are never picked.
-func freePorts(t *testing.T, n int) []string {
-	t.Helper()
-	var addrs []string
-	var open []net.Listener
-	defer func() {
-		for _, l := range open {
-			l.Close()
+// TestPeersRefusesSameAddressSpelledTwice: --peers refuses a member listed
+// twice ("a member listed twice would be two ids for one node") also when
+// the same address is written another way — a port with a leading zero, an
+// IPv6 address in another spelling, a host name in other case — as each
+// entry is made canonical before the duplicate check. Passed as two
+// members, both ids would name one listener (the second node cannot listen,
+// or across hosts peers reach the wrong node), and nodes started with the
+// two spellings would hash their member lists to different clusters.
+func TestPeersRefusesSameAddressSpelledTwice(t *testing.T) {
+	for _, peers := range []string{
+		"127.0.0.1:4000,127.0.0.1:04000",
+		"[::1]:4000,[0:0:0:0:0:0:0:1]:4000",
+		"h0:4000,H0:4000",
+	} {
+		_, err := parseArgs([]string{"--id", "0", "--peers", peers}, io.Discard)
+		var ue *usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("--peers %s: accepted as two members (err %v); want a usage error naming the duplicate", peers, err)
 		}
-	}()
-	for len(addrs) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		open = append(open, l) // held until all are picked: no duplicates
-		if p := l.Addr().(*net.TCPAddr).Port; p >= 3000 && p <= 3003 {
-			continue
-		}
-		addrs = append(addrs, l.Addr().String())
 	}
-	return addrs
+}
+
+// TestPeersIPv6KeepsBrackets: IPv6 members parse and keep their brackets (peers dial them as
+// given), and spaces around entries are trimmed.
+func TestPeersIPv6KeepsBrackets(t *testing.T) {
+	o, err := parseArgs([]string{"--id", "1", "--peers", "[::1]:4000, [::1]:4001 ,[fe80::1%eth0]:4002"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(o.peers, ",") != "[::1]:4000,[::1]:4001,[fe80::1%eth0]:4002" || o.id != 1 {
+		t.Fatalf("parsed %+v", o)
+	}
+	if _, err := parseArgs([]string{"--id", "0", "--peers", "::1:4000"}, io.Discard); err == nil {
+		t.Fatal("an IPv6 address without brackets was accepted")
+	}
+}
+
+// TestStartOnDamagedLogExitsOneAndChangesNothing: a log damaged in the middle stops the start with exit code 1 and
+// an error naming the segment and the offset, and the data directory is
+// left exactly as found (no trim, no new BOOT record, no new file).
+func TestStartOnDamagedLogExitsOneAndChangesNothing(t *testing.T) {
+	addr := freePorts(t, 1)[0]
+	dir := t.TempDir()
+	args := []string{"--id", "0", "--peers", addr, "--data-dir", dir, "--log-level", "off"}
+	_, stop := serve(t, args)
+	c, err := cluster.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if o, err := c.Submit(messages.Set("n0/x", int64(i))); err != nil || !o.Committed {
+			t.Fatalf("submit: %v %v", o, err)
+		}
+	}
+	c.Close()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	seg := filepath.Join(dir, "node-0", "wal-0000000000000001.log")
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[10] ^= 0x40 // inside the first frame's payload (the BOOT record); intact frames follow
+	if err := os.WriteFile(seg, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := dirState(t, dir)
+
+	signals := make(chan os.Signal, 1)
+	signals <- syscall.SIGTERM // should the start succeed after all, stop at once
+	var stdout bytes.Buffer
+	err = run(args, &stdout, io.Discard, signals)
+	var report bytes.Buffer
+	code := exitCode(err, &report)
+	if code != 1 {
+		t.Fatalf("exit code %d (%v), want 1", code, err)
+	}
+	for _, want := range []string{seg, "offset 0"} {
+		if !strings.Contains(report.String(), want) {
+			t.Errorf("the error does not name %q: %s", want, report.String())
+		}
+	}
+	if strings.Contains(stdout.String(), "serving") {
+		t.Errorf("stdout says it served: %q", stdout.String())
+	}
+	after := dirState(t, dir)
+	for name, b := range before {
+		if a, ok := after[name]; !ok {
+			t.Errorf("%s vanished", name)
+		} else if a != b {
+			t.Errorf("%s changed", name)
+		}
+	}
+	for name := range after {
+		if _, ok := before[name]; !ok {
+			t.Errorf("%s appeared", name)
+		}
+	}
+}
+
+// TestSignalDuringStartStopsCleanly: a SIGTERM that arrives while the node is still starting (the
+// signal channel already holds it when run begins) is not lost: the node
+// finishes starting, then stops cleanly, exit 0.
+func TestSignalDuringStartStopsCleanly(t *testing.T) {
+	addr := freePorts(t, 1)[0]
+	signals := make(chan os.Signal, 2)
+	signals <- syscall.SIGTERM
+	var stdout actortest.Buffer
+	err := run([]string{"--id", "0", "--peers", addr, "--data-dir", t.TempDir(), "--log-level", "off"}, &stdout, io.Discard, signals)
+	if err != nil || exitCode(err, io.Discard) != 0 {
+		t.Fatalf("run: %v", err)
+	}
+	if !strings.HasSuffix(stdout.String(), "node 0 stopped\n") {
+		t.Fatalf("stdout %q", stdout.String())
+	}
+}
+
+// TestSecondRunOnSameDataDirRefused: a second node process on the same data directory and id (on
+// another port, so the port does not stop it first) fails to start with
+// exit code 1, naming the directory in use, and the first keeps serving.
+func TestSecondRunOnSameDataDirRefused(t *testing.T) {
+	addrs := freePorts(t, 2)
+	dir := t.TempDir()
+	_, stop := serve(t, []string{"--id", "0", "--peers", addrs[0], "--data-dir", dir, "--log-level", "off"})
+	signals := make(chan os.Signal, 1)
+	signals <- syscall.SIGTERM
+	err := run([]string{"--id", "0", "--peers", addrs[1], "--data-dir", dir, "--log-level", "off"}, io.Discard, io.Discard, signals)
+	var report bytes.Buffer
+	if code := exitCode(err, &report); code != 1 || !strings.Contains(report.String(), "in use by another process") ||
+		!strings.Contains(report.String(), filepath.Join(dir, "node-0")) {
+		t.Fatalf("second run: exit %d: %s", code, report.String())
+	}
+	c, err := cluster.Dial(addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if o, err := c.Submit(messages.Set("n0/x", 1)); err != nil || !o.Committed {
+		t.Fatalf("the first node after the refused second start: %v %v", o, err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
 }
