@@ -105,7 +105,7 @@ func waitersIndexed(p *participant) interface{} {
 func TestReview6AbortedWaitersDoNotPileUpBehindAnInDoubtHolder(t *testing.T) {
 	// Ticks every 10 ms (InDoubtAfter/4); waits' own deadline far off, as it
 	// is whenever the coordinator's Abort arrives first (the usual case).
-	r := r6Rig(t, Timing{VoteTimeout: time.Hour, InDoubtAfter: 40 * time.Millisecond, MaxQueryInterval: time.Hour}, nil)
+	r := r6Rig(t, Timing{VoteTimeout: time.Hour, RememberOutcomes: 2 * time.Hour, InDoubtAfter: 40 * time.Millisecond, MaxQueryInterval: time.Hour}, nil)
 	r.prepareYes(t, tx(1), 10, messages.Set("a", 1)) // in doubt from now on
 
 	const waiters = 200
