@@ -123,11 +123,7 @@ func (p *participant) askAboutInDoubt(ctx actor.Context) {
 			}
 		}
 		t.asked++
-		t.queryGap *= 2
-		if t.queryGap > p.timing.MaxQueryInterval {
-			t.queryGap = p.timing.MaxQueryInterval
-		}
-		t.nextQuery = now.Add(t.queryGap)
+		t.nextQuery = now.Add(t.queryGap.grow())
 	}
 	p.queryTimer.arm(ctx, p.queryTick())
 }

@@ -127,7 +127,7 @@ type ptx struct {
 
 	preparedAt time.Time
 	nextQuery  time.Time
-	queryGap   time.Duration
+	queryGap   backoff
 	asked      int // DecisionQuery rounds sent
 }
 
@@ -261,7 +261,7 @@ func (p *participant) start(ctx actor.Context) {
 			// transaction in doubt since before the restart.
 			recovered: true,
 			state:     prepared, ops: rec.Ops, participants: rec.Participants,
-			preparedAt: now, nextQuery: now, queryGap: p.timing.InDoubtAfter,
+			preparedAt: now, nextQuery: now, queryGap: p.queryBackoff(),
 		}
 		if _, forced := p.heuristics[rec.Tx]; !forced {
 			p.log.Warn("in doubt after restart", "tx", rec.Tx, "coordinator", rec.Tx.Node)
@@ -280,13 +280,20 @@ func (p *participant) start(ctx actor.Context) {
 		p.log.Debug("heuristic decision recovered", "tx", tx, "decision", forcedDecision(commit))
 		// Whether the coordinator agreed was known only to the predecessor's
 		// memory: ask again (see reconcile.go).
-		p.unreconciled[tx] = &heuristicCheck{nextQuery: now, queryGap: p.timing.InDoubtAfter, recovered: true}
+		p.unreconciled[tx] = &heuristicCheck{nextQuery: now, queryGap: p.queryBackoff(), recovered: true}
 	}
 	p.queryTimer.arm(ctx, p.queryTick())
 	if len(inDoubt) > 0 {
 		p.askAboutInDoubt(ctx)
 	}
 	p.askAboutHeuristics(ctx)
+}
+
+// queryBackoff spaces out the rounds of asking about one transaction (in
+// doubt, or decided by the operator): InDoubtAfter, doubling up to
+// MaxQueryInterval.
+func (p *participant) queryBackoff() backoff {
+	return newBackoff(p.timing.InDoubtAfter, p.timing.MaxQueryInterval)
 }
 
 // queryTick is how often the participant looks for transactions it has been
@@ -478,7 +485,7 @@ func (p *participant) onAppended(ctx actor.Context, m *messages.Appended) {
 			return
 		}
 		now := time.Now()
-		t.state, t.preparedAt, t.nextQuery, t.queryGap = prepared, now, now.Add(p.timing.InDoubtAfter), p.timing.InDoubtAfter
+		t.state, t.preparedAt, t.nextQuery, t.queryGap = prepared, now, now.Add(p.timing.InDoubtAfter), p.queryBackoff()
 		p.cfg.Steps.report(p.cfg.Node, StepPreparedLogged, pa.tx, pa.tx.Node, 0)
 		if t.abortPending {
 			p.abort(ctx, pa.tx, t, "aborted while preparing")

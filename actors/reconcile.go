@@ -30,13 +30,13 @@ type heuristicCheck struct {
 	begun     int64 // the transaction's Begun if this node still knew it, else 0
 	recovered bool  // found in the log at start: it may have been confirmed before, and acked
 	nextQuery time.Time
-	queryGap  time.Duration
+	queryGap  backoff
 	asked     int
 }
 
 // startReconciling begins asking the coordinator about tx, at once.
 func (p *participant) startReconciling(ctx actor.Context, tx messages.TxID, begun int64) {
-	p.unreconciled[tx] = &heuristicCheck{begun: begun, nextQuery: time.Now(), queryGap: p.timing.InDoubtAfter}
+	p.unreconciled[tx] = &heuristicCheck{begun: begun, nextQuery: time.Now(), queryGap: p.queryBackoff()}
 	p.askAboutHeuristics(ctx)
 }
 
@@ -60,11 +60,7 @@ func (p *participant) askAboutHeuristics(ctx actor.Context) {
 		}
 		ctx.Send(p.cfg.Directory.Coordinator(tx.Node), &messages.DecisionQuery{Tx: tx, From: p.cfg.Node, Begun: h.begun})
 		h.asked++
-		h.queryGap *= 2
-		if h.queryGap > p.timing.MaxQueryInterval {
-			h.queryGap = p.timing.MaxQueryInterval
-		}
-		h.nextQuery = now.Add(h.queryGap)
+		h.nextQuery = now.Add(h.queryGap.grow())
 	}
 }
 

@@ -41,7 +41,7 @@ type txn struct {
 	yes      []int32        // voted yes: they get the decision
 	unacked  map[int32]bool // yes-voters that have not acked Commit
 	deadline *timer         // vote deadline, then Commit re-send
-	resend   time.Duration  // current pause between Commit re-sends
+	resend   backoff        // pause between Commit re-sends
 	askers   []int32        // DecisionQuery senders waiting for the decision to be durable
 	answered bool           // the client has its Outcome
 	start    time.Time      // when collecting began; sent as Prepare.Begun
@@ -204,11 +204,7 @@ func (t *txn) committing(ctx actor.Context) {
 	case *timerFired:
 		if t.deadline.current(m) {
 			t.sendCommit(ctx, true)
-			t.resend *= 2
-			if t.resend > t.cfg.timing.MaxResendInterval {
-				t.resend = t.cfg.timing.MaxResendInterval
-			}
-			t.deadline.arm(ctx, t.resend)
+			t.deadline.arm(ctx, t.resend.grow())
 		}
 	case *messages.DecisionQuery:
 		ctx.Send(t.cfg.directory.Participant(m.From), &messages.DecisionReply{Tx: t.cfg.tx, From: t.cfg.tx.Node, Decision: messages.DecisionCommit})
@@ -224,8 +220,8 @@ func (t *txn) beginCommitting(ctx actor.Context) {
 	}
 	t.askers = nil
 	t.sendCommit(ctx, false)
-	t.resend = t.cfg.timing.ResendInterval
-	t.deadline.arm(ctx, t.resend)
+	t.resend = newBackoff(t.cfg.timing.ResendInterval, t.cfg.timing.MaxResendInterval)
+	t.deadline.arm(ctx, t.resend.pause)
 	// The decision is durable, so the transaction is committed: the client
 	// hears it now, not after the acks. It still reads its own writes: a
 	// participant holds a read of a key until every transaction prepared on
