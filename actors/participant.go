@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -92,10 +93,10 @@ type participant struct {
 	// ForceDecision (true: forced commit), from the log's HEURISTIC records
 	// and never forgotten: a coordinator whose decision was the other one
 	// may re-send its Commit at any time, even after a restart, and must be
-	// told of the damage instead of getting an ack (see operator.go).
+	// told of the damage instead of getting an ack (see heuristic.go).
 	heuristics map[messages.TxID]bool
 	// unreconciled holds the heuristic decisions not yet compared with the
-	// coordinator's own decision (see reconcile.go): asked about until its
+	// coordinator's own decision (see heuristic.go): asked about until its
 	// answer (or its Commit or Abort) arrives. Memory only: after a restart
 	// every recovered heuristic decision is checked again.
 	unreconciled map[messages.TxID]*heuristicCheck
@@ -129,6 +130,83 @@ type ptx struct {
 	nextQuery  time.Time
 	queryGap   backoff
 	asked      int // DecisionQuery rounds sent
+}
+
+// standing is where a transaction stands at this participant: the one
+// answer every question about it starts from (a Prepare, a peer's
+// DecisionQuery, the operator's OutcomeQuery and ForceDecision, status).
+type standing struct {
+	kind standingKind
+	t    *ptx    // the live record (standPreparing, standInDoubt, standCommitting)
+	w    *waiter // the waiting Prepare (standWaiting)
+	// heuristic: the operator's ForceDecision on it is durable here (its
+	// HEURISTIC record); forcedCommit is what was forced. Such a
+	// transaction is standCommitted or standAborted once the decision is
+	// applied, and a live record until then.
+	heuristic    bool
+	forcedCommit bool
+}
+
+type standingKind uint8
+
+const (
+	standUnknown    standingKind = iota // no trace of it here
+	standWaiting                        // its Prepare waits for older lock holders; not voted
+	standPreparing                      // PREPARED being logged; not voted yet
+	standInDoubt                        // voted yes, no decision yet (t.forcing: the operator's being logged)
+	standCommitting                     // COMMITTED being logged
+	standCommitted                      // committed here (remembered for RememberOutcomes, or forced by the operator)
+	standAborted                        // aborted or voted no here (remembered likewise, or forced)
+	standReadOnly                       // voted read-only: the outcome was decided without it
+)
+
+// standing says where tx stands here. The containers it reads are disjoint
+// but for a few overlaps, settled by this precedence:
+//
+//  1. A live record (p.txs) is what this node is doing now; nothing else
+//     can be newer. No finished set holds a live transaction (each is added
+//     as its record goes, and a Prepare of a finished one is refused).
+//  2. A heuristic decision is what this node's data says, for as long as
+//     the node lives, whatever else is remembered or forgotten.
+//  3. Read-only before aborted: a read-only voter that missed being
+//     counted may be sent an Abort, but it knows nothing of the outcome,
+//     and must never tell a peer "abort" about a transaction that may have
+//     committed.
+//  4. Committed before aborted: an Abort after this node committed (which
+//     only conflicting decisions can send) does not undo the commit, and a
+//     peer must hear what this node's data says.
+//  5. A waiting Prepare, then nothing.
+func (p *participant) standing(tx messages.TxID) standing {
+	commit, forced := p.heuristics[tx]
+	s := standing{heuristic: forced, forcedCommit: commit}
+	if t := p.txs[tx]; t != nil {
+		s.t = t
+		switch t.state {
+		case preparing:
+			s.kind = standPreparing
+		case prepared:
+			s.kind = standInDoubt
+		case committing:
+			s.kind = standCommitting
+		}
+		return s
+	}
+	switch {
+	case forced:
+		s.kind = standAborted
+		if commit {
+			s.kind = standCommitted
+		}
+	case p.recentReadOnly.has(tx):
+		s.kind = standReadOnly
+	case p.recentCommits.has(tx):
+		s.kind = standCommitted
+	case p.recentAborts.has(tx):
+		s.kind = standAborted
+	case p.waits.prepares[tx] != nil:
+		s.kind, s.w = standWaiting, p.waits.prepares[tx]
+	}
+	return s
 }
 
 type pendingAppend struct {
@@ -279,7 +357,7 @@ func (p *participant) start(ctx actor.Context) {
 	for tx, commit := range p.heuristics {
 		p.log.Debug("heuristic decision recovered", "tx", tx, "decision", forcedDecision(commit))
 		// Whether the coordinator agreed was known only to the predecessor's
-		// memory: ask again (see reconcile.go).
+		// memory: ask again (see heuristic.go).
 		p.unreconciled[tx] = &heuristicCheck{nextQuery: now, queryGap: p.queryBackoff(), recovered: true}
 	}
 	p.queryTimer.arm(ctx, p.queryTick())
@@ -334,16 +412,16 @@ func (p *participant) sendVote(ctx actor.Context, to *actor.PID, tx messages.TxI
 }
 
 func (p *participant) onPrepare(ctx actor.Context, m *messages.Prepare) {
-	if t, ok := p.txs[m.Tx]; ok {
+	switch s := p.standing(m.Tx); s.kind {
+	case standPreparing, standInDoubt, standCommitting:
 		// A duplicate Prepare: answer as before once the answer is known.
-		t.voteTo = ctx.Sender()
-		if t.state != preparing {
-			p.vote(ctx, t.voteTo, m.Tx, messages.VoteYes, "")
+		s.t.voteTo = ctx.Sender()
+		if s.kind != standPreparing {
+			p.vote(ctx, s.t.voteTo, m.Tx, messages.VoteYes, "")
 		}
 		return
-	}
-	if w, ok := p.waits.prepares[m.Tx]; ok {
-		w.to = ctx.Sender() // a duplicate of one still waiting
+	case standWaiting:
+		s.w.to = ctx.Sender() // a duplicate of one still waiting
 		return
 	}
 	if m.Begun != 0 {
@@ -374,20 +452,22 @@ func (p *participant) onPrepare(ctx actor.Context, m *messages.Prepare) {
 
 // tryPrepare locks and checks a transaction's ops and starts logging
 // PREPARED, or makes it wait for older lock holders, or votes no.
+//
+// It is called for a transaction with no live record and no waiting
+// Prepare (onPrepare answers those; a woken waiter has been dropped).
 func (p *participant) tryPrepare(ctx actor.Context, m *messages.Prepare, voteTo *actor.PID) {
-	if p.recentReadOnly.has(m.Tx) {
+	switch p.standing(m.Tx).kind {
+	case standReadOnly:
 		// A duplicate of one this node voted read-only on: the same answer,
 		// and no second look at the keys — the check could fail now, and a
 		// no would tell in-doubt peers "abort" about a transaction that may
 		// have committed.
 		p.sendVote(ctx, voteTo, m.Tx, messages.VoteReadOnly, "")
 		return
-	}
-	if p.recentAborts.has(m.Tx) {
+	case standAborted:
 		p.vote(ctx, voteTo, m.Tx, messages.VoteNo, "transaction already aborted here")
 		return
-	}
-	if p.recentCommits.has(m.Tx) {
+	case standCommitted:
 		// A late duplicate: this node prepared and committed it already.
 		p.vote(ctx, voteTo, m.Tx, messages.VoteYes, "")
 		return
@@ -640,15 +720,116 @@ func (p *participant) status() *ParticipantStatus {
 		Remembered:   p.recentCommits.len() + p.recentAborts.len() + p.recentReadOnly.len(),
 		Unreconciled: len(p.unreconciled), Rounds: p.rounds}
 	s.Doubts = p.doubts()
-	for tx, t := range p.txs {
-		switch t.state {
-		case preparing:
+	for tx := range p.txs {
+		switch p.standing(tx).kind {
+		case standPreparing:
 			s.Preparing++
-		case prepared:
+		case standInDoubt:
 			s.InDoubt = append(s.InDoubt, tx)
-		case committing:
+		case standCommitting:
 			s.Committing++
 		}
 	}
 	return s
+}
+
+// onOutcomeQuery answers what this participant knows of a transaction. It
+// remembers nothing and votes on nothing (compare onQuery): a transaction it
+// has never seen can still prepare here afterwards.
+func (p *participant) onOutcomeQuery(ctx actor.Context, m *OutcomeQuery) {
+	d, why := p.knownOutcome(m.Tx)
+	ctx.Respond(&OutcomeAnswer{Tx: m.Tx, From: p.cfg.Node, Decision: d, Why: why})
+}
+
+// heuristicBy qualifies what this node did when the operator decided it.
+const heuristicBy = " (by the operator's heuristic decision)"
+
+// knownOutcome is what this participant knows of tx, and how. The reasons
+// are phrased to follow "node N ". A transaction decided here by the
+// operator is reported as what this node applied, for as long as the node
+// lives: that is what its data says, whatever its coordinator decided.
+func (p *participant) knownOutcome(tx messages.TxID) (messages.Decision, string) {
+	s := p.standing(tx)
+	if s.heuristic {
+		switch s.kind {
+		case standCommitting:
+			return messages.DecisionCommit, "is committing it" + heuristicBy
+		case standCommitted:
+			return messages.DecisionCommit, "committed it" + heuristicBy
+		case standAborted:
+			return messages.DecisionAbort, "aborted it" + heuristicBy
+		default:
+			// Its COMMITTED could not be written: retried on the next
+			// Commit or Abort, or after a restart.
+			d := forcedDecision(s.forcedCommit)
+			return d, "is to " + d.String() + " it" + heuristicBy + "; not yet applied (its log write failed)"
+		}
+	}
+	switch s.kind {
+	case standReadOnly:
+		return messages.DecisionUnknown, "voted read-only: the outcome was decided without it"
+	case standCommitted:
+		return messages.DecisionCommit, "committed it"
+	case standCommitting:
+		return messages.DecisionCommit, "is committing it"
+	case standAborted:
+		return messages.DecisionAbort, "aborted it"
+	case standInDoubt:
+		if s.t.forcing != nil {
+			return messages.DecisionUnknown, "in doubt here too (the operator's heuristic decision is being logged)"
+		}
+		return messages.DecisionUnknown, "in doubt here too"
+	case standPreparing:
+		return messages.DecisionUnknown, "still preparing it (PREPARED being logged)"
+	case standWaiting:
+		return messages.DecisionUnknown, "has not voted yet (its Prepare waits for locks)"
+	}
+	return messages.DecisionUnknown, "no trace of it"
+}
+
+// stateOf names what this participant holds of tx, in a word or two.
+func (p *participant) stateOf(tx messages.TxID) string {
+	s := p.standing(tx)
+	switch s.kind {
+	case standPreparing:
+		return "preparing"
+	case standInDoubt:
+		if s.t.forcing != nil {
+			return "in doubt, being decided by the operator (its HEURISTIC record is being logged)"
+		}
+		return "in doubt"
+	case standCommitting:
+		return "committing"
+	case standCommitted:
+		if s.heuristic {
+			return "committed by the operator's heuristic decision"
+		}
+		return "committed"
+	case standAborted:
+		if s.heuristic {
+			return "aborted by the operator's heuristic decision"
+		}
+		return "aborted"
+	case standReadOnly:
+		return "voted read-only"
+	case standWaiting:
+		return "waiting for locks"
+	}
+	return "unknown here"
+}
+
+// doubts lists the transactions in doubt here, sorted by id.
+func (p *participant) doubts() []InDoubtTx {
+	var out []InDoubtTx
+	for tx, t := range p.txs {
+		if p.standing(tx).kind != standInDoubt {
+			continue
+		}
+		out = append(out, InDoubtTx{
+			Tx: tx, Since: t.preparedAt, Participants: slices.Clone(t.participants),
+			Asked: t.asked, Recovered: t.recovered,
+		})
+	}
+	slices.SortFunc(out, func(a, b InDoubtTx) int { return a.Tx.Compare(b.Tx) })
+	return out
 }

@@ -1,6 +1,6 @@
 package actors
 
-// Reconciling heuristic decisions (reconcile.go): a participant holding one
+// Reconciling heuristic decisions (heuristic.go): a participant holding one
 // asks the transaction's coordinator — only it — until it says commit or
 // abort, then logs the agreement (WARN) or the damage (ERROR) and stops
 // asking. Nothing else changes.
