@@ -147,7 +147,7 @@ func (p *participant) onForceDecision(ctx actor.Context, m *ForceDecision) {
 	p.log.Error(fmt.Sprintf("HEURISTIC DECISION by the operator: %s of %v without knowing the coordinator's decision; if it decided otherwise, the nodes now disagree", forcedDecision(m.Commit), m.Tx),
 		"tx", m.Tx, "node", p.cfg.Node, "participants", t.participants, "in_doubt_for", time.Since(t.preparedAt).Round(time.Millisecond))
 	t.forcing = &forcing{commit: m.Commit, replyTo: ctx.Sender()}
-	p.appendRecord(ctx, messages.Record{Kind: messages.RecHeuristic, Tx: m.Tx, Decision: forcedDecision(m.Commit)}, true)
+	p.logThen(ctx, messages.Record{Kind: messages.RecHeuristic, Tx: m.Tx, Decision: forcedDecision(m.Commit)}, p.onHeuristicLogged)
 }
 
 // onHeuristicLogged applies a forced decision once its HEURISTIC record is

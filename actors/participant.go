@@ -83,7 +83,7 @@ type participant struct {
 	// appendSeq outlives a restart of this actor, so an Appended addressed
 	// to a failed instance never matches an append of its successor.
 	appendSeq *uint64
-	appends   map[uint64]pendingAppend
+	durable   *durable
 	starts    *int
 
 	queryTimer *timer
@@ -209,11 +209,6 @@ func (p *participant) standing(tx messages.TxID) standing {
 	return s
 }
 
-type pendingAppend struct {
-	tx   messages.TxID
-	kind messages.RecordKind
-}
-
 // forcing is a ForceDecision waiting for its HEURISTIC record to be durable.
 // Decisions arriving meanwhile wait too, and are handled once it is applied.
 type forcing struct {
@@ -257,7 +252,7 @@ func (p *participant) Receive(ctx actor.Context) {
 	case *messages.Prepare:
 		p.onPrepare(ctx, m)
 	case *messages.Appended:
-		p.onAppended(ctx, m)
+		p.durable.onAppended(ctx, m)
 	case *messages.Commit:
 		p.onDecision(ctx, m.Tx, messages.DecisionCommit, ctx.Sender(), "")
 	case *messages.Abort:
@@ -325,7 +320,7 @@ func (p *participant) start(ctx actor.Context) {
 	p.recentAborts = newOutcomes()
 	p.recentCommits = newOutcomes()
 	p.recentReadOnly = newOutcomes()
-	p.appends = make(map[uint64]pendingAppend)
+	p.durable = newDurable(p.cfg.Persistence, p.appendSeq)
 	p.queryTimer = newTimer("in-doubt")
 	p.waits = newWaits()
 	now := time.Now()
@@ -508,7 +503,7 @@ func (p *participant) tryPrepare(ctx actor.Context, m *messages.Prepare, voteTo 
 	p.cfg.Steps.report(p.cfg.Node, StepPrepareReceived, m.Tx, m.Tx.Node, 0)
 	// The yes vote is a promise that survives a crash, so PREPARED must be
 	// durable before the vote leaves.
-	p.appendRecord(ctx, messages.Record{Kind: messages.RecPrepared, Tx: m.Tx, Participants: m.Participants, Ops: m.Ops}, true)
+	p.logThen(ctx, messages.Record{Kind: messages.RecPrepared, Tx: m.Tx, Participants: m.Participants, Ops: m.Ops}, p.onPreparedLogged)
 }
 
 func (p *participant) checkOwnership(ops []messages.Op) error {
@@ -531,73 +526,63 @@ func readOnly(ops []messages.Op) bool {
 
 func (p *participant) value(key string) int64 { return p.kv[key] }
 
-func (p *participant) appendRecord(ctx actor.Context, rec messages.Record, force bool) {
-	*p.appendSeq++
-	id := *p.appendSeq
-	req := &messages.Append{ID: id, Records: []messages.Record{rec}, Force: force}
-	if !force {
-		ctx.Send(p.cfg.Persistence, req) // lazy: nobody waits for it
-		return
-	}
-	p.appends[id] = pendingAppend{tx: rec.Tx, kind: rec.Kind}
-	ctx.Request(p.cfg.Persistence, req)
+// logThen makes rec durable (forced), then runs done with its
+// transaction's live record and the write's error — unless the record is
+// gone by then, leaving nothing to act on.
+func (p *participant) logThen(ctx actor.Context, rec messages.Record, done func(ctx actor.Context, tx messages.TxID, t *ptx, err error)) {
+	p.durable.then(ctx, rec, func(ctx actor.Context, err error) {
+		if t := p.txs[rec.Tx]; t != nil {
+			done(ctx, rec.Tx, t, err)
+		}
+	})
 }
 
-func (p *participant) onAppended(ctx actor.Context, m *messages.Appended) {
-	pa, ok := p.appends[m.ID]
-	if !ok {
+// onPreparedLogged votes once PREPARED is durable: yes, or no if the write
+// failed (or abort, if an Abort came while it was being written).
+func (p *participant) onPreparedLogged(ctx actor.Context, tx messages.TxID, t *ptx, err error) {
+	if err != nil {
+		// Not durable, so not promised: refuse.
+		p.log.Error("PREPARED not logged; voting no", "tx", tx, "error", err)
+		p.settle(ctx, tx, t)
+		p.vote(ctx, t.voteTo, tx, messages.VoteNo, fmt.Sprintf("node %d: log write failed: %v", p.cfg.Node, err))
 		return
 	}
-	delete(p.appends, m.ID)
-	t := p.txs[pa.tx]
-	if t == nil {
+	now := time.Now()
+	t.state, t.preparedAt, t.nextQuery, t.queryGap = prepared, now, now.Add(p.timing.InDoubtAfter), p.queryBackoff()
+	p.cfg.Steps.report(p.cfg.Node, StepPreparedLogged, tx, tx.Node, 0)
+	if t.abortPending {
+		p.abort(ctx, tx, t, "aborted while preparing")
 		return
 	}
-	switch pa.kind {
-	case messages.RecHeuristic:
-		p.onHeuristicLogged(ctx, pa.tx, t, m.Err)
-	case messages.RecPrepared:
-		if m.Err != nil {
-			// Not durable, so not promised: refuse.
-			p.log.Error("PREPARED not logged; voting no", "tx", pa.tx, "error", m.Err)
-			p.settle(ctx, pa.tx, t)
-			p.vote(ctx, t.voteTo, pa.tx, messages.VoteNo, fmt.Sprintf("node %d: log write failed: %v", p.cfg.Node, m.Err))
-			return
-		}
-		now := time.Now()
-		t.state, t.preparedAt, t.nextQuery, t.queryGap = prepared, now, now.Add(p.timing.InDoubtAfter), p.queryBackoff()
-		p.cfg.Steps.report(p.cfg.Node, StepPreparedLogged, pa.tx, pa.tx.Node, 0)
-		if t.abortPending {
-			p.abort(ctx, pa.tx, t, "aborted while preparing")
-			return
-		}
-		p.vote(ctx, t.voteTo, pa.tx, messages.VoteYes, "")
-	case messages.RecCommitted:
-		if m.Err != nil {
-			// The commit is decided; only this node's record of it failed.
-			// Stay prepared: the coordinator re-sends Commit and we retry.
-			p.log.Error("COMMITTED not logged; will retry on the next Commit", "tx", pa.tx, "error", m.Err)
-			t.state = prepared
-			return
-		}
-		for _, o := range t.ops {
-			messages.Apply(p.kv, o)
-		}
-		p.recentCommits.add(pa.tx, time.Now())
-		p.settle(ctx, pa.tx, t)
-		p.cfg.Steps.report(p.cfg.Node, StepCommittedLogged, pa.tx, pa.tx.Node, 0)
-		if p.log.IsInfo() {
-			p.log.Info("committed", "tx", pa.tx)
-		}
-		to := t.ackTo
-		if to == nil {
-			to = p.cfg.Directory.Coordinator(pa.tx.Node)
-		}
-		if p.log.IsInfo() {
-			p.log.Info("ack sent", "tx", pa.tx)
-		}
-		ctx.Send(to, &messages.Ack{Tx: pa.tx, From: p.cfg.Node})
+	p.vote(ctx, t.voteTo, tx, messages.VoteYes, "")
+}
+
+// onCommittedLogged applies and acks a commit once COMMITTED is durable.
+func (p *participant) onCommittedLogged(ctx actor.Context, tx messages.TxID, t *ptx, err error) {
+	if err != nil {
+		// The commit is decided; only this node's record of it failed.
+		// Stay prepared: the coordinator re-sends Commit and we retry.
+		p.log.Error("COMMITTED not logged; will retry on the next Commit", "tx", tx, "error", err)
+		t.state = prepared
+		return
 	}
+	for _, o := range t.ops {
+		messages.Apply(p.kv, o)
+	}
+	p.recentCommits.add(tx, time.Now())
+	p.settle(ctx, tx, t)
+	p.cfg.Steps.report(p.cfg.Node, StepCommittedLogged, tx, tx.Node, 0)
+	if p.log.IsInfo() {
+		p.log.Info("committed", "tx", tx)
+	}
+	to := t.ackTo
+	if to == nil {
+		to = p.cfg.Directory.Coordinator(tx.Node)
+	}
+	if p.log.IsInfo() {
+		p.log.Info("ack sent", "tx", tx)
+	}
+	ctx.Send(to, &messages.Ack{Tx: tx, From: p.cfg.Node})
 }
 
 // onDecision handles Commit, Abort and a DecisionReply that carries one:
@@ -655,7 +640,7 @@ func (p *participant) decide(ctx actor.Context, tx messages.TxID, d messages.Dec
 			// so COMMITTED must be durable first: otherwise a restart would
 			// leave this node in doubt and the coordinator would answer
 			// "abort" (presumed) for a committed transaction.
-			p.appendRecord(ctx, messages.Record{Kind: messages.RecCommitted, Tx: tx}, true)
+			p.logThen(ctx, messages.Record{Kind: messages.RecCommitted, Tx: tx}, p.onCommittedLogged)
 		case committing:
 			// already logging it; the ack follows
 		}
@@ -683,7 +668,7 @@ func (p *participant) abort(ctx actor.Context, tx messages.TxID, t *ptx, reason 
 	p.recentAborts.add(tx, time.Now())
 	// Lazy: losing ABORTED in a crash leaves the transaction in doubt after
 	// restart, and the coordinator then answers abort (presumed abort).
-	p.appendRecord(ctx, messages.Record{Kind: messages.RecAborted, Tx: tx}, false)
+	p.durable.lazy(ctx, messages.Record{Kind: messages.RecAborted, Tx: tx})
 	p.settle(ctx, tx, t)
 	if p.log.IsInfo() {
 		p.log.Info("aborted", "tx", tx, "reason", reason)
