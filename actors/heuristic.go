@@ -54,7 +54,7 @@ func (p *participant) askAboutHeuristics(ctx actor.Context) {
 		if now.Before(h.nextQuery) {
 			continue
 		}
-		if t := p.txs[tx]; t != nil && t.state == prepared {
+		if p.standing(tx).kind == standInDoubt {
 			// The forced decision's own record could not be written: the
 			// transaction is asked about as in doubt (askAboutInDoubt), and
 			// the coordinator's answer reconciles it as well.
@@ -83,7 +83,7 @@ func (p *participant) onHeuristicReply(ctx actor.Context, m *messages.DecisionRe
 		return
 	}
 	forced := forcedDecision(commit)
-	if t := p.txs[m.Tx]; t != nil && t.state == prepared && t.forcing == nil {
+	if s := p.standing(m.Tx); s.kind == standInDoubt && s.t.forcing == nil {
 		// The forced decision's record could not be written: retry it, as
 		// on any decision that arrives (onDecisionAfterHeuristic).
 		p.decide(ctx, m.Tx, forced, nil, "heuristic abort by the operator")

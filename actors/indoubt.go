@@ -13,16 +13,17 @@ import (
 )
 
 func (p *participant) onDecisionReply(ctx actor.Context, m *messages.DecisionReply) {
-	if commit, forced := p.heuristics[m.Tx]; forced {
+	s := p.standing(m.Tx)
+	if s.heuristic {
 		// Decided here by the operator: only the coordinator's answer is
 		// compared with it (heuristic.go).
-		p.onHeuristicReply(ctx, m, commit)
+		p.onHeuristicReply(ctx, m, s.forcedCommit)
 		return
 	}
-	t := p.txs[m.Tx]
-	if t == nil || t.state != prepared {
+	if s.kind != standInDoubt {
 		return // not in doubt (any more): a late or duplicate answer
 	}
+	t := s.t
 	if m.Decision == messages.DecisionUnknown {
 		return // the asked node is in doubt too, or cannot tell
 	}
@@ -105,7 +106,7 @@ func (p *participant) neverPrepared(begun int64) bool {
 func (p *participant) askAboutInDoubt(ctx actor.Context) {
 	now := time.Now()
 	for tx, t := range p.txs {
-		if t.state != prepared || now.Before(t.nextQuery) {
+		if p.standing(tx).kind != standInDoubt || now.Before(t.nextQuery) {
 			continue
 		}
 		if p.log.IsInfo() {

@@ -114,19 +114,29 @@ const (
 	committing                     // COMMITTED being logged
 )
 
-// ptx is the participant's view of one transaction it holds locks for.
+// ptx is the participant's live record of one transaction it holds locks
+// for; once the transaction is over here, only the outcome sets remember it
+// (see standing). Each flag belongs to one state.
 type ptx struct {
 	state        ptxState
 	begun        int64 // for lock-wait ordering
-	recovered    bool  // in doubt since before a restart
 	ops          []messages.Op
 	participants []int32
 	voteTo       *actor.PID // where the vote goes (the txn actor)
 	ackTo        *actor.PID // where the ack goes
-	abortPending bool       // an Abort arrived while PREPARED was being logged
-	forcing      *forcing   // an operator's heuristic decision whose HEURISTIC record is being logged
 
+	// preparing: an Abort arrived while PREPARED was being logged; it is
+	// carried out once the write is done.
+	abortPending bool
+
+	// prepared (in doubt): since when, whether since before a restart
+	// (recovered: a conflicting Prepare votes no rather than wait for it),
+	// the operator's heuristic decision
+	// whose HEURISTIC record is being logged (forcing), and the rounds of
+	// asking about it.
 	preparedAt time.Time
+	recovered  bool
+	forcing    *forcing
 	nextQuery  time.Time
 	queryGap   backoff
 	asked      int // DecisionQuery rounds sent
