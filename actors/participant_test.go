@@ -469,3 +469,60 @@ func TestParticipantLatePrepareAfterNoVoteIsRefused(t *testing.T) {
 		t.Fatalf("locks held for a transaction that voted no: %+v", st)
 	}
 }
+
+// standing settles the overlaps of what a participant remembers by one
+// precedence, and every question is answered from it: a read-only voter
+// sent an Abort (its vote was not counted) still says "read-only", never
+// "abort"; a committed transaction followed by a conflicting Abort still
+// says "commit"; a live record says what this node is doing now.
+func TestParticipantStandingPrecedence(t *testing.T) {
+	r := newInspectableRig(t, Timing{InDoubtAfter: time.Hour}, map[string]int64{"a": 5, "b": 1})
+	kindOf := func(id messages.TxID) standingKind {
+		t.Helper()
+		return r.inspect(t, func(p *participant) interface{} { return p.standing(id).kind }).(standingKind)
+	}
+	if k := kindOf(tx(9)); k != standUnknown {
+		t.Fatalf("never seen: %v", k)
+	}
+
+	// Read-only, then an Abort.
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.AddFloor("a", 0, 0)}, Participants: []int32{0, 1}, Begun: testEpoch + 1}, r.txn.PID)
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteReadOnly {
+		t.Fatalf("vote %+v, want read-only", v)
+	}
+	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(1)})
+	if k := kindOf(tx(1)); k != standReadOnly {
+		t.Fatalf("read-only then aborted: %v, want read-only", k)
+	}
+	if d := r.peerAsks(t, tx(1), testEpoch+1); d != messages.DecisionUnknown {
+		t.Fatalf("peer told %v about a read-only vote, want unknown", d)
+	}
+	if a := askOutcome(t, r, tx(1)); a.Decision != messages.DecisionUnknown || !strings.Contains(a.Why, "read-only") {
+		t.Fatalf("operator told %+v, want unknown (read-only)", a)
+	}
+
+	// Preparing, in doubt, committing, committed; then a conflicting Abort.
+	app, from := r.prepare(t, tx(2), messages.Add("b", 1))
+	if k := kindOf(tx(2)); k != standPreparing {
+		t.Fatalf("PREPARED being logged: %v", k)
+	}
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	actortest.Expect[*messages.Vote](t, r.txn, wait)
+	if k := kindOf(tx(2)); k != standInDoubt {
+		t.Fatalf("voted yes: %v", k)
+	}
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(2)}, r.txn.PID)
+	co, coFrom := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if k := kindOf(tx(2)); k != standCommitting {
+		t.Fatalf("COMMITTED being logged: %v", k)
+	}
+	r.sys.Root.Send(coFrom, &messages.Appended{ID: co.ID})
+	actortest.Expect[*messages.Ack](t, r.txn, wait)
+	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(2)})
+	if k := kindOf(tx(2)); k != standCommitted {
+		t.Fatalf("committed, then a conflicting Abort: %v, want committed", k)
+	}
+	if d := r.peerAsks(t, tx(2), testEpoch+2); d != messages.DecisionCommit {
+		t.Fatalf("peer told %v about a committed transaction, want commit", d)
+	}
+}
