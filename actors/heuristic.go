@@ -5,20 +5,19 @@ package actors
 // the coordinator's decision when it comes (onDecisionAfterHeuristic), and
 // reconciling it with the coordinator's.
 //
-// Reconciling. A Commit of a transaction the operator
-// aborted here is answered as damage (onDecisionAfterHeuristic), but under
-// presumed abort a coordinator that aborted sends nothing more: a wrong
-// heuristic commit would go unreported for ever. So a participant holding
-// a heuristic decision asks the transaction's coordinator — only it: the
-// peers never tell a heuristic decision (onQuery), and their own answers
-// are not the coordinator's decision — with the in-doubt DecisionQuery, on
-// the query timer and with the same doubling pauses, until the coordinator
-// says commit or abort. Then it logs whether the operator guessed right
-// (WARN) or not (ERROR, HEURISTIC DAMAGE), and stops asking. Nothing else
-// changes: no record is written, no value touched, nothing acked.
-//
-// The state is memory only: a restarted participant asks again about every
-// heuristic decision in its log, and logs the answer again.
+// Reconciling. A Commit of a transaction the operator aborted here is
+// answered as damage (onDecisionAfterHeuristic), but under presumed abort a
+// coordinator that aborted sends nothing more: a wrong heuristic commit
+// would go unreported for ever. So a participant holding a heuristic
+// decision asks the transaction's coordinator — only it: the peers never
+// tell a heuristic decision (onQuery), and their own answers are not the
+// coordinator's decision — with the in-doubt DecisionQuery, on the query
+// timer and with the same doubling pauses, until the coordinator says
+// commit or abort. Then it logs whether the operator guessed right (WARN)
+// or not (ERROR, HEURISTIC DAMAGE), and stops asking. Nothing else changes:
+// no record is written, no value touched, nothing acked. The state is
+// memory only: a restarted participant asks again about every heuristic
+// decision in its log, and logs the answer again.
 
 import (
 	"fmt"
@@ -28,6 +27,23 @@ import (
 
 	"twopc/messages"
 )
+
+// forcing is a ForceDecision waiting for its HEURISTIC record to be durable.
+// Decisions arriving meanwhile wait too, and are handled once it is applied.
+type forcing struct {
+	commit   bool
+	replyTo  *actor.PID // the ForceDecision's sender, answered once applied
+	deferred []deferredDecision
+}
+
+type deferredDecision struct {
+	d       messages.Decision
+	replyTo *actor.PID
+	reason  string
+	// reply: the decision came in a DecisionReply (from the coordinator or
+	// a peer), not in a Commit or Abort; replayed through onDecisionReply.
+	reply *messages.DecisionReply
+}
 
 // heuristicCheck is a heuristic decision not yet compared with the
 // coordinator's decision.
@@ -136,7 +152,7 @@ func (p *participant) logDamage(tx messages.TxID, d, forced messages.Decision) {
 // coordinator that decided otherwise is told of the damage whenever its
 // Commit comes, even after a restart of either (onDecisionAfterHeuristic).
 // Peers in doubt asking this node are told unknown (onQuery); the
-// coordinator is asked whether it agrees (heuristic.go).
+// coordinator is asked whether it agrees (startReconciling).
 func (p *participant) onForceDecision(ctx actor.Context, m *ForceDecision) {
 	s := p.standing(m.Tx)
 	if s.kind != standInDoubt || s.t.forcing != nil {
@@ -203,7 +219,7 @@ func (p *participant) onDecisionAfterHeuristic(ctx actor.Context, tx messages.Tx
 		p.decide(ctx, tx, forced, nil, "heuristic abort by the operator")
 	}
 	// A Commit or Abort is the coordinator's decision: it reconciles the
-	// heuristic one (see heuristic.go). An agreeing one must: once this
+	// heuristic one (see Reconciling, above). An agreeing one must: once this
 	// node acks the Commit, the coordinator may end the transaction and
 	// forget it, and would then answer a query with a presumed abort.
 	_, open := p.unreconciled[tx]

@@ -6,6 +6,10 @@ package actors
 // transaction. ForceDecision is the operator's heuristic decision on a
 // transaction a participant is stuck in doubt about: it breaks the
 // protocol's guarantee on purpose, and says so loudly.
+//
+// This file holds the requests and answers only; each role answers them in
+// its own file: the coordinator in coordinator.go, the participant in
+// participant.go (OutcomeQuery) and heuristic.go (ForceDecision).
 
 import (
 	"time"

@@ -219,23 +219,6 @@ func (p *participant) standing(tx messages.TxID) standing {
 	return s
 }
 
-// forcing is a ForceDecision waiting for its HEURISTIC record to be durable.
-// Decisions arriving meanwhile wait too, and are handled once it is applied.
-type forcing struct {
-	commit   bool
-	replyTo  *actor.PID // the ForceDecision's sender, answered once applied
-	deferred []deferredDecision
-}
-
-type deferredDecision struct {
-	d       messages.Decision
-	replyTo *actor.PID
-	reason  string
-	// reply: the decision came in a DecisionReply (from the coordinator or
-	// a peer), not in a Commit or Abort; replayed through onDecisionReply.
-	reply *messages.DecisionReply
-}
-
 // NewParticipantProps returns the props of a participant.
 func NewParticipantProps(cfg ParticipantConfig) *actor.Props {
 	seq, starts := new(uint64), new(int)
