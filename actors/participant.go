@@ -279,6 +279,7 @@ func (p *participant) Receive(ctx actor.Context) {
 func (p *participant) start(ctx actor.Context) {
 	p.timing = p.cfg.Timing.WithDefaults()
 	p.log = orNull(p.cfg.Logger)
+	p.durable = newDurable(p.cfg.Persistence, p.appendSeq)
 	*p.starts++
 	if !p.cfg.Fresh || *p.starts > 1 {
 		p.memorySince = p.startedAt.Add(p.timing.ClockSkew)
@@ -313,7 +314,6 @@ func (p *participant) start(ctx actor.Context) {
 	p.recentAborts = newOutcomes()
 	p.recentCommits = newOutcomes()
 	p.recentReadOnly = newOutcomes()
-	p.durable = newDurable(p.cfg.Persistence, p.appendSeq)
 	p.queryTimer = newTimer("in-doubt")
 	p.waits = newWaits()
 	now := time.Now()
