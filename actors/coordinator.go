@@ -381,3 +381,83 @@ type CoordinatorStatus struct {
 	Incarnation uint32
 	InFlight    int // transactions with a running txn actor
 }
+
+// The coordinator's reasons, shared by its answers.
+const (
+	commitPendingWhy = "COMMIT logged, not all acked"
+	presumedAbortWhy = "no COMMIT in the coordinator's log: presumed abort"
+)
+
+// noteDecision records what a txn actor reported, so that an OutcomeQuery
+// can be answered while it still runs. A txn actor reports Committed only
+// once COMMIT is durable (or when every participant was read-only), and an
+// abort once it has sent its Aborts.
+func (c *coordinator) noteDecision(o *messages.Outcome) {
+	lt := c.txns[o.Tx]
+	if lt == nil || lt.decided != messages.DecisionUnknown {
+		return
+	}
+	switch {
+	case o.Unknown:
+	case o.Committed && o.Reason == "read-only":
+		lt.decided, lt.decidedWhy = messages.DecisionCommit, "committed (every participant was read-only)"
+	case o.Committed:
+		lt.decided, lt.decidedWhy = messages.DecisionCommit, commitPendingWhy
+	default:
+		lt.decided, lt.decidedWhy = messages.DecisionAbort, "decided abort: "+o.Reason
+	}
+}
+
+// onOutcomeQuery answers what this coordinator knows of a transaction,
+// without the side effects of onQuery: no txn actor is spawned (a COMMIT
+// found in the log is reported, not re-driven) and a running txn actor is
+// not asked (a DecisionQuery would make it decide abort).
+//
+// A presumed abort is exact for a transaction still in doubt somewhere: a
+// participant in doubt has not acked, so the coordinator cannot have ended
+// and forgotten a commit of it. For a transaction every participant has
+// acked, the log no longer holds its COMMIT either, and "presumed abort"
+// may be a forgotten commit: ask the participants too (Local.KnownOutcome
+// does).
+func (c *coordinator) onOutcomeQuery(ctx actor.Context, m *OutcomeQuery) {
+	answer := func(d messages.Decision, why string) {
+		ctx.Respond(&OutcomeAnswer{Tx: m.Tx, From: c.cfg.Node, Decision: d, Why: why, Presumed: why == presumedAbortWhy})
+	}
+	if m.Tx.Node != c.cfg.Node {
+		answer(messages.DecisionUnknown, fmt.Sprintf("coordinated by node %d, not by node %d", m.Tx.Node, c.cfg.Node))
+		return
+	}
+	if lt := c.txns[m.Tx]; lt != nil {
+		if lt.decided != messages.DecisionUnknown {
+			answer(lt.decided, lt.decidedWhy)
+			return
+		}
+		if lt.pid != nil && !lt.crashed {
+			// Collecting votes, or logging COMMIT: either way not durable,
+			// so a crash now would still make it an abort.
+			answer(messages.DecisionUnknown, "still collecting votes (or logging the decision)")
+			return
+		}
+		// A crashed txn actor being settled: the log decides, as below.
+	}
+	switch {
+	case m.Tx.Incarnation > c.cfg.Incarnation:
+		answer(messages.DecisionUnknown, fmt.Sprintf("incarnation %d is later than this coordinator's (%d): its log is not the one that would hold the decision", m.Tx.Incarnation, c.cfg.Incarnation))
+		return
+	case m.Tx.Incarnation == c.cfg.Incarnation && m.Tx.Seq > *c.seq:
+		answer(messages.DecisionUnknown, "not begun yet")
+		return
+	}
+	f := ctx.RequestFuture(c.cfg.Persistence, &messages.DecisionLookup{Tx: m.Tx}, c.timing.VoteTimeout)
+	ctx.ReenterAfter(f, func(res interface{}, err error) {
+		r, err := lookupResult(res, err)
+		switch {
+		case err != nil:
+			answer(messages.DecisionUnknown, "the coordinator's log cannot tell: "+err.Error())
+		case r.CommitPending:
+			answer(messages.DecisionCommit, commitPendingWhy)
+		default:
+			answer(messages.DecisionAbort, presumedAbortWhy)
+		}
+	})
+}

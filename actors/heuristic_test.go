@@ -12,57 +12,10 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/hashicorp/go-hclog"
 
 	"twopc/actors/actortest"
 	"twopc/messages"
 )
-
-func errorLogger() (hclog.Logger, *actortest.Buffer) {
-	buf := &actortest.Buffer{}
-	return hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Error, Output: buf}), buf
-}
-
-// shortMemory: outcomes forgotten within 100 ms or so (RememberOutcomes is
-// raised to VoteTimeout + 2 × ClockSkew = 60 ms; the forgetting tick runs
-// every VoteTimeout/2), nobody asks about anything in doubt.
-var shortMemory = Timing{VoteTimeout: 40 * time.Millisecond, ClockSkew: 10 * time.Millisecond, RememberOutcomes: 60 * time.Millisecond, InDoubtAfter: time.Hour}
-
-func damageLine(d, forced messages.Decision, id messages.TxID) string {
-	return "HEURISTIC DAMAGE: coordinator decided " + d.String() + " for " + id.String() + ", this node applied the operator's " + forced.String()
-}
-
-// expectHeuristicAck: the next message on p is an Ack for id marked
-// Heuristic, and nothing follows it.
-func expectHeuristicAck(t *testing.T, p *actortest.Probe, id messages.TxID) {
-	t.Helper()
-	ack, _ := actortest.Expect[*messages.Ack](t, p, wait)
-	if ack.Tx != id || ack.From != 0 || !ack.Heuristic {
-		t.Fatalf("answer to a Commit of %v, heuristically aborted here: %+v, want an Ack marked Heuristic", id, ack)
-	}
-	actortest.ExpectNone(t, p, 50*time.Millisecond)
-}
-
-// askPeerQuery sends a DecisionQuery about id as node 1 (the peer probe)
-// and returns the reply.
-func (r *participantRig) askPeerQuery(t *testing.T, id messages.TxID) messages.Decision {
-	t.Helper()
-	r.sys.Root.Send(r.pid, &messages.DecisionQuery{Tx: id, From: 1})
-	rep, _ := actortest.Expect[*messages.DecisionReply](t, r.peer, wait)
-	if rep.Tx != id || rep.From != 0 {
-		t.Fatalf("reply %+v", rep)
-	}
-	return rep.Decision
-}
-
-func (r *participantRig) readValue(t *testing.T, key string) int64 {
-	t.Helper()
-	res, err := r.sys.Root.RequestFuture(r.pid, &messages.Read{Keys: []string{key}}, wait).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.(*messages.ReadReply).Values[0].Value
-}
 
 // The operator aborted tx(1) here; the coordinator had decided commit, and
 // its Commit comes only after this participant has forgotten its ordinary

@@ -13,16 +13,17 @@ import (
 )
 
 func (p *participant) onDecisionReply(ctx actor.Context, m *messages.DecisionReply) {
-	if commit, forced := p.heuristics[m.Tx]; forced {
+	s := p.standing(m.Tx)
+	if s.heuristic {
 		// Decided here by the operator: only the coordinator's answer is
-		// compared with it (reconcile.go).
-		p.onHeuristicReply(ctx, m, commit)
+		// compared with it (heuristic.go).
+		p.onHeuristicReply(ctx, m, s.forcedCommit)
 		return
 	}
-	t := p.txs[m.Tx]
-	if t == nil || t.state != prepared {
+	if s.kind != standInDoubt {
 		return // not in doubt (any more): a late or duplicate answer
 	}
+	t := s.t
 	if m.Decision == messages.DecisionUnknown {
 		return // the asked node is in doubt too, or cannot tell
 	}
@@ -43,7 +44,7 @@ func (p *participant) onDecisionReply(ctx actor.Context, m *messages.DecisionRep
 }
 
 // onQuery answers another participant's DecisionQuery (cooperative
-// termination) with what this node knows:
+// termination) with what this node knows (see standing):
 //   - unknown, if the operator forced a heuristic decision here: that
 //     is a guess, not the outcome, and must not spread;
 //   - commit, if it committed the transaction or is committing it;
@@ -56,27 +57,26 @@ func (p *participant) onDecisionReply(ctx actor.Context, m *messages.DecisionRep
 //     transaction it never saw from one it committed and forgot.
 func (p *participant) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 	d := messages.DecisionUnknown
-	t, w := p.txs[m.Tx], p.waits.prepares[m.Tx]
-	_, forced := p.heuristics[m.Tx]
+	s := p.standing(m.Tx)
 	switch {
-	case forced:
+	case s.heuristic:
 		// The operator decided it here, but a heuristic decision is not
 		// the transaction's outcome: passing it on would spread the
 		// operator's guess beyond the nodes it was applied to, and a peer
 		// told "abort" would then refuse its coordinator's Commit. Unknown:
 		// the peer waits for the coordinator. (OutcomeQuery, the operator's
 		// own question, does say what was forced here.)
-	case p.recentReadOnly.has(m.Tx):
+	case s.kind == standReadOnly:
 		// It voted read-only: the outcome was decided without it.
-	case p.recentCommits.has(m.Tx), t != nil && t.state == committing:
+	case s.kind == standCommitted, s.kind == standCommitting:
 		d = messages.DecisionCommit
-	case p.recentAborts.has(m.Tx):
+	case s.kind == standAborted:
 		d = messages.DecisionAbort
-	case w != nil:
-		p.waits.drop(w)
-		p.vote(ctx, w.to, m.Tx, messages.VoteNo, fmt.Sprintf("node %d: a peer in doubt asked before this node voted", p.cfg.Node))
+	case s.kind == standWaiting:
+		p.waits.drop(s.w)
+		p.vote(ctx, s.w.to, m.Tx, messages.VoteNo, fmt.Sprintf("node %d: a peer in doubt asked before this node voted", p.cfg.Node))
 		d = messages.DecisionAbort
-	case t == nil && p.neverPrepared(m.Begun):
+	case s.kind == standUnknown && p.neverPrepared(m.Begun):
 		// Remembered as a no vote: a Prepare arriving later is refused.
 		p.recentAborts.add(m.Tx, time.Now())
 		if p.log.IsInfo() {
@@ -106,7 +106,7 @@ func (p *participant) neverPrepared(begun int64) bool {
 func (p *participant) askAboutInDoubt(ctx actor.Context) {
 	now := time.Now()
 	for tx, t := range p.txs {
-		if t.state != prepared || now.Before(t.nextQuery) {
+		if p.standing(tx).kind != standInDoubt || now.Before(t.nextQuery) {
 			continue
 		}
 		if p.log.IsInfo() {
@@ -123,11 +123,7 @@ func (p *participant) askAboutInDoubt(ctx actor.Context) {
 			}
 		}
 		t.asked++
-		t.queryGap *= 2
-		if t.queryGap > p.timing.MaxQueryInterval {
-			t.queryGap = p.timing.MaxQueryInterval
-		}
-		t.nextQuery = now.Add(t.queryGap)
+		t.nextQuery = now.Add(t.queryGap.grow())
 	}
 	p.queryTimer.arm(ctx, p.queryTick())
 }

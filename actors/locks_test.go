@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"math"
 	"strings"
 	"testing"
 
@@ -71,5 +72,24 @@ func TestApplyOpsChecksOverflowAndFloor(t *testing.T) {
 	}
 	if _, err := applyOps(5, []messages.Op{messages.AddFloor("k", -6, 0)}); err == nil {
 		t.Fatal("floor not enforced")
+	}
+}
+
+// Escrow must keep overflow out in the worst case too: two increments that
+// each fit but together overflow must not both be admitted, or the committed
+// value wraps (and every floor on the key is broken).
+func TestLocksConcurrentIncrementsCannotOverflow(t *testing.T) {
+	lt := newLockTable()
+	cur := func(string) int64 { return math.MaxInt64 - 5 }
+	if err := lt.acquire(tx(1), []messages.Op{messages.Add("k", 5)}, cur); err != nil {
+		t.Fatal(err)
+	}
+	if err := lt.acquire(tx(2), []messages.Op{messages.AddFloor("k", -1, 0)}, cur); err != nil {
+		t.Fatal(err)
+	}
+	if err := lt.acquire(tx(3), []messages.Op{messages.Add("k", 5)}, cur); err == nil {
+		// All three may commit: MaxInt64-5+5+5-1 wraps to a huge negative,
+		// below tx(2)'s floor 0.
+		t.Fatal("second increment admitted although both together overflow int64")
 	}
 }

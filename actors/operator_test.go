@@ -9,36 +9,6 @@ import (
 	"twopc/messages"
 )
 
-// askOutcome sends an OutcomeQuery to pid and returns the answer.
-func askOutcome(t *testing.T, r *participantRig, id messages.TxID) *OutcomeAnswer {
-	t.Helper()
-	res, err := r.sys.Root.RequestFuture(r.pid, &OutcomeQuery{Tx: id}, wait).Result()
-	if err != nil {
-		t.Fatalf("outcome query %v: %v", id, err)
-	}
-	a := res.(*OutcomeAnswer)
-	if a.Tx != id || a.From != 0 {
-		t.Fatalf("answer for another transaction or node: %+v", a)
-	}
-	return a
-}
-
-func wantOutcome(t *testing.T, a *OutcomeAnswer, d messages.Decision, why string) {
-	t.Helper()
-	if a.Decision != d || !strings.Contains(a.Why, why) {
-		t.Fatalf("outcome of %v: %v (%q), want %v (%q)", a.Tx, a.Decision, a.Why, d, why)
-	}
-}
-
-// quiet fails if the participant sent anything to its peers, its
-// coordinator, its log or a txn actor: an OutcomeQuery only looks.
-func (r *participantRig) quiet(t *testing.T) {
-	t.Helper()
-	for _, p := range []*actortest.Probe{r.peer, r.coord, r.wal, r.txn} {
-		actortest.ExpectNone(t, p, 30*time.Millisecond)
-	}
-}
-
 // A participant answers an OutcomeQuery from what it holds, in every state
 // a transaction can be in here, and the question leaves no trace: unlike a
 // DecisionQuery, asking about a transaction it never saw does not make it
@@ -103,49 +73,6 @@ func TestOperatorOutcomeQueryParticipantStates(t *testing.T) {
 	if st := r.status(t); st.Waiting != 1 {
 		t.Fatalf("the question ended the wait: %+v", st)
 	}
-}
-
-// forceDecision sends a ForceDecision and returns the result.
-func forceDecision(t *testing.T, r *participantRig, id messages.TxID, commit bool) *ForceDecisionResult {
-	t.Helper()
-	res, err := r.sys.Root.RequestFuture(r.pid, &ForceDecision{Tx: id, Commit: commit}, wait).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fr := res.(*ForceDecisionResult)
-	if fr.Tx != id || fr.Node != 0 {
-		t.Fatalf("result for another transaction or node: %+v", fr)
-	}
-	return fr
-}
-
-// forceLogged sends a ForceDecision for a transaction in doubt, checks that
-// the participant first asks for a forced HEURISTIC record and answers
-// nothing before it is durable, makes it durable and returns the result.
-func forceLogged(t *testing.T, r *participantRig, id messages.TxID, commit bool) *ForceDecisionResult {
-	t.Helper()
-	f := r.sys.Root.RequestFuture(r.pid, &ForceDecision{Tx: id, Commit: commit}, wait)
-	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
-	want := messages.Record{Kind: messages.RecHeuristic, Tx: id, Decision: forcedDecision(commit)}
-	if !app.Force || len(app.Records) != 1 || app.Records[0].Kind != want.Kind || app.Records[0].Tx != id || app.Records[0].Decision != want.Decision {
-		t.Fatalf("want a forced %v first, got %+v", want, app)
-	}
-	// Nothing is applied before the record is durable.
-	actortest.ExpectNone(t, r.wal, 30*time.Millisecond)
-	actortest.ExpectNone(t, r.coord, 0)
-	if st := r.status(t); len(st.InDoubt) != 1 || st.InDoubt[0] != id {
-		t.Fatalf("applied before its HEURISTIC record was durable: %+v", st)
-	}
-	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
-	res, err := f.Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fr := res.(*ForceDecisionResult)
-	if fr.Tx != id || fr.Node != 0 {
-		t.Fatalf("result for another transaction or node: %+v", fr)
-	}
-	return fr
 }
 
 // A heuristic commit of an in-doubt transaction is logged (HEURISTIC,
@@ -215,47 +142,12 @@ func TestOperatorForceAbort(t *testing.T) {
 	actortest.ExpectNone(t, r.txn, 50*time.Millisecond)
 }
 
-// askCoordinator sends an OutcomeQuery to the coordinator of a coordRig.
-func askCoordinator(t *testing.T, r *coordRig, id messages.TxID) *actortest.Probe {
-	t.Helper()
-	r.sys.Root.RequestWithCustomSender(r.pid, &OutcomeQuery{Tx: id}, r.client.PID)
-	return r.client
-}
-
-func expectCoordAnswer(t *testing.T, r *coordRig, id messages.TxID, d messages.Decision, why string) {
-	t.Helper()
-	a, _ := actortest.Expect[*OutcomeAnswer](t, askCoordinator(t, r, id), wait)
-	if a.Tx != id || a.From != 0 {
-		t.Fatalf("answer %+v", a)
-	}
-	if a.Decision != d || !strings.Contains(a.Why, why) {
-		t.Fatalf("coordinator on %v: %v (%q), want %v (%q)", id, a.Decision, a.Why, d, why)
-	}
-}
-
-// noTxnSpawned fails if the coordinator runs a txn actor or sent anything
-// to a participant: an OutcomeQuery must not re-drive or abort anything
-// (onQuery, for a DecisionQuery, re-drives a pending commit).
-func (r *coordRig) noTxnSpawned(t *testing.T) {
-	t.Helper()
-	res, err := r.sys.Root.RequestFuture(r.pid, &CoordinatorStatusRequest{}, wait).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st := res.(*CoordinatorStatus); st.InFlight != 0 {
-		t.Fatalf("an OutcomeQuery left a txn actor running: %+v", st)
-	}
-	for _, p := range r.parts {
-		actortest.ExpectNone(t, p, 50*time.Millisecond)
-	}
-}
-
 // The coordinator answers from its log without acting on it: a pending
 // COMMIT is reported, not re-driven; none is a presumed abort; ids it cannot
 // vouch for are unknown, and those need no log lookup at all.
 func TestOperatorOutcomeQueryCoordinatorFromLog(t *testing.T) {
 	r := newCoordRig(t, Timing{VoteTimeout: time.Hour, ResendInterval: time.Hour}, nil, nil)
-	older := messages.TxID{Node: 0, Incarnation: reviewIncarnation - 1, Seq: 7}
+	older := messages.TxID{Node: 0, Incarnation: coordIncarnation - 1, Seq: 7}
 
 	askCoordinator(t, r, older)
 	r.answerLookup(t, older, true, []int32{0, 1})
@@ -274,8 +166,8 @@ func TestOperatorOutcomeQueryCoordinatorFromLog(t *testing.T) {
 	r.noTxnSpawned(t)
 
 	expectCoordAnswer(t, r, messages.TxID{Node: 1, Incarnation: 1, Seq: 1}, messages.DecisionUnknown, "coordinated by node 1")
-	expectCoordAnswer(t, r, messages.TxID{Node: 0, Incarnation: reviewIncarnation + 1, Seq: 1}, messages.DecisionUnknown, "later")
-	expectCoordAnswer(t, r, messages.TxID{Node: 0, Incarnation: reviewIncarnation, Seq: 1}, messages.DecisionUnknown, "not begun yet")
+	expectCoordAnswer(t, r, messages.TxID{Node: 0, Incarnation: coordIncarnation + 1, Seq: 1}, messages.DecisionUnknown, "later")
+	expectCoordAnswer(t, r, messages.TxID{Node: 0, Incarnation: coordIncarnation, Seq: 1}, messages.DecisionUnknown, "not begun yet")
 	actortest.ExpectNone(t, r.wal, 30*time.Millisecond) // none of those three looked at the log
 	r.noTxnSpawned(t)
 }

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -82,7 +83,7 @@ type participant struct {
 	// appendSeq outlives a restart of this actor, so an Appended addressed
 	// to a failed instance never matches an append of its successor.
 	appendSeq *uint64
-	appends   map[uint64]pendingAppend
+	durable   *durable
 	starts    *int
 
 	queryTimer *timer
@@ -92,10 +93,10 @@ type participant struct {
 	// ForceDecision (true: forced commit), from the log's HEURISTIC records
 	// and never forgotten: a coordinator whose decision was the other one
 	// may re-send its Commit at any time, even after a restart, and must be
-	// told of the damage instead of getting an ack (see operator.go).
+	// told of the damage instead of getting an ack (see heuristic.go).
 	heuristics map[messages.TxID]bool
 	// unreconciled holds the heuristic decisions not yet compared with the
-	// coordinator's own decision (see reconcile.go): asked about until its
+	// coordinator's own decision (see heuristic.go): asked about until its
 	// answer (or its Commit or Abort) arrives. Memory only: after a restart
 	// every recovered heuristic decision is checked again.
 	unreconciled map[messages.TxID]*heuristicCheck
@@ -113,44 +114,109 @@ const (
 	committing                     // COMMITTED being logged
 )
 
-// ptx is the participant's view of one transaction it holds locks for.
+// ptx is the participant's live record of one transaction it holds locks
+// for; once the transaction is over here, only the outcome sets remember it
+// (see standing). Each flag belongs to one state.
 type ptx struct {
 	state        ptxState
 	begun        int64 // for lock-wait ordering
-	recovered    bool  // in doubt since before a restart
 	ops          []messages.Op
 	participants []int32
 	voteTo       *actor.PID // where the vote goes (the txn actor)
 	ackTo        *actor.PID // where the ack goes
-	abortPending bool       // an Abort arrived while PREPARED was being logged
-	forcing      *forcing   // an operator's heuristic decision whose HEURISTIC record is being logged
 
+	// preparing: an Abort arrived while PREPARED was being logged; it is
+	// carried out once the write is done.
+	abortPending bool
+
+	// prepared (in doubt): since when, whether since before a restart
+	// (recovered: a conflicting Prepare votes no rather than wait for it),
+	// the operator's heuristic decision
+	// whose HEURISTIC record is being logged (forcing), and the rounds of
+	// asking about it.
 	preparedAt time.Time
+	recovered  bool
+	forcing    *forcing
 	nextQuery  time.Time
-	queryGap   time.Duration
+	queryGap   backoff
 	asked      int // DecisionQuery rounds sent
 }
 
-type pendingAppend struct {
-	tx   messages.TxID
-	kind messages.RecordKind
+// standing is where a transaction stands at this participant: the one
+// answer every question about it starts from (a Prepare, a peer's
+// DecisionQuery, the operator's OutcomeQuery and ForceDecision, status).
+type standing struct {
+	kind standingKind
+	t    *ptx    // the live record (standPreparing, standInDoubt, standCommitting)
+	w    *waiter // the waiting Prepare (standWaiting)
+	// heuristic: the operator's ForceDecision on it is durable here (its
+	// HEURISTIC record); forcedCommit is what was forced. Such a
+	// transaction is standCommitted or standAborted once the decision is
+	// applied, and a live record until then.
+	heuristic    bool
+	forcedCommit bool
 }
 
-// forcing is a ForceDecision waiting for its HEURISTIC record to be durable.
-// Decisions arriving meanwhile wait too, and are handled once it is applied.
-type forcing struct {
-	commit   bool
-	replyTo  *actor.PID // the ForceDecision's sender, answered once applied
-	deferred []deferredDecision
-}
+type standingKind uint8
 
-type deferredDecision struct {
-	d       messages.Decision
-	replyTo *actor.PID
-	reason  string
-	// reply: the decision came in a DecisionReply (from the coordinator or
-	// a peer), not in a Commit or Abort; replayed through onDecisionReply.
-	reply *messages.DecisionReply
+const (
+	standUnknown    standingKind = iota // no trace of it here
+	standWaiting                        // its Prepare waits for older lock holders; not voted
+	standPreparing                      // PREPARED being logged; not voted yet
+	standInDoubt                        // voted yes, no decision yet (t.forcing: the operator's being logged)
+	standCommitting                     // COMMITTED being logged
+	standCommitted                      // committed here (remembered for RememberOutcomes, or forced by the operator)
+	standAborted                        // aborted or voted no here (remembered likewise, or forced)
+	standReadOnly                       // voted read-only: the outcome was decided without it
+)
+
+// standing says where tx stands here. The containers it reads are disjoint
+// but for a few overlaps, settled by this precedence:
+//
+//  1. A live record (p.txs) is what this node is doing now; nothing else
+//     can be newer. No finished set holds a live transaction (each is added
+//     as its record goes, and a Prepare of a finished one is refused).
+//  2. A heuristic decision is what this node's data says, for as long as
+//     the node lives, whatever else is remembered or forgotten.
+//  3. Read-only before aborted: a read-only voter that missed being
+//     counted may be sent an Abort, but it knows nothing of the outcome,
+//     and must never tell a peer "abort" about a transaction that may have
+//     committed.
+//  4. Committed before aborted: an Abort after this node committed (which
+//     only conflicting decisions can send) does not undo the commit, and a
+//     peer must hear what this node's data says.
+//  5. A waiting Prepare, then nothing.
+func (p *participant) standing(tx messages.TxID) standing {
+	commit, forced := p.heuristics[tx]
+	s := standing{heuristic: forced, forcedCommit: commit}
+	if t := p.txs[tx]; t != nil {
+		s.t = t
+		switch t.state {
+		case preparing:
+			s.kind = standPreparing
+		case prepared:
+			s.kind = standInDoubt
+		case committing:
+			s.kind = standCommitting
+		}
+		return s
+	}
+	switch {
+	case forced:
+		s.kind = standAborted
+		if commit {
+			s.kind = standCommitted
+		}
+	case p.recentReadOnly.has(tx):
+		s.kind = standReadOnly
+	case p.recentCommits.has(tx):
+		s.kind = standCommitted
+	case p.recentAborts.has(tx):
+		s.kind = standAborted
+	case p.waits.prepares[tx] != nil:
+		s.kind, s.w = standWaiting, p.waits.prepares[tx]
+	}
+	return s
 }
 
 // NewParticipantProps returns the props of a participant.
@@ -179,7 +245,7 @@ func (p *participant) Receive(ctx actor.Context) {
 	case *messages.Prepare:
 		p.onPrepare(ctx, m)
 	case *messages.Appended:
-		p.onAppended(ctx, m)
+		p.durable.onAppended(ctx, m)
 	case *messages.Commit:
 		p.onDecision(ctx, m.Tx, messages.DecisionCommit, ctx.Sender(), "")
 	case *messages.Abort:
@@ -213,6 +279,7 @@ func (p *participant) Receive(ctx actor.Context) {
 func (p *participant) start(ctx actor.Context) {
 	p.timing = p.cfg.Timing.WithDefaults()
 	p.log = orNull(p.cfg.Logger)
+	p.durable = newDurable(p.cfg.Persistence, p.appendSeq)
 	*p.starts++
 	if !p.cfg.Fresh || *p.starts > 1 {
 		p.memorySince = p.startedAt.Add(p.timing.ClockSkew)
@@ -247,7 +314,6 @@ func (p *participant) start(ctx actor.Context) {
 	p.recentAborts = newOutcomes()
 	p.recentCommits = newOutcomes()
 	p.recentReadOnly = newOutcomes()
-	p.appends = make(map[uint64]pendingAppend)
 	p.queryTimer = newTimer("in-doubt")
 	p.waits = newWaits()
 	now := time.Now()
@@ -261,7 +327,7 @@ func (p *participant) start(ctx actor.Context) {
 			// transaction in doubt since before the restart.
 			recovered: true,
 			state:     prepared, ops: rec.Ops, participants: rec.Participants,
-			preparedAt: now, nextQuery: now, queryGap: p.timing.InDoubtAfter,
+			preparedAt: now, nextQuery: now, queryGap: p.queryBackoff(),
 		}
 		if _, forced := p.heuristics[rec.Tx]; !forced {
 			p.log.Warn("in doubt after restart", "tx", rec.Tx, "coordinator", rec.Tx.Node)
@@ -279,14 +345,21 @@ func (p *participant) start(ctx actor.Context) {
 	for tx, commit := range p.heuristics {
 		p.log.Debug("heuristic decision recovered", "tx", tx, "decision", forcedDecision(commit))
 		// Whether the coordinator agreed was known only to the predecessor's
-		// memory: ask again (see reconcile.go).
-		p.unreconciled[tx] = &heuristicCheck{nextQuery: now, queryGap: p.timing.InDoubtAfter, recovered: true}
+		// memory: ask again (see heuristic.go).
+		p.unreconciled[tx] = &heuristicCheck{nextQuery: now, queryGap: p.queryBackoff(), recovered: true}
 	}
 	p.queryTimer.arm(ctx, p.queryTick())
 	if len(inDoubt) > 0 {
 		p.askAboutInDoubt(ctx)
 	}
 	p.askAboutHeuristics(ctx)
+}
+
+// queryBackoff spaces out the rounds of asking about one transaction (in
+// doubt, or decided by the operator): InDoubtAfter, doubling up to
+// MaxQueryInterval.
+func (p *participant) queryBackoff() backoff {
+	return newBackoff(p.timing.InDoubtAfter, p.timing.MaxQueryInterval)
 }
 
 // queryTick is how often the participant looks for transactions it has been
@@ -327,16 +400,16 @@ func (p *participant) sendVote(ctx actor.Context, to *actor.PID, tx messages.TxI
 }
 
 func (p *participant) onPrepare(ctx actor.Context, m *messages.Prepare) {
-	if t, ok := p.txs[m.Tx]; ok {
+	switch s := p.standing(m.Tx); s.kind {
+	case standPreparing, standInDoubt, standCommitting:
 		// A duplicate Prepare: answer as before once the answer is known.
-		t.voteTo = ctx.Sender()
-		if t.state != preparing {
-			p.vote(ctx, t.voteTo, m.Tx, messages.VoteYes, "")
+		s.t.voteTo = ctx.Sender()
+		if s.kind != standPreparing {
+			p.vote(ctx, s.t.voteTo, m.Tx, messages.VoteYes, "")
 		}
 		return
-	}
-	if w, ok := p.waits.prepares[m.Tx]; ok {
-		w.to = ctx.Sender() // a duplicate of one still waiting
+	case standWaiting:
+		s.w.to = ctx.Sender() // a duplicate of one still waiting
 		return
 	}
 	if m.Begun != 0 {
@@ -367,20 +440,22 @@ func (p *participant) onPrepare(ctx actor.Context, m *messages.Prepare) {
 
 // tryPrepare locks and checks a transaction's ops and starts logging
 // PREPARED, or makes it wait for older lock holders, or votes no.
+//
+// It is called for a transaction with no live record and no waiting
+// Prepare (onPrepare answers those; a woken waiter has been dropped).
 func (p *participant) tryPrepare(ctx actor.Context, m *messages.Prepare, voteTo *actor.PID) {
-	if p.recentReadOnly.has(m.Tx) {
+	switch p.standing(m.Tx).kind {
+	case standReadOnly:
 		// A duplicate of one this node voted read-only on: the same answer,
 		// and no second look at the keys — the check could fail now, and a
 		// no would tell in-doubt peers "abort" about a transaction that may
 		// have committed.
 		p.sendVote(ctx, voteTo, m.Tx, messages.VoteReadOnly, "")
 		return
-	}
-	if p.recentAborts.has(m.Tx) {
+	case standAborted:
 		p.vote(ctx, voteTo, m.Tx, messages.VoteNo, "transaction already aborted here")
 		return
-	}
-	if p.recentCommits.has(m.Tx) {
+	case standCommitted:
 		// A late duplicate: this node prepared and committed it already.
 		p.vote(ctx, voteTo, m.Tx, messages.VoteYes, "")
 		return
@@ -421,7 +496,7 @@ func (p *participant) tryPrepare(ctx actor.Context, m *messages.Prepare, voteTo 
 	p.cfg.Steps.report(p.cfg.Node, StepPrepareReceived, m.Tx, m.Tx.Node, 0)
 	// The yes vote is a promise that survives a crash, so PREPARED must be
 	// durable before the vote leaves.
-	p.appendRecord(ctx, messages.Record{Kind: messages.RecPrepared, Tx: m.Tx, Participants: m.Participants, Ops: m.Ops}, true)
+	p.logThen(ctx, messages.Record{Kind: messages.RecPrepared, Tx: m.Tx, Participants: m.Participants, Ops: m.Ops}, p.onPreparedLogged)
 }
 
 func (p *participant) checkOwnership(ops []messages.Op) error {
@@ -444,73 +519,63 @@ func readOnly(ops []messages.Op) bool {
 
 func (p *participant) value(key string) int64 { return p.kv[key] }
 
-func (p *participant) appendRecord(ctx actor.Context, rec messages.Record, force bool) {
-	*p.appendSeq++
-	id := *p.appendSeq
-	req := &messages.Append{ID: id, Records: []messages.Record{rec}, Force: force}
-	if !force {
-		ctx.Send(p.cfg.Persistence, req) // lazy: nobody waits for it
-		return
-	}
-	p.appends[id] = pendingAppend{tx: rec.Tx, kind: rec.Kind}
-	ctx.Request(p.cfg.Persistence, req)
+// logThen makes rec durable (forced), then runs done with its
+// transaction's live record and the write's error — unless the record is
+// gone by then, leaving nothing to act on.
+func (p *participant) logThen(ctx actor.Context, rec messages.Record, done func(ctx actor.Context, tx messages.TxID, t *ptx, err error)) {
+	p.durable.then(ctx, rec, func(ctx actor.Context, err error) {
+		if t := p.txs[rec.Tx]; t != nil {
+			done(ctx, rec.Tx, t, err)
+		}
+	})
 }
 
-func (p *participant) onAppended(ctx actor.Context, m *messages.Appended) {
-	pa, ok := p.appends[m.ID]
-	if !ok {
+// onPreparedLogged votes once PREPARED is durable: yes, or no if the write
+// failed (or abort, if an Abort came while it was being written).
+func (p *participant) onPreparedLogged(ctx actor.Context, tx messages.TxID, t *ptx, err error) {
+	if err != nil {
+		// Not durable, so not promised: refuse.
+		p.log.Error("PREPARED not logged; voting no", "tx", tx, "error", err)
+		p.settle(ctx, tx, t)
+		p.vote(ctx, t.voteTo, tx, messages.VoteNo, fmt.Sprintf("node %d: log write failed: %v", p.cfg.Node, err))
 		return
 	}
-	delete(p.appends, m.ID)
-	t := p.txs[pa.tx]
-	if t == nil {
+	now := time.Now()
+	t.state, t.preparedAt, t.nextQuery, t.queryGap = prepared, now, now.Add(p.timing.InDoubtAfter), p.queryBackoff()
+	p.cfg.Steps.report(p.cfg.Node, StepPreparedLogged, tx, tx.Node, 0)
+	if t.abortPending {
+		p.abort(ctx, tx, t, "aborted while preparing")
 		return
 	}
-	switch pa.kind {
-	case messages.RecHeuristic:
-		p.onHeuristicLogged(ctx, pa.tx, t, m.Err)
-	case messages.RecPrepared:
-		if m.Err != nil {
-			// Not durable, so not promised: refuse.
-			p.log.Error("PREPARED not logged; voting no", "tx", pa.tx, "error", m.Err)
-			p.settle(ctx, pa.tx, t)
-			p.vote(ctx, t.voteTo, pa.tx, messages.VoteNo, fmt.Sprintf("node %d: log write failed: %v", p.cfg.Node, m.Err))
-			return
-		}
-		now := time.Now()
-		t.state, t.preparedAt, t.nextQuery, t.queryGap = prepared, now, now.Add(p.timing.InDoubtAfter), p.timing.InDoubtAfter
-		p.cfg.Steps.report(p.cfg.Node, StepPreparedLogged, pa.tx, pa.tx.Node, 0)
-		if t.abortPending {
-			p.abort(ctx, pa.tx, t, "aborted while preparing")
-			return
-		}
-		p.vote(ctx, t.voteTo, pa.tx, messages.VoteYes, "")
-	case messages.RecCommitted:
-		if m.Err != nil {
-			// The commit is decided; only this node's record of it failed.
-			// Stay prepared: the coordinator re-sends Commit and we retry.
-			p.log.Error("COMMITTED not logged; will retry on the next Commit", "tx", pa.tx, "error", m.Err)
-			t.state = prepared
-			return
-		}
-		for _, o := range t.ops {
-			messages.Apply(p.kv, o)
-		}
-		p.recentCommits.add(pa.tx, time.Now())
-		p.settle(ctx, pa.tx, t)
-		p.cfg.Steps.report(p.cfg.Node, StepCommittedLogged, pa.tx, pa.tx.Node, 0)
-		if p.log.IsInfo() {
-			p.log.Info("committed", "tx", pa.tx)
-		}
-		to := t.ackTo
-		if to == nil {
-			to = p.cfg.Directory.Coordinator(pa.tx.Node)
-		}
-		if p.log.IsInfo() {
-			p.log.Info("ack sent", "tx", pa.tx)
-		}
-		ctx.Send(to, &messages.Ack{Tx: pa.tx, From: p.cfg.Node})
+	p.vote(ctx, t.voteTo, tx, messages.VoteYes, "")
+}
+
+// onCommittedLogged applies and acks a commit once COMMITTED is durable.
+func (p *participant) onCommittedLogged(ctx actor.Context, tx messages.TxID, t *ptx, err error) {
+	if err != nil {
+		// The commit is decided; only this node's record of it failed.
+		// Stay prepared: the coordinator re-sends Commit and we retry.
+		p.log.Error("COMMITTED not logged; will retry on the next Commit", "tx", tx, "error", err)
+		t.state = prepared
+		return
 	}
+	for _, o := range t.ops {
+		messages.Apply(p.kv, o)
+	}
+	p.recentCommits.add(tx, time.Now())
+	p.settle(ctx, tx, t)
+	p.cfg.Steps.report(p.cfg.Node, StepCommittedLogged, tx, tx.Node, 0)
+	if p.log.IsInfo() {
+		p.log.Info("committed", "tx", tx)
+	}
+	to := t.ackTo
+	if to == nil {
+		to = p.cfg.Directory.Coordinator(tx.Node)
+	}
+	if p.log.IsInfo() {
+		p.log.Info("ack sent", "tx", tx)
+	}
+	ctx.Send(to, &messages.Ack{Tx: tx, From: p.cfg.Node})
 }
 
 // onDecision handles Commit, Abort and a DecisionReply that carries one:
@@ -568,7 +633,7 @@ func (p *participant) decide(ctx actor.Context, tx messages.TxID, d messages.Dec
 			// so COMMITTED must be durable first: otherwise a restart would
 			// leave this node in doubt and the coordinator would answer
 			// "abort" (presumed) for a committed transaction.
-			p.appendRecord(ctx, messages.Record{Kind: messages.RecCommitted, Tx: tx}, true)
+			p.logThen(ctx, messages.Record{Kind: messages.RecCommitted, Tx: tx}, p.onCommittedLogged)
 		case committing:
 			// already logging it; the ack follows
 		}
@@ -596,7 +661,7 @@ func (p *participant) abort(ctx actor.Context, tx messages.TxID, t *ptx, reason 
 	p.recentAborts.add(tx, time.Now())
 	// Lazy: losing ABORTED in a crash leaves the transaction in doubt after
 	// restart, and the coordinator then answers abort (presumed abort).
-	p.appendRecord(ctx, messages.Record{Kind: messages.RecAborted, Tx: tx}, false)
+	p.durable.lazy(ctx, messages.Record{Kind: messages.RecAborted, Tx: tx})
 	p.settle(ctx, tx, t)
 	if p.log.IsInfo() {
 		p.log.Info("aborted", "tx", tx, "reason", reason)
@@ -633,15 +698,116 @@ func (p *participant) status() *ParticipantStatus {
 		Remembered:   p.recentCommits.len() + p.recentAborts.len() + p.recentReadOnly.len(),
 		Unreconciled: len(p.unreconciled), Rounds: p.rounds}
 	s.Doubts = p.doubts()
-	for tx, t := range p.txs {
-		switch t.state {
-		case preparing:
+	for tx := range p.txs {
+		switch p.standing(tx).kind {
+		case standPreparing:
 			s.Preparing++
-		case prepared:
+		case standInDoubt:
 			s.InDoubt = append(s.InDoubt, tx)
-		case committing:
+		case standCommitting:
 			s.Committing++
 		}
 	}
 	return s
+}
+
+// onOutcomeQuery answers what this participant knows of a transaction. It
+// remembers nothing and votes on nothing (compare onQuery): a transaction it
+// has never seen can still prepare here afterwards.
+func (p *participant) onOutcomeQuery(ctx actor.Context, m *OutcomeQuery) {
+	d, why := p.knownOutcome(m.Tx)
+	ctx.Respond(&OutcomeAnswer{Tx: m.Tx, From: p.cfg.Node, Decision: d, Why: why})
+}
+
+// heuristicBy qualifies what this node did when the operator decided it.
+const heuristicBy = " (by the operator's heuristic decision)"
+
+// knownOutcome is what this participant knows of tx, and how. The reasons
+// are phrased to follow "node N ". A transaction decided here by the
+// operator is reported as what this node applied, for as long as the node
+// lives: that is what its data says, whatever its coordinator decided.
+func (p *participant) knownOutcome(tx messages.TxID) (messages.Decision, string) {
+	s := p.standing(tx)
+	if s.heuristic {
+		switch s.kind {
+		case standCommitting:
+			return messages.DecisionCommit, "is committing it" + heuristicBy
+		case standCommitted:
+			return messages.DecisionCommit, "committed it" + heuristicBy
+		case standAborted:
+			return messages.DecisionAbort, "aborted it" + heuristicBy
+		default:
+			// Its COMMITTED could not be written: retried on the next
+			// Commit or Abort, or after a restart.
+			d := forcedDecision(s.forcedCommit)
+			return d, "is to " + d.String() + " it" + heuristicBy + "; not yet applied (its log write failed)"
+		}
+	}
+	switch s.kind {
+	case standReadOnly:
+		return messages.DecisionUnknown, "voted read-only: the outcome was decided without it"
+	case standCommitted:
+		return messages.DecisionCommit, "committed it"
+	case standCommitting:
+		return messages.DecisionCommit, "is committing it"
+	case standAborted:
+		return messages.DecisionAbort, "aborted it"
+	case standInDoubt:
+		if s.t.forcing != nil {
+			return messages.DecisionUnknown, "in doubt here too (the operator's heuristic decision is being logged)"
+		}
+		return messages.DecisionUnknown, "in doubt here too"
+	case standPreparing:
+		return messages.DecisionUnknown, "still preparing it (PREPARED being logged)"
+	case standWaiting:
+		return messages.DecisionUnknown, "has not voted yet (its Prepare waits for locks)"
+	}
+	return messages.DecisionUnknown, "no trace of it"
+}
+
+// stateOf names what this participant holds of tx, in a word or two.
+func (p *participant) stateOf(tx messages.TxID) string {
+	s := p.standing(tx)
+	switch s.kind {
+	case standPreparing:
+		return "preparing"
+	case standInDoubt:
+		if s.t.forcing != nil {
+			return "in doubt, being decided by the operator (its HEURISTIC record is being logged)"
+		}
+		return "in doubt"
+	case standCommitting:
+		return "committing"
+	case standCommitted:
+		if s.heuristic {
+			return "committed by the operator's heuristic decision"
+		}
+		return "committed"
+	case standAborted:
+		if s.heuristic {
+			return "aborted by the operator's heuristic decision"
+		}
+		return "aborted"
+	case standReadOnly:
+		return "voted read-only"
+	case standWaiting:
+		return "waiting for locks"
+	}
+	return "unknown here"
+}
+
+// doubts lists the transactions in doubt here, sorted by id.
+func (p *participant) doubts() []InDoubtTx {
+	var out []InDoubtTx
+	for tx, t := range p.txs {
+		if p.standing(tx).kind != standInDoubt {
+			continue
+		}
+		out = append(out, InDoubtTx{
+			Tx: tx, Since: t.preparedAt, Participants: slices.Clone(t.participants),
+			Asked: t.asked, Recovered: t.recovered,
+		})
+	}
+	slices.SortFunc(out, func(a, b InDoubtTx) int { return a.Tx.Compare(b.Tx) })
+	return out
 }

@@ -5,84 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"twopc/actors/actortest"
 	"twopc/messages"
 )
-
-const wait = 2 * time.Second
-
-// testEpoch is the begin time tests count from: in the future, so that no
-// Prepare of a test is stale (begun before its participant started, or
-// longer ago than a vote can count); only the order of begin times matters.
-var testEpoch = time.Now().Add(time.Hour).UnixNano()
-
-// participantRig is a participant whose collaborators are probes: wal is the
-// persistence actor, txn the transaction that prepares it, coord the
-// coordinator, peer another participant.
-type participantRig struct {
-	sys                   *actor.ActorSystem
-	pid                   *actor.PID
-	wal, txn, coord, peer *actortest.Probe
-}
-
-func newParticipantRig(t *testing.T, kv map[string]int64, inDoubt []messages.Record) *participantRig {
-	return buildParticipantRig(t, Timing{InDoubtAfter: time.Hour}, kv, inDoubt)
-}
-
-func buildParticipantRig(t *testing.T, timing Timing, kv map[string]int64, inDoubt []messages.Record) *participantRig {
-	return buildParticipantRigWith(t, func(c *ParticipantConfig) {
-		c.Timing, c.KV, c.InDoubt = timing, kv, inDoubt
-	})
-}
-
-// buildParticipantRigWith is buildParticipantRig with the config (Fresh,
-// Node 0 of 1, probes for collaborators) changed by edit.
-func buildParticipantRigWith(t *testing.T, edit func(*ParticipantConfig)) *participantRig {
-	sys := actortest.NewSystem(t)
-	r := &participantRig{
-		sys:   sys,
-		wal:   actortest.NewProbe(t, sys, "wal"),
-		txn:   actortest.NewProbe(t, sys, "txn"),
-		coord: actortest.NewProbe(t, sys, "coord"),
-		peer:  actortest.NewProbe(t, sys, "peer"),
-	}
-	dir := &actortest.Directory{
-		Coordinators: map[int32]*actor.PID{0: r.coord.PID},
-		Participants: map[int32]*actor.PID{1: r.peer.PID},
-	}
-	cfg := ParticipantConfig{Node: 0, Members: 1, Persistence: r.wal.PID, Directory: dir, Fresh: true}
-	edit(&cfg)
-	pid, err := sys.Root.SpawnNamed(NewParticipantProps(cfg), "participant")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.pid = pid
-	t.Cleanup(func() { _ = sys.Root.StopFuture(pid).Wait() })
-	return r
-}
-
-func tx(seq uint64) messages.TxID { return messages.TxID{Node: 0, Incarnation: 1, Seq: seq} }
-
-// prepare sends Prepare as the txn probe and returns the Append the
-// participant asked the persistence probe for (and who to answer).
-func (r *participantRig) prepare(t *testing.T, id messages.TxID, ops ...messages.Op) (*messages.Append, *actor.PID) {
-	t.Helper()
-	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: id, Ops: ops, Participants: []int32{0}}, r.txn.PID)
-	return actortest.Expect[*messages.Append](t, r.wal, wait)
-}
-
-// prepared takes a transaction through Prepare, a durable PREPARED and a
-// yes vote.
-func (r *participantRig) prepared(t *testing.T, id messages.TxID, ops ...messages.Op) {
-	t.Helper()
-	app, from := r.prepare(t, id, ops...)
-	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
-	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Tx != id || v.Kind != messages.VoteYes {
-		t.Fatalf("want a yes vote for %v, got %+v", id, v)
-	}
-}
 
 func TestParticipantVotesYesOnlyAfterPreparedIsDurable(t *testing.T) {
 	r := newParticipantRig(t, nil, nil)
@@ -115,12 +40,6 @@ func TestParticipantVotesNoWhenPreparedCannotBeLogged(t *testing.T) {
 		t.Fatalf("second prepare logged %+v", app2)
 	}
 }
-
-type diskError struct{}
-
-func (diskError) Error() string { return "disk on fire" }
-
-var errDisk error = diskError{}
 
 func TestParticipantOlderRequesterVotesNoAtOnce(t *testing.T) {
 	r := newParticipantRig(t, nil, nil)
@@ -275,24 +194,6 @@ func TestParticipantRecoveredInDoubtAsksCoordinator(t *testing.T) {
 	}
 }
 
-func (r *participantRig) read(t *testing.T, key string) int64 {
-	t.Helper()
-	res, err := r.sys.Root.RequestFuture(r.pid, &messages.Read{Keys: []string{key}}, wait).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.(*messages.ReadReply).Values[0].Value
-}
-
-func (r *participantRig) status(t *testing.T) *ParticipantStatus {
-	t.Helper()
-	res, err := r.sys.Root.RequestFuture(r.pid, &ParticipantStatusRequest{}, wait).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.(*ParticipantStatus)
-}
-
 // A duplicate Prepare — while PREPARED is being logged, once prepared, and
 // while COMMITTED is being logged — gets the same answer and logs nothing
 // again: a second PREPARED after COMMITTED would leave the transaction in
@@ -336,5 +237,292 @@ func TestParticipantDuplicatePrepareLogsNothingAgain(t *testing.T) {
 	}
 	if got := r.read(t, "a"); got != 6 {
 		t.Fatalf("a = %d, want 6", got)
+	}
+}
+
+// A duplicate Prepare of a transaction this participant voted read-only on
+// is not recognised: tryPrepare consults recentAborts and recentCommits but
+// not recentReadOnly, so the duplicate is prepared from scratch. If the key
+// is meanwhile held by a younger transaction (or the floor no longer holds:
+// a later `set` took the key below it), the duplicate votes NO, and vote()
+// records the transaction in recentAborts. From then on this participant
+// answers a peer's DecisionQuery with "abort" — for a transaction whose
+// coordinator may well have committed it with this node's read-only vote.
+//
+// Interleaving: T (node 0 read-only check on a, node 1 yes) → coordinator
+// logs COMMIT and crashes before Commit reaches node 1 → T2 (younger) locks
+// a here → the bridge delivers a duplicate of T's Prepare here → node 1, in
+// doubt, asks this node → "abort" → node 1 aborts a committed transaction.
+//
+// Rules broken: "Duplicates are harmless: a second Prepare gets the same
+// vote" (README, Lost, duplicated...), and cooperative termination "one that
+// ... voted read-only, cannot tell" — it must never say abort for a
+// transaction that may have committed.
+// (The end-to-end version, where node 1 really aborts a committed
+// transaction, is among the cluster package's read-only tests.)
+func TestParticipantDuplicatePrepareAfterReadOnlyVoteNeverSaysAbort(t *testing.T) {
+	r := newParticipantRig(t, map[string]int64{"a": 5}, nil)
+	check := []messages.Op{messages.AddFloor("a", 0, 0)} // "a >= 0": read-only
+	r.prepareAt(tx(1), 10, check...)
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Tx != tx(1) || v.Kind != messages.VoteReadOnly {
+		t.Fatalf("want a read-only vote for %v, got %+v", tx(1), v)
+	}
+	// A younger transaction takes a exclusively and votes yes.
+	r.prepareYes(t, tx(2), 20, messages.Set("a", 7))
+
+	// The duplicate of T's Prepare (same id, same begin time, same ops).
+	r.prepareAt(tx(1), 10, check...)
+	if e, err := r.txn.Next(200 * time.Millisecond); err == nil {
+		if v, ok := e.Msg.(*messages.Vote); ok && v.Kind == messages.VoteNo {
+			t.Errorf("duplicate Prepare of a transaction voted read-only got a NO vote (%q); want the same vote again (read-only) or none", v.Reason)
+		}
+	}
+	// What a peer in doubt about T now hears from this node.
+	if d := r.peerAsks(t, tx(1), testEpoch+10); d == messages.DecisionAbort {
+		t.Fatalf("read-only voter told a peer in doubt \"abort\" for %v, whose coordinator may have committed it", tx(1))
+	}
+}
+
+// Abort arriving before its Prepare (reordered): nothing is locked or
+// logged, and the Prepare that follows is refused; a peer asking is told
+// abort, consistently.
+func TestParticipantAbortBeforePrepareRefusesIt(t *testing.T) {
+	r := newParticipantRig(t, nil, nil)
+	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(1), From: 0, Reason: "vote timeout"})
+	r.prepareAt(tx(1), 10, messages.Set("a", 1))
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteNo {
+		t.Fatalf("Prepare after its Abort: %+v, want no", v)
+	}
+	actortest.ExpectNone(t, r.wal, 50*time.Millisecond)
+	if d := r.peerAsks(t, tx(1), testEpoch+10); d != messages.DecisionAbort {
+		t.Fatalf("peer told %v, want abort", d)
+	}
+	if st := r.status(t); st.LocksHeld != 0 || len(st.InDoubt) != 0 || st.Preparing != 0 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+// A Commit that overtakes the participant's own PREPARED (it cannot happen
+// in a correct run, but a forged or misrouted one must not commit) is
+// ignored; the yes vote follows the durable PREPARED, and the real Commit
+// then commits once. A peer asking meanwhile hears "unknown", never abort.
+func TestParticipantCommitWhilePreparingIgnoredThenCommitsOnce(t *testing.T) {
+	r := newParticipantRig(t, map[string]int64{"a": 1}, nil)
+	r.prepareAt(tx(1), 10, messages.Add("a", 4))
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)
+	actortest.ExpectNone(t, r.wal, 50*time.Millisecond) // no COMMITTED
+	if d := r.peerAsks(t, tx(1), testEpoch+10); d != messages.DecisionUnknown {
+		t.Fatalf("peer asking while PREPARED is being logged told %v, want unknown", d)
+	}
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteYes {
+		t.Fatalf("vote %+v", v)
+	}
+	r.commit(t, tx(1))
+	// A duplicate Commit after the commit: acked again, not applied again.
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)
+	actortest.Expect[*messages.Ack](t, r.txn, wait)
+	actortest.ExpectNone(t, r.wal, 50*time.Millisecond)
+	if got := r.read(t, "a"); got != 5 {
+		t.Fatalf("a = %d, want 5", got)
+	}
+}
+
+// Two Commits while COMMITTED is being logged: one COMMITTED record, one ack
+// (the second Commit is absorbed), and a peer asking meanwhile hears
+// "commit".
+func TestParticipantDuplicateCommitWhileCommittingLogsOnce(t *testing.T) {
+	r := newParticipantRig(t, nil, nil)
+	r.prepareYes(t, tx(1), 10, messages.Add("a", 3))
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if app.Records[0].Kind != messages.RecCommitted {
+		t.Fatalf("want COMMITTED, got %+v", app)
+	}
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)
+	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(1), From: 0}) // conflicting: ignored
+	if d := r.peerAsks(t, tx(1), testEpoch+10); d != messages.DecisionCommit {
+		t.Fatalf("peer asking while COMMITTED is logged told %v, want commit", d)
+	}
+	actortest.ExpectNone(t, r.wal, 50*time.Millisecond)
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	actortest.Expect[*messages.Ack](t, r.txn, wait)
+	actortest.ExpectNone(t, r.txn, 50*time.Millisecond)
+	if got := r.read(t, "a"); got != 3 {
+		t.Fatalf("a = %d, want 3", got)
+	}
+}
+
+// A Commit for a transaction the participant does not know (committed and
+// forgotten, its ack lost) is acked again and changes nothing.
+func TestParticipantCommitForUnknownTxIsAcked(t *testing.T) {
+	r := newParticipantRig(t, map[string]int64{"a": 3}, nil)
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(9), From: 0}, r.txn.PID)
+	ack, _ := actortest.Expect[*messages.Ack](t, r.txn, wait)
+	if ack.Tx != tx(9) || ack.From != 0 {
+		t.Fatalf("ack %+v", ack)
+	}
+	actortest.ExpectNone(t, r.wal, 50*time.Millisecond)
+	if got := r.read(t, "a"); got != 3 {
+		t.Fatalf("a = %d", got)
+	}
+}
+
+// An Abort that overtakes the PREPARED write: no yes vote ever leaves, the
+// locks are released once the write is done, and the late Prepare is refused.
+func TestParticipantAbortWhilePreparingNeverVotesYes(t *testing.T) {
+	r := newParticipantRig(t, nil, nil)
+	app, from := r.prepare(t, tx(1), messages.Set("a", 1))
+	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(1), From: 0})
+	if st := r.status(t); st.Preparing != 1 || st.LocksHeld != 1 {
+		t.Fatalf("status while preparing %+v", st)
+	}
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	ab, _ := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if ab.Force || ab.Records[0].Kind != messages.RecAborted || ab.Records[0].Tx != tx(1) {
+		t.Fatalf("want lazy ABORTED, got %+v", ab)
+	}
+	actortest.ExpectNone(t, r.txn, 50*time.Millisecond)
+	if st := r.status(t); st.LocksHeld != 0 || len(st.InDoubt) != 0 || st.Preparing != 0 {
+		t.Fatalf("status after abort %+v", st)
+	}
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.Set("a", 1)}}, r.txn.PID)
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteNo {
+		t.Fatalf("late prepare %+v", v)
+	}
+}
+
+// A Prepare that arrives again after its transaction committed here (a
+// duplicate delayed in the network, or a re-sent Prepare) must not prepare
+// the transaction a second time: a re-sent Commit would then apply its ops
+// twice (and so would the log's fold: PREPARED, COMMITTED, PREPARED,
+// COMMITTED).
+func TestParticipantLatePrepareAfterCommitIsNotPreparedAgain(t *testing.T) {
+	r := newParticipantRig(t, nil, nil)
+	prep := &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.Add("a", 5)}, Participants: []int32{0}}
+	r.sys.Root.RequestWithCustomSender(r.pid, prep, r.txn.PID)
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	actortest.Expect[*messages.Vote](t, r.txn, wait)
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)
+	app, from = actortest.Expect[*messages.Append](t, r.wal, wait)
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	actortest.Expect[*messages.Ack](t, r.txn, wait)
+	if got := r.read(t, "a"); got != 5 {
+		t.Fatalf("a = %d after commit", got)
+	}
+
+	// The late duplicate of the Prepare ...
+	r.sys.Root.RequestWithCustomSender(r.pid, prep, r.txn.PID)
+	e, err := r.wal.Next(200 * time.Millisecond)
+	if err != nil {
+		return // nothing logged: not prepared again
+	}
+	if a := e.Msg.(*messages.Append); a.Records[0].Kind == messages.RecPrepared {
+		t.Errorf("PREPARED logged again for committed %v", tx(1))
+		r.sys.Root.Send(e.Sender, &messages.Appended{ID: a.ID})
+	}
+	actortest.Expect[*messages.Vote](t, r.txn, wait)
+	// ... then the Commit the txn actor re-sent before our ack reached it.
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID)
+	if e, err := r.wal.Next(200 * time.Millisecond); err == nil {
+		a := e.Msg.(*messages.Append)
+		r.sys.Root.Send(e.Sender, &messages.Appended{ID: a.ID})
+	}
+	actortest.Expect[*messages.Ack](t, r.txn, wait)
+	if got := r.read(t, "a"); got != 5 {
+		t.Fatalf("a = %d: the commit was applied twice", got)
+	}
+}
+
+// A participant that voted no knows the outcome is abort; a duplicate of the
+// same Prepare must get no again, not a yes that holds locks for a
+// transaction the coordinator already aborted (and will not tell this node:
+// no-voters get no Abort), until the in-doubt query settles it.
+func TestParticipantLatePrepareAfterNoVoteIsRefused(t *testing.T) {
+	r := newParticipantRig(t, nil, nil)
+	// The holder is younger than tx 2, so tx 2 is refused at once (no wait).
+	holder := &messages.Prepare{Tx: tx(5), Ops: []messages.Op{messages.Set("a", 1)}, Participants: []int32{0}, Begun: testEpoch + 200}
+	r.sys.Root.RequestWithCustomSender(r.pid, holder, r.txn.PID)
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	actortest.Expect[*messages.Vote](t, r.txn, wait)
+
+	prep2 := &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Set("a", 2)}, Participants: []int32{0}, Begun: testEpoch + 100}
+	r.sys.Root.RequestWithCustomSender(r.pid, prep2, r.txn.PID)
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteNo || v.Tx != tx(2) {
+		t.Fatalf("conflict: %+v", v)
+	}
+	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(5)})
+	actortest.Expect[*messages.Append](t, r.wal, wait) // ABORTED, lazy
+
+	r.sys.Root.RequestWithCustomSender(r.pid, prep2, r.txn.PID) // the duplicate
+	if e, err := r.wal.Next(200 * time.Millisecond); err == nil {
+		t.Errorf("PREPARED logged for a transaction this node voted no on")
+		r.sys.Root.Send(e.Sender, &messages.Appended{ID: e.Msg.(*messages.Append).ID})
+	}
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteNo {
+		t.Errorf("duplicate prepare after a no vote: %+v", v)
+	}
+	if st := r.status(t); st.LocksHeld != 0 {
+		t.Fatalf("locks held for a transaction that voted no: %+v", st)
+	}
+}
+
+// standing settles the overlaps of what a participant remembers by one
+// precedence, and every question is answered from it: a read-only voter
+// sent an Abort (its vote was not counted) still says "read-only", never
+// "abort"; a committed transaction followed by a conflicting Abort still
+// says "commit"; a live record says what this node is doing now.
+func TestParticipantStandingPrecedence(t *testing.T) {
+	r := newInspectableRig(t, Timing{InDoubtAfter: time.Hour}, map[string]int64{"a": 5, "b": 1})
+	kindOf := func(id messages.TxID) standingKind {
+		t.Helper()
+		return r.inspect(t, func(p *participant) interface{} { return p.standing(id).kind }).(standingKind)
+	}
+	if k := kindOf(tx(9)); k != standUnknown {
+		t.Fatalf("never seen: %v", k)
+	}
+
+	// Read-only, then an Abort.
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.AddFloor("a", 0, 0)}, Participants: []int32{0, 1}, Begun: testEpoch + 1}, r.txn.PID)
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteReadOnly {
+		t.Fatalf("vote %+v, want read-only", v)
+	}
+	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(1)})
+	if k := kindOf(tx(1)); k != standReadOnly {
+		t.Fatalf("read-only then aborted: %v, want read-only", k)
+	}
+	if d := r.peerAsks(t, tx(1), testEpoch+1); d != messages.DecisionUnknown {
+		t.Fatalf("peer told %v about a read-only vote, want unknown", d)
+	}
+	if a := askOutcome(t, r, tx(1)); a.Decision != messages.DecisionUnknown || !strings.Contains(a.Why, "read-only") {
+		t.Fatalf("operator told %+v, want unknown (read-only)", a)
+	}
+
+	// Preparing, in doubt, committing, committed; then a conflicting Abort.
+	app, from := r.prepare(t, tx(2), messages.Add("b", 1))
+	if k := kindOf(tx(2)); k != standPreparing {
+		t.Fatalf("PREPARED being logged: %v", k)
+	}
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	actortest.Expect[*messages.Vote](t, r.txn, wait)
+	if k := kindOf(tx(2)); k != standInDoubt {
+		t.Fatalf("voted yes: %v", k)
+	}
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(2)}, r.txn.PID)
+	co, coFrom := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if k := kindOf(tx(2)); k != standCommitting {
+		t.Fatalf("COMMITTED being logged: %v", k)
+	}
+	r.sys.Root.Send(coFrom, &messages.Appended{ID: co.ID})
+	actortest.Expect[*messages.Ack](t, r.txn, wait)
+	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(2)})
+	if k := kindOf(tx(2)); k != standCommitted {
+		t.Fatalf("committed, then a conflicting Abort: %v, want committed", k)
+	}
+	if d := r.peerAsks(t, tx(2), testEpoch+2); d != messages.DecisionCommit {
+		t.Fatalf("peer told %v about a committed transaction, want commit", d)
 	}
 }

@@ -1,118 +1,17 @@
 package actors
 
-// Reconciling heuristic decisions (reconcile.go): a participant holding one
+// Reconciling heuristic decisions (heuristic.go): a participant holding one
 // asks the transaction's coordinator — only it — until it says commit or
 // abort, then logs the agreement (WARN) or the damage (ERROR) and stops
 // asking. Nothing else changes.
 
 import (
-	"fmt"
-	"slices"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/hashicorp/go-hclog"
 
 	"twopc/actors/actortest"
 	"twopc/messages"
 )
-
-// reconcileTiming: nothing is asked about as in doubt (InDoubtAfter is an
-// hour), heuristic decisions are asked about every 50 ms at most, and the
-// query tick runs every 20 ms.
-var reconcileTiming = Timing{VoteTimeout: 40 * time.Millisecond, InDoubtAfter: time.Hour, MaxQueryInterval: 50 * time.Millisecond}
-
-func warnLogger() (hclog.Logger, *actortest.Buffer) {
-	buf := &actortest.Buffer{}
-	return hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Warn, Output: buf}), buf
-}
-
-func confirmedLine(d messages.Decision, id messages.TxID) string {
-	return "heuristic decision confirmed: the coordinator also decided " + d.String() + " for " + id.String()
-}
-
-// expectQueries: the next len(ids) messages on p are DecisionQueries from
-// node 0, one about each of ids (in any order).
-func expectQueries(t *testing.T, p *actortest.Probe, ids ...messages.TxID) {
-	t.Helper()
-	var got []messages.TxID
-	for range ids {
-		q, _ := actortest.Expect[*messages.DecisionQuery](t, p, wait)
-		if q.From != 0 {
-			t.Fatalf("query %+v, want one from node 0", q)
-		}
-		got = append(got, q.Tx)
-	}
-	for _, id := range ids {
-		if !slices.Contains(got, id) {
-			t.Fatalf("queries about %v, want one about each of %v", got, ids)
-		}
-	}
-}
-
-// queriesSeen counts the DecisionQueries about id p has received so far.
-func queriesSeen(p *actortest.Probe, id messages.TxID) int {
-	n := 0
-	for _, e := range p.Seen() {
-		if q, ok := e.Msg.(*messages.DecisionQuery); ok && q.Tx == id {
-			n++
-		}
-	}
-	return n
-}
-
-func newReconcileRig(t *testing.T, edit func(*ParticipantConfig)) (*participantRig, *actortest.Buffer) {
-	log, buf := warnLogger()
-	r := buildParticipantRigWith(t, func(c *ParticipantConfig) {
-		c.Timing, c.KV, c.Logger = reconcileTiming, map[string]int64{"a": 1}, log
-		if edit != nil {
-			edit(c)
-		}
-	})
-	return r, buf
-}
-
-// reply answers as node from about id.
-func (r *participantRig) reply(id messages.TxID, from int32, d messages.Decision) {
-	r.sys.Root.Send(r.pid, &messages.DecisionReply{Tx: id, From: from, Decision: d})
-}
-
-func waitForLine(t *testing.T, buf *actortest.Buffer, line string) {
-	t.Helper()
-	actortest.Eventually(t, wait, func() string {
-		if !strings.Contains(buf.String(), line) {
-			return "no line " + line + " in:\n" + buf.String()
-		}
-		return ""
-	})
-}
-
-// noMoreQueries: once the participant has handled everything sent so far
-// (a status request is answered after it), no DecisionQuery about id follows
-// for several rounds of its query timer, each of which would have asked;
-// it holds no unreconciled decision.
-func noMoreQueries(t *testing.T, r *participantRig, id messages.TxID) {
-	t.Helper()
-	st := r.status(t)
-	if st.Unreconciled != 0 {
-		t.Fatalf("still %d unreconciled heuristic decisions", st.Unreconciled)
-	}
-	before := queriesSeen(r.coord, id)
-	// Rounds come every min(InDoubtAfter/4, VoteTimeout/2) (20 ms here);
-	// the pauses between queries grow only to MaxQueryInterval (50 ms), so
-	// rounds spanning more than that would have asked again.
-	start := st.Rounds
-	actortest.Eventually(t, wait, func() string {
-		if n := r.status(t).Rounds - start; n < 6 {
-			return fmt.Sprintf("the query timer ran %d rounds, want 6", n)
-		}
-		return ""
-	})
-	if after := queriesSeen(r.coord, id); after != before {
-		t.Fatalf("%d more DecisionQueries about %v after it was reconciled", after-before, id)
-	}
-}
 
 // The operator committed tx(1) here; its coordinator aborted it (presumed
 // abort: it sends nothing). Asked, it says abort: the damage is logged at

@@ -44,3 +44,20 @@ func (x *timer) stop() {
 }
 
 func (x *timer) current(f *timerFired) bool { return f.name == x.name && f.gen == x.gen }
+
+// backoff spaces out a repeated attempt (re-sending Commit, asking about a
+// transaction in doubt): the pause doubles after every attempt, up to max,
+// so a long outage costs few messages and a short one is noticed soon.
+type backoff struct {
+	pause time.Duration // the current pause
+	max   time.Duration
+}
+
+func newBackoff(first, max time.Duration) backoff { return backoff{pause: first, max: max} }
+
+// grow doubles the pause, up to max, and returns it: the wait before the
+// next attempt.
+func (b *backoff) grow() time.Duration {
+	b.pause = min(2*b.pause, b.max)
+	return b.pause
+}

@@ -36,12 +36,13 @@ type txnConfig struct {
 type txn struct {
 	cfg      txnConfig
 	behavior actor.Behavior
+	durable  *durable // the COMMIT decision, then END
 
 	votes    map[int32]messages.VoteKind
 	yes      []int32        // voted yes: they get the decision
 	unacked  map[int32]bool // yes-voters that have not acked Commit
 	deadline *timer         // vote deadline, then Commit re-send
-	resend   time.Duration  // current pause between Commit re-sends
+	resend   backoff        // pause between Commit re-sends
 	askers   []int32        // DecisionQuery senders waiting for the decision to be durable
 	answered bool           // the client has its Outcome
 	start    time.Time      // when collecting began; sent as Prepare.Begun
@@ -60,6 +61,9 @@ func newTxnProps(cfg txnConfig) *actor.Props {
 			votes:    make(map[int32]messages.VoteKind),
 			unacked:  make(map[int32]bool),
 			deadline: newTimer("deadline"),
+			// A txn actor is never restarted (its coordinator stops a
+			// failed one), so its appends need no sequence beyond its own.
+			durable: newDurable(cfg.persistence, new(uint64)),
 		}
 		if cfg.redrive {
 			t.behavior.Become(t.committing)
@@ -138,34 +142,35 @@ func (t *txn) decideCommit(ctx actor.Context) {
 	t.step(StepCommitDecided, -1, 0)
 	// Commit is sent only once the decision is durable: a coordinator that
 	// restarts must answer "commit" to anyone who asks.
-	ctx.Request(t.cfg.persistence, &messages.Append{
-		ID:      1,
-		Records: []messages.Record{{Kind: messages.RecCommitDecision, Tx: t.cfg.tx, Participants: t.yes}},
-		Force:   true,
-	})
+	t.durable.then(ctx, messages.Record{Kind: messages.RecCommitDecision, Tx: t.cfg.tx, Participants: t.yes}, t.onDecisionLogged)
 	t.behavior.Become(t.logging)
+}
+
+// onDecisionLogged goes on to committing once COMMIT is durable.
+func (t *txn) onDecisionLogged(ctx actor.Context, err error) {
+	if err != nil {
+		// We cannot tell whether the record reached the disk. Sending
+		// either decision could be wrong; the node's log is failed, and
+		// its restart settles it (recovered COMMIT → re-drive, none →
+		// presumed abort).
+		t.cfg.log.Error("commit decision not logged; outcome unknown until this node restarts", "tx", t.cfg.tx, "error", err)
+		t.reply(ctx, &messages.Outcome{Tx: t.cfg.tx, Unknown: true, Reason: "outcome unknown: coordinator's log write failed: " + err.Error()})
+		ctx.Stop(ctx.Self())
+		return
+	}
+	if t.cfg.log.IsInfo() {
+		t.cfg.log.Info("decision logged", "tx", t.cfg.tx, "decision", "commit")
+	}
+	t.step(StepCommitLogged, -1, 0)
+	t.behavior.Become(t.committing)
+	t.beginCommitting(ctx)
 }
 
 // logging: the COMMIT record is on its way to disk.
 func (t *txn) logging(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *messages.Appended:
-		if m.Err != nil {
-			// We cannot tell whether the record reached the disk. Sending
-			// either decision could be wrong; the node's log is failed, and
-			// its restart settles it (recovered COMMIT → re-drive, none →
-			// presumed abort).
-			t.cfg.log.Error("commit decision not logged; outcome unknown until this node restarts", "tx", t.cfg.tx, "error", m.Err)
-			t.reply(ctx, &messages.Outcome{Tx: t.cfg.tx, Unknown: true, Reason: "outcome unknown: coordinator's log write failed: " + m.Err.Error()})
-			ctx.Stop(ctx.Self())
-			return
-		}
-		if t.cfg.log.IsInfo() {
-			t.cfg.log.Info("decision logged", "tx", t.cfg.tx, "decision", "commit")
-		}
-		t.step(StepCommitLogged, -1, 0)
-		t.behavior.Become(t.committing)
-		t.beginCommitting(ctx)
+		t.durable.onAppended(ctx, m)
 	case *messages.DecisionQuery:
 		t.askers = append(t.askers, m.From) // answered once the decision is durable
 	}
@@ -204,11 +209,7 @@ func (t *txn) committing(ctx actor.Context) {
 	case *timerFired:
 		if t.deadline.current(m) {
 			t.sendCommit(ctx, true)
-			t.resend *= 2
-			if t.resend > t.cfg.timing.MaxResendInterval {
-				t.resend = t.cfg.timing.MaxResendInterval
-			}
-			t.deadline.arm(ctx, t.resend)
+			t.deadline.arm(ctx, t.resend.grow())
 		}
 	case *messages.DecisionQuery:
 		ctx.Send(t.cfg.directory.Participant(m.From), &messages.DecisionReply{Tx: t.cfg.tx, From: t.cfg.tx.Node, Decision: messages.DecisionCommit})
@@ -224,8 +225,8 @@ func (t *txn) beginCommitting(ctx actor.Context) {
 	}
 	t.askers = nil
 	t.sendCommit(ctx, false)
-	t.resend = t.cfg.timing.ResendInterval
-	t.deadline.arm(ctx, t.resend)
+	t.resend = newBackoff(t.cfg.timing.ResendInterval, t.cfg.timing.MaxResendInterval)
+	t.deadline.arm(ctx, t.resend.pause)
 	// The decision is durable, so the transaction is committed: the client
 	// hears it now, not after the acks. It still reads its own writes: a
 	// participant holds a read of a key until every transaction prepared on
@@ -258,9 +259,7 @@ func (t *txn) finish(ctx actor.Context) {
 	t.step(StepAllAcked, -1, 0)
 	// END is lazy: if it is lost, a restart re-drives the commit once more
 	// and the participants ack again.
-	ctx.Send(t.cfg.persistence, &messages.Append{
-		Records: []messages.Record{{Kind: messages.RecEnd, Tx: t.cfg.tx}},
-	})
+	t.durable.lazy(ctx, messages.Record{Kind: messages.RecEnd, Tx: t.cfg.tx})
 	if t.cfg.log.IsInfo() {
 		t.cfg.log.Info("transaction ended", "tx", t.cfg.tx, "took", time.Since(t.start).Round(time.Microsecond))
 	}

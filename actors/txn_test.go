@@ -6,66 +6,9 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-	"github.com/hashicorp/go-hclog"
-
 	"twopc/actors/actortest"
 	"twopc/messages"
 )
-
-// txnRig runs one txn actor whose participants, persistence actor and
-// coordinator (reportTo) are probes.
-type txnRig struct {
-	sys   *actor.ActorSystem
-	pid   *actor.PID
-	parts map[int32]*actortest.Probe
-	wal   *actortest.Probe
-	boss  *actortest.Probe
-}
-
-func newTxnRig(t *testing.T, timing Timing, participants ...int32) *txnRig {
-	return newTxnRigLog(t, timing, nil, participants...)
-}
-
-// newTxnRigLog is newTxnRig with the txn actor logging to log.
-func newTxnRigLog(t *testing.T, timing Timing, log hclog.Logger, participants ...int32) *txnRig {
-	sys := actortest.NewSystem(t)
-	r := &txnRig{sys: sys, parts: map[int32]*actortest.Probe{},
-		wal: actortest.NewProbe(t, sys, "wal"), boss: actortest.NewProbe(t, sys, "coordinator")}
-	dir := &actortest.Directory{Participants: map[int32]*actor.PID{}, Coordinators: map[int32]*actor.PID{0: r.boss.PID}}
-	ops := make([][]messages.Op, len(participants))
-	for i, n := range participants {
-		p := actortest.NewProbe(t, sys, "participant-"+string(rune('0'+n)))
-		r.parts[n] = p
-		dir.Participants[n] = p.PID
-		ops[i] = []messages.Op{messages.Add("value", 1)}
-	}
-	pid, err := sys.Root.SpawnNamed(newTxnProps(txnConfig{
-		tx: tx(1), participants: participants, ops: ops, directory: dir,
-		persistence: r.wal.PID, timing: timing.WithDefaults(), log: orNull(log), reportTo: r.boss.PID,
-	}), "txn")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.pid = pid
-	return r
-}
-
-// prepared collects the Prepare each participant got and returns the txn's
-// PID as they saw it (the vote goes there).
-func (r *txnRig) prepared(t *testing.T) {
-	t.Helper()
-	for n, p := range r.parts {
-		prep, from := actortest.Expect[*messages.Prepare](t, p, wait)
-		if prep.Tx != tx(1) || from == nil || from.Id != r.pid.Id {
-			t.Fatalf("participant %d: prepare %+v from %v", n, prep, from)
-		}
-	}
-}
-
-func (r *txnRig) vote(n int32, kind messages.VoteKind, reason string) {
-	r.sys.Root.Send(r.pid, &messages.Vote{Tx: tx(1), From: n, Kind: kind, Reason: reason})
-}
 
 func TestTxnOneNoAbortsTheOthersAndNeverCommits(t *testing.T) {
 	r := newTxnRig(t, Timing{VoteTimeout: time.Hour}, 0, 1, 2)
@@ -220,4 +163,82 @@ func TestTxnFailedCommitLogIsUnknownNotAbort(t *testing.T) {
 	for _, p := range r.parts {
 		actortest.ExpectNone(t, p, 50*time.Millisecond) // neither Commit nor Abort
 	}
+}
+
+// A repeated yes from one participant is not a second participant's vote.
+func TestTxnDuplicateVoteDoesNotCountTwice(t *testing.T) {
+	r := newTxnRig(t, Timing{VoteTimeout: time.Hour, ResendInterval: time.Hour}, 0, 1)
+	r.prepared(t)
+	r.vote(0, messages.VoteYes, "")
+	r.vote(0, messages.VoteYes, "")
+	// Votes that are not this transaction's, or not from a participant.
+	r.sys.Root.Send(r.pid, &messages.Vote{Tx: tx(2), From: 1, Kind: messages.VoteYes})
+	r.sys.Root.Send(r.pid, &messages.Vote{Tx: tx(1), From: 7, Kind: messages.VoteYes})
+	actortest.ExpectNone(t, r.wal, 100*time.Millisecond)
+	r.vote(1, messages.VoteYes, "")
+	app, _ := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if p := app.Records[0].Participants; len(p) != 2 || p[0] != 0 || p[1] != 1 {
+		t.Fatalf("COMMIT participants %v", p)
+	}
+}
+
+// A yes followed by a (stale or forged) no from the same participant does
+// not flip the decision.
+func TestTxnLaterNoFromYesVoterIgnored(t *testing.T) {
+	r := newTxnRig(t, Timing{VoteTimeout: time.Hour, ResendInterval: time.Hour}, 0, 1)
+	r.prepared(t)
+	r.vote(0, messages.VoteYes, "")
+	r.vote(0, messages.VoteNo, "stale")
+	r.vote(1, messages.VoteYes, "")
+	app, _ := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if app.Records[0].Kind != messages.RecCommitDecision {
+		t.Fatalf("append %+v", app)
+	}
+}
+
+// A duplicate ack does not stand in for a missing one: END (which lets the
+// coordinator forget the commit) is written only after every yes-voter acked.
+// The client hears "committed" as soon as the decision is durable, once.
+func TestTxnDuplicateAckDoesNotEnd(t *testing.T) {
+	r := newTxnRig(t, Timing{VoteTimeout: time.Hour, ResendInterval: time.Hour}, 0, 1)
+	r.prepared(t)
+	r.vote(0, messages.VoteYes, "")
+	r.vote(1, messages.VoteYes, "")
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	if out, _ := actortest.Expect[*txnOutcome](t, r.boss, wait); !out.outcome.Committed {
+		t.Fatalf("outcome %+v", out.outcome)
+	}
+	r.sys.Root.Send(r.pid, &messages.Ack{Tx: tx(1), From: 0})
+	r.sys.Root.Send(r.pid, &messages.Ack{Tx: tx(1), From: 0})
+	r.sys.Root.Send(r.pid, &messages.Ack{Tx: tx(2), From: 1}) // another transaction's
+	actortest.ExpectNone(t, r.wal, 100*time.Millisecond)      // no END yet
+	// Still driving: a query is answered commit.
+	r.sys.Root.Send(r.pid, &messages.DecisionQuery{Tx: tx(1), From: 1})
+	actortest.Expect[*messages.Commit](t, r.parts[1], wait)
+	if rep, _ := actortest.Expect[*messages.DecisionReply](t, r.parts[1], wait); rep.Decision != messages.DecisionCommit {
+		t.Fatalf("reply %+v", rep)
+	}
+	r.sys.Root.Send(r.pid, &messages.Ack{Tx: tx(1), From: 1})
+	end, _ := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if end.Records[0].Kind != messages.RecEnd {
+		t.Fatalf("want END, got %+v", end)
+	}
+	actortest.ExpectNone(t, r.boss, 50*time.Millisecond) // answered once
+}
+
+// Only the yes-voters are in the COMMIT record and get Commit; a read-only
+// voter is left out of phase two.
+func TestTxnReadOnlyVoterLeftOutOfPhaseTwo(t *testing.T) {
+	r := newTxnRig(t, Timing{VoteTimeout: time.Hour, ResendInterval: time.Hour}, 0, 1)
+	r.prepared(t)
+	r.vote(0, messages.VoteReadOnly, "")
+	r.vote(1, messages.VoteYes, "")
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if p := app.Records[0].Participants; len(p) != 1 || p[0] != 1 {
+		t.Fatalf("COMMIT participants %v, want [1]", p)
+	}
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	actortest.Expect[*messages.Commit](t, r.parts[1], wait)
+	actortest.ExpectNone(t, r.parts[0], 50*time.Millisecond)
 }
