@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"twopc/actors"
+	"twopc/bridge"
 	"twopc/messages"
 	"twopc/persistence"
 	"twopc/trace"
@@ -36,7 +37,7 @@ type Config struct {
 	// BridgeReady, if set, is called with the node's bridge as soon as it
 	// exists, before the node recovers its roles or serves: where a Local
 	// applies the message faults and cuts it remembers.
-	BridgeReady func(*Bridge)
+	BridgeReady func(*bridge.Bridge)
 	// Tracer, if set, records this node's part of every transaction's
 	// history (messages, log writes, decisions) for the operator's trace
 	// command; see tracing.go. Nil: no tracing, and no middleware at all.
@@ -58,7 +59,7 @@ type Node struct {
 	log    hclog.Logger
 	sys    *actor.ActorSystem
 	wal    *persistence.Log
-	bridge *Bridge
+	bridge *bridge.Bridge
 	lis    net.Listener
 	lock   *os.File
 
@@ -142,7 +143,7 @@ func (n *Node) start() error {
 	state := wal.State()
 
 	n.sys = actor.NewActorSystem(ActorSystemLogging(n.log))
-	n.bridge, err = NewBridge(n.sys, BridgeConfig{Self: n.cfg.ID, Members: n.cfg.Members, Logger: n.log.Named("bridge")})
+	n.bridge, err = bridge.New(n.sys, bridge.Config{Self: n.cfg.ID, Members: n.cfg.Members, Logger: n.log.Named("bridge")})
 	if err != nil {
 		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
 	}
@@ -376,7 +377,7 @@ func (n *Node) System() *actor.ActorSystem  { return n.sys }
 func (n *Node) Coordinator() *actor.PID     { return n.coordinator }
 func (n *Node) Participant() *actor.PID     { return n.participant }
 func (n *Node) Persistence() *actor.PID     { return n.persistencePID }
-func (n *Node) Bridge() *Bridge             { return n.bridge }
+func (n *Node) Bridge() *bridge.Bridge      { return n.bridge }
 func (n *Node) LogStats() messages.LogStats { return n.wal.Stats() }
 
 // clientTimeout bounds a client's wait for an outcome: the vote timeout plus

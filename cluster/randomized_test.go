@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"twopc/actors/actortest"
+	"twopc/bridge"
 	"twopc/internal/bank"
 	"twopc/messages"
 )
@@ -121,7 +122,7 @@ func TestRandomizedBankUnderFaultsAndCrashes(t *testing.T) {
 
 	crashes, partitions := 0, 0
 	for round := 0; round < rounds; round++ {
-		f := Faults{
+		f := bridge.Faults{
 			Drop: rng.Float64() * 0.03, Duplicate: rng.Float64() * 0.2, Delay: rng.Float64() * 0.3,
 			MaxDelay: 30 * time.Millisecond, Reorder: rng.Float64() * 0.2, Seed: rng.Int63(),
 		}
@@ -181,7 +182,7 @@ func TestRandomizedBankUnderFaultsAndCrashes(t *testing.T) {
 		wg.Wait()
 		l.Heal()
 	}
-	if err := l.SetFaults(Faults{}); err != nil {
+	if err := l.SetFaults(bridge.Faults{}); err != nil {
 		t.Fatal(err)
 	}
 	committed, aborted, unknown := b.Counts()

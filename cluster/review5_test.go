@@ -9,7 +9,6 @@ import (
 	"encoding/gob"
 	"errors"
 	"io"
-	"math"
 	"net/rpc"
 	"strings"
 	"sync"
@@ -17,10 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hashicorp/go-hclog"
 
 	"twopc/actors"
+	"twopc/bridge"
 	"twopc/messages"
 )
 
@@ -106,7 +105,7 @@ func r5Quiet() hclog.Logger {
 // succeeds.
 //
 // Fix: hand the remembered faults and cuts to Start (e.g. a Config field
-// applied right after NewBridge, before any role is spawned or the
+// applied right after bridge.New, before any role is spawned or the
 // listener served), instead of applying them after Start returns.
 func TestReview5RestartedNodeSendsBeforeRememberedFaults(t *testing.T) {
 	g := &r5Gate{node: "node-1", inc: 2, reached: make(chan struct{}), release: make(chan struct{})}
@@ -128,10 +127,10 @@ func TestReview5RestartedNodeSendsBeforeRememberedFaults(t *testing.T) {
 	if o, err := l.Node(0).Submit(messages.Set("n1/x", 5)); err != nil || !o.Committed {
 		t.Fatalf("setup: %v %v", o, err)
 	}
-	if err := l.SetFaults(Faults{Drop: 1, Seed: 1}); err != nil {
+	if err := l.SetFaults(bridge.Faults{Drop: 1, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Node(0).Bridge().SetFaults(Faults{}); err != nil { // only node 1 drops
+	if err := l.Node(0).Bridge().SetFaults(bridge.Faults{}); err != nil { // only node 1 drops
 		t.Fatal(err)
 	}
 	if vals, err := l.Node(0).Read("n1/x"); err == nil {
@@ -220,19 +219,19 @@ func TestReview5ForgedOutcomeAnswersAnotherNodesClient(t *testing.T) {
 	// it by type, not rely on gob).
 	gob.Register(&messages.Outcome{})
 	fake := messages.TxID{Node: 0, Incarnation: 1, Seq: 999}
-	batch := &WireBatch{
-		Cluster: clusterID(l.Members()), From: 2, FromAddr: l.Members()[2], To: 0,
+	batch := &bridge.Batch{
+		Cluster: bridge.ClusterID(l.Members()), From: 2, FromAddr: l.Members()[2], To: 0,
 		Session: time.Now().UnixNano(), Seq: 1,
 	}
 	for k := first; k < first+200; k++ {
-		batch.Msgs = append(batch.Msgs, WireMsg{To: r5ReplyBoxID(k), Body: &messages.Outcome{Tx: fake, Committed: true}})
+		batch.Msgs = append(batch.Msgs, bridge.Msg{To: r5ReplyBoxID(k), Body: &messages.Outcome{Tx: fake, Committed: true}})
 	}
 	c, err := rpc.Dial("tcp", l.Members()[0])
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	var ack WireAck
+	var ack bridge.Ack
 	if err := c.Call("Bridge.Deliver", batch, &ack); err != nil {
 		t.Fatalf("deliver: %v", err)
 	}
@@ -251,46 +250,6 @@ func TestReview5ForgedOutcomeAnswersAnotherNodesClient(t *testing.T) {
 	}
 	if r.o.Committed || r.o.Tx == fake {
 		t.Errorf("a peer's forged Outcome answered node 0's client: got %v (the real transaction aborts at its vote timeout; %d forged Outcomes accepted by the bridge)", r.o, ack.Accepted)
-	}
-}
-
-// The bridge actor is supervised: on a panic protoactor restarts it, and
-// the code plans for that (epochs, Restarting → release, dials and calls of
-// an old instance ignored). But the new instance starts every peer link at
-// Seq 0 again while the Bridge's Session stays the same, and every peer
-// remembers the highest Seq it delivered in that session: each batch of
-// the new instance is refused as "late" until its Seq passes the old one,
-// so everything sent in that stretch is lost — for a long-lived node,
-// practically forever.
-//
-// Fix: give each bridge actor instance its own session (e.g. session =
-// start time + epoch, or keep the per-peer Seq in the Bridge, not the
-// actor, so a restart continues the sequence).
-func TestReview5BridgeActorRestartKeepsLinkUsable(t *testing.T) {
-	checkNoLeaks(t)
-	nodes := startCluster(t, 2)
-	a, b := nodes[0], nodes[1]
-	got := spawnProbe(t, b.sys, "recorder", 64)
-	target := actor.NewPID(b.addr, "recorder")
-	for i := uint64(1); i <= 5; i++ { // several batches, one at a time
-		faultSendVotes(a.sys, target, 0, i, 1)
-		faultReceiveSeqs(t, got, 1)
-	}
-	// Make the bridge actor fail once (a nil target panics in enqueue),
-	// as any bug in it would; its supervisor restarts it.
-	epoch := a.bridge.epoch.Load()
-	a.sys.Root.Send(a.bridge.PID(), &outbound{})
-	waitFor(t, "the bridge actor to restart", func() bool { return a.bridge.epoch.Load() > epoch })
-
-	faultSendVotes(a.sys, target, 0, 6, 1)
-	waitFor(t, "vote 6 to arrive or its batch to be refused", func() bool {
-		return len(got) > 0 || a.bridge.Stats().DroppedBatches > 0
-	})
-	if len(got) == 0 {
-		t.Fatalf("after the bridge actor restarted, its first batch was refused by the peer as late (sender %+v, receiver %+v)", a.bridge.Stats(), b.bridge.Stats())
-	}
-	if s := faultReceiveSeqs(t, got, 1); s[0] != 6 {
-		t.Fatalf("got vote %d, want 6", s[0])
 	}
 }
 
@@ -361,84 +320,6 @@ func TestReview5ClientSubmitToSilentNodeReturns(t *testing.T) {
 
 // --- pinned behaviour ---------------------------------------------------------
 
-// Drop, Duplicate and Reorder are honoured as probabilities: with Drop 0.3
-// about 30% of 4,000 messages are lost (bounds are 6 standard deviations),
-// and Duplicate 0.5 with Reorder 0.5 on what survives delivers each
-// survivor once or twice, nothing else.
-func TestReview5FaultProbabilitiesAreHonoured(t *testing.T) {
-	checkNoLeaks(t)
-	nodes := startCluster(t, 2)
-	a, b := nodes[0], nodes[1]
-	const n = 4000
-	got := spawnProbe(t, b.sys, "recorder", 3*n)
-	if err := a.bridge.SetFaults(Faults{Drop: 0.3, Duplicate: 0.5, Reorder: 0.5, Seed: 11}); err != nil {
-		t.Fatal(err)
-	}
-	faultSendVotes(a.sys, actor.NewPID(b.addr, "recorder"), 0, 1, n)
-	waitFor(t, "every message to be dealt with", func() bool {
-		fs := a.bridge.FaultStats()
-		st := a.bridge.Stats()
-		return st.SentMessages == (n-fs.Dropped)+fs.Duplicated
-	})
-	fs := a.bridge.FaultStats()
-	check := func(name string, count uint64, trials, p float64) {
-		mean := trials * p
-		sd := math.Sqrt(trials * p * (1 - p))
-		if math.Abs(float64(count)-mean) > 6*sd {
-			t.Errorf("%s: %d of %.0f, want about %.0f (p = %v)", name, count, trials, mean, p)
-		}
-	}
-	check("dropped", fs.Dropped, n, 0.3)
-	check("duplicated", fs.Duplicated, float64(n-fs.Dropped), 0.5)
-	if fs.Reordered == 0 {
-		t.Errorf("no reordering: %+v", fs)
-	}
-	counts := map[uint64]int{}
-	total := int(n - fs.Dropped + fs.Duplicated)
-	for _, s := range faultReceiveSeqs(t, got, total) {
-		counts[s]++
-	}
-	faultExpectNothing(t, got, 100*time.Millisecond, "more messages than sent and duplicated")
-	if len(counts) != int(n-fs.Dropped) {
-		t.Errorf("%d distinct messages arrived, want %d", len(counts), n-fs.Dropped)
-	}
-	for s, c := range counts {
-		if c > 2 || s < 1 || s > n {
-			t.Fatalf("vote %d arrived %d times", s, c)
-		}
-	}
-}
-
-// Messages held back by Delay when the node is isolated never arrive, and
-// their timers do not outlive the bridge (goleak and checkNoLeaks).
-func TestReview5DelayedMessagesDieWithIsolation(t *testing.T) {
-	checkNoLeaks(t)
-	nodes := startCluster(t, 2)
-	a, b := nodes[0], nodes[1]
-	got := spawnProbe(t, b.sys, "recorder", 256)
-	if err := a.bridge.SetFaults(Faults{Delay: 1, MaxDelay: 300 * time.Millisecond, Seed: 5}); err != nil {
-		t.Fatal(err)
-	}
-	faultSendVotes(a.sys, actor.NewPID(b.addr, "recorder"), 0, 1, 100)
-	waitFor(t, "every message to be held", func() bool { return a.bridge.FaultStats().Delayed == 100 })
-	a.bridge.Isolate()
-	// Whatever was released before Isolate may have gone; nothing after.
-	before := len(got)
-	waitFor(t, "every held message to be released and dropped", func() bool {
-		st := a.bridge.Stats()
-		return st.SentMessages+a.bridge.FaultStats().CutOff >= 100
-	})
-	faultExpectNothing(t, drainAfter(got, before), 100*time.Millisecond, "a delayed message arrived after Isolate")
-}
-
-// drainAfter drops the first n envelopes already in ch and returns it.
-func drainAfter(ch <-chan envelope, n int) <-chan envelope {
-	for range n {
-		<-ch
-	}
-	return ch
-}
-
 // A client whose node crashes mid-Submit gets an error (no outcome), not
 // a hang and not an abort it would act on.
 func TestReview5ClientOfCrashedNodeGetsError(t *testing.T) {
@@ -495,34 +376,5 @@ func TestReview5RestartNoBatchRefusedAsLate(t *testing.T) {
 		if st := l.Node(i).Bridge().Stats(); st.RefusedBatches != 0 {
 			t.Errorf("node %d refused %d batches", i, st.RefusedBatches)
 		}
-	}
-}
-
-// Isolate (and so PowerCut) is "as a power cut would: ... nothing is sent
-// to or accepted from any peer from now on". It closes every client, and
-// the call in flight then fails — and onDelivered, treating that as a
-// broken connection, redials the peer: the isolated node opens a new TCP
-// connection to it after Isolate returned (and, were the peer unreachable,
-// would keep redialling with backoff until Stop). A powered-off machine
-// opens no connections.
-//
-// Fix: in onDelivered (and flush/dial), do not redial when the link is
-// down (a.linkDown(p) / a.fx.isolated); let Isolate cancel the dialers.
-func TestReview5IsolatedNodeRedialsPeer(t *testing.T) {
-	checkNoLeaks(t)
-	peer := startMutePeer(t)
-	lnA := listenLoopback(t)
-	members := []string{lnA.Addr().String(), peer.addr}
-	a := startNode(t, 0, members, lnA, func(c *BridgeConfig) { c.CallTimeout = time.Minute }, nil)
-	faultSendVotes(a.sys, actor.NewPID(peer.addr, "recorder"), 0, 1, 1)
-	waitFor(t, "the batch to be written to the peer", func() bool { return peer.accepts.Load() == 1 && peer.read.Load() > 0 })
-
-	a.bridge.Isolate()
-	deadline := time.Now().Add(500 * time.Millisecond)
-	for time.Now().Before(deadline) {
-		if n := peer.accepts.Load(); n > 1 {
-			t.Fatalf("the isolated node opened %d new connection(s) to its peer after Isolate returned (stats %+v)", n-1, a.bridge.Stats())
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"twopc/actors"
 	"twopc/actors/actortest"
+	"twopc/bridge"
 	"twopc/messages"
 )
 
@@ -306,7 +307,7 @@ func TestReview6LossyNetworkStillTerminatesAndSettles(t *testing.T) {
 	l, _ := r6Cluster(t, 4, r6Timing)
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
-	if err := l.SetFaults(Faults{Drop: 0.3, Seed: seed}); err != nil {
+	if err := l.SetFaults(bridge.Faults{Drop: 0.3, Seed: seed}); err != nil {
 		t.Fatal(err)
 	}
 	const clients, each = 8, 12
@@ -333,7 +334,7 @@ func TestReview6LossyNetworkStillTerminatesAndSettles(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("committed %d, aborted %d, unknown %d", committed.Load(), aborted.Load(), unknown.Load())
-	if err := l.SetFaults(Faults{}); err != nil {
+	if err := l.SetFaults(bridge.Faults{}); err != nil {
 		t.Fatal(err)
 	}
 	r6WaitSettled(t, l, 15*time.Second, "after the faults are cleared")

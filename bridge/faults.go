@@ -1,4 +1,4 @@
-package cluster
+package bridge
 
 // Message faults at the bridge: what the network may do to messages between
 // nodes (lose, repeat, hold back, reorder them; cut a link; cut a node off
@@ -59,9 +59,9 @@ func (f Faults) injects() bool {
 	return f.Drop > 0 || f.Duplicate > 0 || f.Delay > 0 || f.Reorder > 0
 }
 
-// validate names the first bad field; NaN is refused with the out-of-range
+// Validate names the first bad field; NaN is refused with the out-of-range
 // values (a NaN probability would silently inject nothing).
-func (f Faults) validate() error {
+func (f Faults) Validate() error {
 	for _, p := range []struct {
 		name string
 		v    float64
@@ -76,9 +76,9 @@ func (f Faults) validate() error {
 	return nil
 }
 
-// FaultStats count what the injected faults did since NewBridge. Messages
-// lost to a fault or a cut also count in BridgeStats.DroppedMessages (when
-// outbound) or BridgeStats.RefusedBatches (the inbound batches).
+// FaultStats count what the injected faults did since New. Messages
+// lost to a fault or a cut also count in Stats.DroppedMessages (when
+// outbound) or Stats.RefusedBatches (the inbound batches).
 type FaultStats struct {
 	Dropped    uint64 // outbound messages lost to Faults.Drop
 	Duplicated uint64 // outbound messages sent twice
@@ -116,7 +116,7 @@ func (f *faultState) grow(n int) {
 // messages; Faults{} stops injecting (cuts stay until healed). Messages
 // already held back are still delivered when their time comes.
 func (b *Bridge) SetFaults(f Faults) error {
-	if err := f.validate(); err != nil {
+	if err := f.Validate(); err != nil {
 		return err
 	}
 	if f.Delay > 0 && f.MaxDelay == 0 {
@@ -280,7 +280,7 @@ func (b *Bridge) Isolate() {
 // refuseCut refuses an inbound batch from a peer whose link is cut, or any
 // batch once the node is isolated. Called with inboundMu held, which makes
 // Cut and Isolate take effect for inbound batches before they return.
-func (b *Bridge) refuseCut(from int32, batch *WireBatch) error {
+func (b *Bridge) refuseCut(from int32, batch *Batch) error {
 	f := &b.faults
 	why := ""
 	switch {
@@ -316,7 +316,7 @@ type (
 		epoch uint64 // the actor instance that held it
 		id    uint64
 		peer  int32
-		msg   WireMsg
+		msg   Msg
 		cuts  uint64 // the link's cut count when it was held: a cut since drops it
 	}
 )
@@ -418,7 +418,7 @@ func (a *bridgeActor) linkDown(p *peerLink) bool {
 }
 
 // inject queues w for p with the configured faults applied.
-func (a *bridgeActor) inject(p *peerLink, w WireMsg) {
+func (a *bridgeActor) inject(p *peerLink, w Msg) {
 	b, af := a.b, &a.fx
 	if af.linkCut(p.id) {
 		b.droppedMsgs.Add(1)
@@ -464,7 +464,7 @@ func (a *bridgeActor) inject(p *peerLink, w WireMsg) {
 
 // hold holds w back for a random time; a timer posts it back to the actor,
 // so the queue is only ever touched on the actor's goroutine.
-func (a *bridgeActor) hold(p *peerLink, w WireMsg) {
+func (a *bridgeActor) hold(p *peerLink, w Msg) {
 	af, b := &a.fx, a.b
 	d := time.Duration(1 + af.rng.Int64N(int64(af.cfg.MaxDelay))) // (0, MaxDelay]; SetFaults makes MaxDelay > 0 when Delay > 0
 	if af.timers == nil {
