@@ -111,7 +111,11 @@ type Bridge struct {
 	inbound   map[int32][]linkPosition
 	forged    map[forgedKey]bool // forged-message warnings given (guarded by inboundMu)
 
-	faults faultState // injected message faults, cuts and isolation (faults.go)
+	// The fault state is the bridge actor's (faults.go); inbound batches
+	// see only the cuts it publishes in links.
+	links      atomic.Pointer[linkView]   // nil until the first Cut or Isolate
+	handover   atomic.Pointer[faultState] // what the last actor instance left
+	refusedCut atomic.Uint64              // inbound messages refused by a cut or isolation
 }
 
 // sessionsKept bounds how many sessions of one peer are remembered.
@@ -466,6 +470,7 @@ func (b *Bridge) newActor() actor.Actor {
 			a.peers[i] = &peerLink{id: int32(i), addr: addr}
 		}
 	}
+	a.takeOver(b.handover.Load())
 	return a
 }
 
@@ -477,8 +482,10 @@ func (a *bridgeActor) Receive(ctx actor.Context) {
 		a.onDialed(m)
 	case *delivered:
 		a.onDelivered(m)
-	case faultEvent:
-		a.onFaultEvent(m)
+	case *faultControl:
+		ctx.Respond(a.onControl(m))
+	case *delayedMsg:
+		a.onDelayed(m)
 	case *actor.Stopping, *actor.Restarting:
 		a.release()
 	}
