@@ -29,7 +29,8 @@ const (
 const ActorName = "bridge"
 
 // Config describes a node's place in the cluster. Only Self and Members
-// are required; every other zero field takes its default.
+// are required; every other zero field takes its default (WithDefaults),
+// and New refuses a config that breaks a rule (Validate).
 type Config struct {
 	Self    int32
 	Members []string     // "host:port" of every node, indexed by node id (Members[Self] is this node)
@@ -50,6 +51,75 @@ type Config struct {
 	// connection attempts to an unreachable peer.
 	RedialMin time.Duration
 	RedialMax time.Duration
+}
+
+// WithDefaults returns c with each optional field left at zero set to its
+// default (RedialMax: DefaultRedialMax, or RedialMin if that is longer).
+// Fields set by the caller are kept as they are, for Validate to judge.
+func (c Config) WithDefaults() Config {
+	if c.QueueLimit == 0 {
+		c.QueueLimit = DefaultQueueLimit
+	}
+	if c.BatchLimit == 0 {
+		c.BatchLimit = DefaultBatchLimit
+	}
+	if c.CallTimeout == 0 {
+		c.CallTimeout = DefaultCallTimeout
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.RedialMin == 0 {
+		c.RedialMin = DefaultRedialMin
+	}
+	if c.RedialMax == 0 {
+		c.RedialMax = max(DefaultRedialMax, c.RedialMin)
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	return c
+}
+
+// Validate names the first field that breaks its rule. It judges the
+// config as given: call it after WithDefaults to allow zero optional fields.
+func (c Config) Validate() error {
+	if len(c.Members) == 0 {
+		return errors.New("bridge: Members: member list is empty")
+	}
+	if c.Self < 0 || int(c.Self) >= len(c.Members) {
+		return fmt.Errorf("bridge: Self: self node id %d is not a member (members are 0-%d)", c.Self, len(c.Members)-1)
+	}
+	seen := make(map[string]int, len(c.Members))
+	for i, addr := range c.Members {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("bridge: Members: member %d address %q: %w", i, addr, err)
+		}
+		if j, dup := seen[addr]; dup {
+			return fmt.Errorf("bridge: Members: members %d and %d share address %q", j, i, addr)
+		}
+		seen[addr] = i
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"QueueLimit", c.QueueLimit}, {"BatchLimit", c.BatchLimit}} {
+		if f.v <= 0 {
+			return fmt.Errorf("bridge: %s = %d: must be positive (0 takes the default)", f.name, f.v)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{{"CallTimeout", c.CallTimeout}, {"DialTimeout", c.DialTimeout}, {"RedialMin", c.RedialMin}, {"RedialMax", c.RedialMax}} {
+		if f.v <= 0 {
+			return fmt.Errorf("bridge: %s = %v: must be positive (0 takes the default)", f.name, f.v)
+		}
+	}
+	if c.RedialMax < c.RedialMin {
+		return fmt.Errorf("bridge: RedialMax = %v is shorter than RedialMin = %v: the backoff must be allowed to grow", c.RedialMax, c.RedialMin)
+	}
+	return nil
 }
 
 // Stats are the bridge's counters since New.
@@ -136,42 +206,13 @@ func New(sys *actor.ActorSystem, cfg Config) (*Bridge, error) {
 	if sys == nil {
 		return nil, errors.New("bridge: actor system is nil")
 	}
-	if len(cfg.Members) == 0 {
-		return nil, errors.New("bridge: member list is empty")
-	}
-	if cfg.Self < 0 || int(cfg.Self) >= len(cfg.Members) {
-		return nil, fmt.Errorf("bridge: self node id %d is not a member (members are 0-%d)", cfg.Self, len(cfg.Members)-1)
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	index := make(map[string]int32, len(cfg.Members))
 	for i, addr := range cfg.Members {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return nil, fmt.Errorf("bridge: member %d address %q: %w", i, addr, err)
-		}
-		if j, dup := index[addr]; dup {
-			return nil, fmt.Errorf("bridge: members %d and %d share address %q", j, i, addr)
-		}
 		index[addr] = int32(i)
-	}
-	if cfg.QueueLimit <= 0 {
-		cfg.QueueLimit = DefaultQueueLimit
-	}
-	if cfg.BatchLimit <= 0 {
-		cfg.BatchLimit = DefaultBatchLimit
-	}
-	if cfg.CallTimeout <= 0 {
-		cfg.CallTimeout = DefaultCallTimeout
-	}
-	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = DefaultDialTimeout
-	}
-	if cfg.RedialMin <= 0 {
-		cfg.RedialMin = DefaultRedialMin
-	}
-	if cfg.RedialMax < cfg.RedialMin {
-		cfg.RedialMax = max(DefaultRedialMax, cfg.RedialMin)
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = hclog.NewNullLogger()
 	}
 	cfg.Members = append([]string(nil), cfg.Members...) // the caller's slice may change later
 

@@ -16,6 +16,7 @@ import (
 )
 
 func TestNewRejectsBadConfig(t *testing.T) {
+	two := []string{"127.0.0.1:1", "127.0.0.1:2"}
 	cases := []struct {
 		name string
 		cfg  Config
@@ -25,6 +26,12 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"self out of range", Config{Self: 2, Members: []string{"127.0.0.1:1", "127.0.0.1:2"}}, "self node id 2"},
 		{"bad address", Config{Members: []string{"127.0.0.1:1", "nohostport"}}, `member 1 address "nohostport"`},
 		{"duplicate", Config{Members: []string{"127.0.0.1:1", "127.0.0.1:1"}}, "members 0 and 1 share"},
+		{"negative queue limit", Config{Members: two, QueueLimit: -1}, "QueueLimit = -1: must be positive"},
+		{"negative batch limit", Config{Members: two, BatchLimit: -5}, "BatchLimit = -5: must be positive"},
+		{"negative call timeout", Config{Members: two, CallTimeout: -time.Second}, "CallTimeout = -1s: must be positive"},
+		{"negative dial timeout", Config{Members: two, DialTimeout: -time.Second}, "DialTimeout = -1s: must be positive"},
+		{"negative redial min", Config{Members: two, RedialMin: -time.Second}, "RedialMin = -1s: must be positive"},
+		{"redial max below min", Config{Members: two, RedialMin: time.Second, RedialMax: time.Millisecond}, "RedialMax = 1ms is shorter than RedialMin = 1s"},
 	}
 	for _, c := range cases {
 		sys := actor.NewActorSystem(quietActors)
@@ -32,6 +39,30 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: want an error containing %q, got %v", c.name, c.want, err)
 		}
+	}
+}
+
+// WithDefaults fills only the fields left at zero; a RedialMin longer than
+// DefaultRedialMax makes the default RedialMax that long, so the pair is
+// valid without the caller choosing both.
+func TestConfigWithDefaults(t *testing.T) {
+	got := Config{Members: []string{"127.0.0.1:1"}, BatchLimit: 7}.WithDefaults()
+	if got.QueueLimit != DefaultQueueLimit || got.BatchLimit != 7 || got.CallTimeout != DefaultCallTimeout ||
+		got.DialTimeout != DefaultDialTimeout || got.RedialMin != DefaultRedialMin || got.RedialMax != DefaultRedialMax || got.Logger == nil {
+		t.Errorf("WithDefaults() = %+v", got)
+	}
+	if err := got.Validate(); err != nil {
+		t.Errorf("defaults are invalid: %v", err)
+	}
+	long := Config{Members: []string{"127.0.0.1:1"}, RedialMin: time.Minute}.WithDefaults()
+	if long.RedialMax != time.Minute {
+		t.Errorf("RedialMin 1m: default RedialMax = %v, want 1m", long.RedialMax)
+	}
+	if err := long.Validate(); err != nil {
+		t.Errorf("RedialMin 1m with the default RedialMax: %v", err)
+	}
+	if err := (Config{Members: []string{"127.0.0.1:1"}}).Validate(); err == nil || !strings.Contains(err.Error(), "QueueLimit = 0") {
+		t.Errorf("Validate without WithDefaults: %v, want QueueLimit = 0 refused", err)
 	}
 }
 

@@ -48,6 +48,29 @@ type Config struct {
 	Listener net.Listener
 }
 
+// Validate names the first field of c that breaks its rule. Start calls it
+// before anything else; zero optional fields are valid (they take their
+// defaults).
+func (c Config) Validate() error {
+	if len(c.Members) == 0 {
+		return errors.New("cluster: Members: member list is empty")
+	}
+	if c.ID < 0 || int(c.ID) >= len(c.Members) {
+		return fmt.Errorf("cluster: ID = %d: not a member (Members are nodes 0-%d)", c.ID, len(c.Members)-1)
+	}
+	seen := make(map[string]int, len(c.Members))
+	for i, addr := range c.Members {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("cluster: Members[%d] = %q: not host:port: %w", i, addr, err)
+		}
+		if j, dup := seen[addr]; dup {
+			return fmt.Errorf("cluster: Members[%d] and Members[%d] are both %q: each node needs its own address", j, i, addr)
+		}
+		seen[addr] = i
+	}
+	return nil
+}
+
 // DefaultDataDir is where nodes keep their logs unless told otherwise.
 const DefaultDataDir = "./logs"
 
@@ -96,8 +119,8 @@ func (n *Node) waitPreparesAfter() {
 // Start recovers the node from its log and starts serving. The log is
 // replayed completely before the node accepts any message.
 func Start(cfg Config) (*Node, error) {
-	if int(cfg.ID) < 0 || int(cfg.ID) >= len(cfg.Members) {
-		return nil, fmt.Errorf("node %d: not a member (members are 0-%d)", cfg.ID, len(cfg.Members)-1)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = DefaultDataDir
