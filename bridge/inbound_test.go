@@ -7,10 +7,11 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"twopc/messages"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hashicorp/go-hclog"
+
+	"twopc/messages"
 )
 
 // TestInboundRefusesBatchOvertakenAfterTimeout: after a call deadline the

@@ -13,11 +13,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-	"twopc/actors/actortest"
-	"twopc/messages"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hashicorp/go-hclog"
+
+	"twopc/actors/actortest"
+	"twopc/messages"
 )
 
 // Every test must leave nothing running: bridges, connections and timers are stopped by their owners.

@@ -174,3 +174,12 @@ func (l *Local) Stop() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Up returns node i if it is running: started, and its power not cut (a
+// node whose power was cut stays in the Local until Crash tears it down).
+func (l *Local) Up(i int) *Node {
+	if n := l.Node(i); n != nil && !n.Crashed() {
+		return n
+	}
+	return nil
+}
