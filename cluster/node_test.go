@@ -1,10 +1,17 @@
 package cluster
 
 import (
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"twopc/actors"
+	"twopc/messages"
 )
 
 // Start refuses a config that breaks a rule, naming the field, before it
@@ -35,5 +42,101 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	}
 	if err := (Config{ID: 1, Members: two}).Validate(); err != nil {
 		t.Errorf("a valid config: %v", err)
+	}
+}
+
+// FINDING. Node.Stop ("cleanly: ... listener and connections closed",
+// what cmd/node does on SIGTERM) with a client's Submit in flight: teardown
+// closes the client's connection and stops the coordinator, whose txn
+// actors die without answering; but net/rpc's ServeConn waits for the calls
+// it is serving before it returns, and the call is clientService.Submit →
+// Node.Submit, which now waits for an answer nobody will send until its
+// clientTimeout (3 × VoteTimeout + 2 s: 8 s by default, minutes with a long
+// vote timeout). teardown's server.wait() waits for it, so Stop hangs that
+// long — with every client that was mid-Submit, the cluster's Local.Stop too.
+//
+// Should: Stop returns promptly; the Submits it cut short end at once with
+// an error ("node stopping": no known outcome).
+// Fix: close a "stopping" channel at the start of teardown and select on it
+// in Node.Submit (as on cutCh), or have the coordinator answer its waiting
+// clients when it stops.
+func TestStopReturnsWithAClientSubmitInFlight(t *testing.T) {
+	l, _ := hookedCluster(t, 2, actors.Timing{VoteTimeout: 3 * time.Second}) // clientTimeout 11 s
+	c, err := Dial(l.Members()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Node 1 never gets the Prepare: the transaction keeps collecting votes.
+	if err := l.Partition(0, 1); err != nil {
+		t.Fatal(err)
+	}
+	submitted := make(chan error, 1)
+	go func() {
+		_, err := c.Submit(messages.Set("n0/a", 1), messages.Set("n1/b", 1))
+		submitted <- err
+	}()
+	waitInFlight(t, l.Node(0), 1)
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- l.StopNode(0) }()
+	select {
+	case <-stopped:
+	case <-time.After(2500 * time.Millisecond):
+		t.Errorf("Node.Stop has not returned: it waits for the in-flight client Submit, whose transaction it stopped, to time out")
+		<-stopped // bounded by the client timeout
+	}
+	<-submitted // the client's connection was closed: it has an error at once
+}
+
+// PINNED. Node.Stop under load, with in-process callers only, returns; the
+// callers of the other nodes get answers; the node restarts and everything
+// settles. Local.Stop also returns with a node whose power was cut but that
+// was never Crash()ed.
+func TestStopUnderLoadAndWithAPowerCutNode(t *testing.T) {
+	l, _ := hookedCluster(t, 4, termTiming)
+	var stop atomic.Bool
+	var submitted atomic.Int64
+	var wg sync.WaitGroup
+	for c := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			via := []int{0, 2, 3}[c%3] // node 1 is stopped under them
+			for i := 0; !stop.Load(); i++ {
+				n := l.Node(via)
+				_, _ = n.Submit(messages.Add(fmt.Sprintf("n1/k%d", c), 1), messages.Add(fmt.Sprintf("n%d/k%d", via, c), 1))
+				submitted.Add(1)
+			}
+		}()
+	}
+	waitProgress(t, &submitted, 40) // under load
+	stopped := make(chan error, 1)
+	go func() { stopped <- l.StopNode(1) }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("Node.Stop under load has not returned")
+		<-stopped
+	}
+	waitProgress(t, &submitted, 20) // the callers keep getting answers with node 1 stopped
+	stop.Store(true)
+	wg.Wait()
+	if err := l.RestartNode(1); err != nil {
+		t.Fatal(err)
+	}
+	settledWithin(t, l, 15*time.Second, "after node 1 restarted")
+
+	l.Node(3).PowerCut()
+	done := make(chan error, 1)
+	go func() { done <- l.Stop() }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Error("Local.Stop with a power-cut node has not returned")
+		<-done
 	}
 }
