@@ -364,18 +364,12 @@ func BenchmarkBridgeRoundTrip(b *testing.B) {
 	b.ReportMetric(float64(st.SentMessages)/float64(max(st.SentBatches, 1)), "msgs/batch")
 }
 
-// The bridge actor is supervised: on a panic protoactor restarts it, and
-// the code plans for that (epochs, Restarting → release, dials and calls of
-// an old instance ignored). But the new instance starts every peer link at
-// Seq 0 again while the Bridge's Session stays the same, and every peer
-// remembers the highest Seq it delivered in that session: each batch of
-// the new instance is refused as "late" until its Seq passes the old one,
-// so everything sent in that stretch is lost — for a long-lived node,
-// practically forever.
-//
-// Fix: give each bridge actor instance its own session (e.g. session =
-// start time + epoch, or keep the per-peer Seq in the Bridge, not the
-// actor, so a restart continues the sequence).
+// The bridge actor is supervised: on a panic protoactor restarts it (epochs,
+// Restarting → release, dials and calls of an old instance ignored). The new
+// instance starts every peer link at Seq 1 again, and every peer remembers
+// the highest Seq it delivered per session, so each instance has a session
+// of its own: otherwise its batches would be refused as "late" until their
+// Seq passed the old one's.
 func TestBridgeActorRestartKeepsLinkUsable(t *testing.T) {
 	checkNoLeaks(t)
 	nodes := startCluster(t, 2)

@@ -344,14 +344,8 @@ func TestFaultDelayedMessagesDieWithIsolation(t *testing.T) {
 
 // Isolate (and so PowerCut) is "as a power cut would: ... nothing is sent
 // to or accepted from any peer from now on". It closes every client, and
-// the call in flight then fails — and onDelivered, treating that as a
-// broken connection, redials the peer: the isolated node opens a new TCP
-// connection to it after Isolate returned (and, were the peer unreachable,
-// would keep redialling with backoff until Stop). A powered-off machine
-// opens no connections.
-//
-// Fix: in onDelivered (and flush/dial), do not redial when the link is
-// down (a.linkDown(p) / a.fx.isolated); let Isolate cancel the dialers.
+// the call in flight then fails; onDelivered must not treat that as a
+// broken connection to redial: a powered-off machine opens no connections.
 func TestFaultIsolatedNodeDoesNotRedial(t *testing.T) {
 	checkNoLeaks(t)
 	peer := startMutePeer(t)

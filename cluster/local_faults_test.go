@@ -191,20 +191,15 @@ func TestFaultDuplicatesAreHarmless(t *testing.T) {
 
 // A Local remembers its faults so that "a restarted node keeps its faults
 // and partitions" (README) and SetFaults acts on "the nodes up now and those
-// started later". But Local.start applies them (applyFaults) only after
-// cluster.Start has returned, and Start serves connections and runs
-// recovery (re-driven Commits, in-doubt DecisionQueries) before that. In
-// that window the restarted node's messages leave without the faults.
+// started later". A restarted node serves connections and runs recovery
+// (re-driven Commits, in-doubt DecisionQueries) before cluster.Start
+// returns, so the faults must reach its bridge before that
+// (Config.BridgeReady), not after Start.
 //
 // Here node 1 drops everything it sends (Drop 1, node 0 none). Node 1 is
 // crashed and restarted; while its Start is still finishing (held at its
 // "node started" log line, as a slow scheduler could hold it), node 0 reads
-// n1/x: node 1's ReadReply must be dropped, so the read must fail. It
-// succeeds.
-//
-// Fix: hand the remembered faults and cuts to Start (e.g. a Config field
-// applied right after bridge.New, before any role is spawned or the
-// listener served), instead of applying them after Start returns.
+// n1/x: node 1's ReadReply must be dropped, so the read must fail.
 func TestRestartedNodeMeetsRememberedFaultsAtOnce(t *testing.T) {
 	g := &startGate{node: "node-1", inc: 2, reached: make(chan struct{}), release: make(chan struct{})}
 	var released atomic.Bool
@@ -269,7 +264,7 @@ func TestRestartedNodeMeetsRememberedFaultsAtOnce(t *testing.T) {
 	}
 }
 
-// PINNED. With a third of all messages between nodes lost, for good, every
+// With a third of all messages between nodes lost, for good, every
 // Submit still ends (committed or aborted, within its client timeout), and
 // once the faults are cleared every node settles: no lock, nothing in
 // doubt, no txn actor, no commit without END. Transfers keep the total.

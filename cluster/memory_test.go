@@ -112,7 +112,7 @@ func TestDecidedTransactionsAreForgotten(t *testing.T) {
 	t.Logf("bytes on disk per node after 800 transactions: %v; after 3,200: %v", first, second)
 }
 
-// PINNED. Bounded memory after a burst with crashes: transfers through
+// Bounded memory after a burst with crashes: transfers through
 // every node while one participant loses power and restarts three times in
 // a row; once the traffic stops, every coordinator runs no txn actor, no
 // participant holds a lock, a wait or anything in doubt, no log has a commit

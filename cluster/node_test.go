@@ -45,21 +45,15 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	}
 }
 
-// FINDING. Node.Stop ("cleanly: ... listener and connections closed",
-// what cmd/node does on SIGTERM) with a client's Submit in flight: teardown
+// Node.Stop ("cleanly: ... listener and connections closed", what
+// cmd/node does on SIGTERM) with a client's Submit in flight: teardown
 // closes the client's connection and stops the coordinator, whose txn
-// actors die without answering; but net/rpc's ServeConn waits for the calls
-// it is serving before it returns, and the call is clientService.Submit →
-// Node.Submit, which now waits for an answer nobody will send until its
-// clientTimeout (3 × VoteTimeout + 2 s: 8 s by default, minutes with a long
-// vote timeout). teardown's server.wait() waits for it, so Stop hangs that
-// long — with every client that was mid-Submit, the cluster's Local.Stop too.
-//
-// Should: Stop returns promptly; the Submits it cut short end at once with
-// an error ("node stopping": no known outcome).
-// Fix: close a "stopping" channel at the start of teardown and select on it
-// in Node.Submit (as on cutCh), or have the coordinator answer its waiting
-// clients when it stops.
+// actors die without answering, and net/rpc's ServeConn waits for the calls
+// it is serving (clientService.Submit → Node.Submit) before it returns. So
+// Submit must end as soon as the node stops (stopCh), not at its
+// clientTimeout (3 × VoteTimeout + 2 s), or Stop would hang that long.
+// Stop returns promptly; the Submit it cut short ends with an error ("node
+// stopping": no known outcome).
 func TestStopReturnsWithAClientSubmitInFlight(t *testing.T) {
 	l, _ := hookedCluster(t, 2, actors.Timing{VoteTimeout: 3 * time.Second}) // clientTimeout 11 s
 	c, err := Dial(l.Members()[0])
@@ -89,7 +83,7 @@ func TestStopReturnsWithAClientSubmitInFlight(t *testing.T) {
 	<-submitted // the client's connection was closed: it has an error at once
 }
 
-// PINNED. Node.Stop under load, with in-process callers only, returns; the
+// Node.Stop under load, with in-process callers only, returns; the
 // callers of the other nodes get answers; the node restarts and everything
 // settles. Local.Stop also returns with a node whose power was cut but that
 // was never Crash()ed.

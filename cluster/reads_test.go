@@ -64,14 +64,10 @@ func TestReadYourWritesAcrossNodes(t *testing.T) {
 	wantEverywhere(t, clients[0], "value", nodes, writers*rounds)
 }
 
-// Node.Submit on a node whose power was cut refuses to answer ("a client of
-// a crashed node learns nothing"), but Node.Read still answers from the
-// dead node's participant: from the moment PowerCut returns "nothing [its
-// actors] do can be seen from outside", yet a Go caller reads its state.
-//
-// Fix: have Node.Read (and ParticipantStatus / CoordinatorStatus if they
-// are meant to be outside views) check n.cut first and fail with
-// errNodeCrashed, as Submit does.
+// Node.Read on a node whose power was cut fails, as Submit does ("a
+// client of a crashed node learns nothing"): from the moment PowerCut
+// returns "nothing [its actors] do can be seen from outside", so a Go
+// caller must not read the dead node's participant either.
 func TestReadOnPowerCutNodeFails(t *testing.T) {
 	l := testCluster(t, 2, actors.Timing{VoteTimeout: 500 * time.Millisecond})
 	n0 := l.Node(0)

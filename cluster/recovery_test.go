@@ -136,7 +136,7 @@ func TestRestartNoBatchRefusedAsLate(t *testing.T) {
 	}
 }
 
-// PINNED. The coordinator loses power just after logging COMMIT, and so
+// The coordinator loses power just after logging COMMIT, and so
 // does a participant that voted yes; the coordinator comes back and
 // re-drives the commit while that participant stays down for long (its
 // Commits queue at the bridge, which keeps redialling). Once the

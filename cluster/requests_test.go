@@ -71,19 +71,13 @@ func TestSubmitAfterPowerCutGetsNoOutcome(t *testing.T) {
 	}
 }
 
-// The forged-message checks cover Prepare, Vote, Commit, Abort, Ack and
-// DecisionQuery/Reply, but an Outcome is carried on the wire and checked
-// for nothing. A client's Submit waits on a reply box registered under a
-// sequential, guessable name ("submit$<n>") in the node's process registry,
-// which the bridge delivers to like any actor. So a peer — here node 2,
-// which is not even part of the transaction — can answer another node's
-// client: the transaction below aborts at its vote timeout (node 1 is cut
-// off), yet Submit returns "committed" for a transaction that never existed.
-//
-// Fix: refuse Outcome (and Begin) from peers — clients reach a coordinator
-// through the Client rpc service, never through the bridge — or at least
-// require Outcome.Tx.Node == the sending node and never deliver to
-// Submit's reply boxes from the wire.
+// A Submit waits on a reply box with a guessable name in the node's
+// process registry, which the bridge delivers to like any actor. A peer —
+// here node 2, which is not even part of the transaction — must not be able
+// to answer another node's client: Outcome is not a wire type (clients reach
+// a coordinator through the Client rpc service, never through the bridge),
+// so a forged "committed" for a transaction that aborts at its vote timeout
+// (node 1 is cut off) never reaches the caller.
 func TestPeerCannotAnswerAnotherNodesSubmit(t *testing.T) {
 	l, err := StartLocal(LocalConfig{
 		Nodes: 3, DataDir: t.TempDir(), Timing: actors.Timing{VoteTimeout: 3 * time.Second}, Logger: quietLogger(),
@@ -153,13 +147,9 @@ func TestPeerCannotAnswerAnotherNodesSubmit(t *testing.T) {
 	}
 }
 
-// FINDING (same cause, in-process). A Go caller of Node.Submit whose
-// transaction is cut short by Node.Stop is never answered: it waits for its
-// full client timeout, although the node is gone (PowerCut ends such waits
-// at once through cutCh; a clean Stop has nothing alike).
-//
-// Should: Submit returns an error as soon as the node stops.
-// Fix: as above.
+// A Go caller of Node.Submit whose transaction is cut short by Node.Stop
+// gets an error as soon as the node stops (stopCh), as PowerCut ends such
+// waits through cutCh, instead of waiting out its client timeout.
 func TestSubmitEndsWhenItsNodeStops(t *testing.T) {
 	l, _ := hookedCluster(t, 2, actors.Timing{VoteTimeout: 3 * time.Second}) // clientTimeout 11 s
 	if err := l.Partition(0, 1); err != nil {

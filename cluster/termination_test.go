@@ -11,8 +11,8 @@ import (
 	"twopc/messages"
 )
 
-// End to end: a committed transaction aborted on one participant, through a
-// duplicate Prepare at a read-only voter (a unit test in actors/ pins the
+// End to end: a committed transaction must not be aborted on one
+// participant through a duplicate Prepare at a read-only voter (a unit test in actors/ pins the
 // participant's side of it).
 //
 // Interleaving:
@@ -24,17 +24,15 @@ import (
 //     nothing for T.
 //  4. A duplicate of T's Prepare reaches node 1 (the bridge's Duplicate
 //     fault sends a second copy, delayed on its own; injected here locally
-//     so that it lands at step 4). Node 1 prepares it from scratch: the
-//     floor check fails, it votes no and remembers T as aborted.
-//  5. Node 2, asking its peers, hears "abort" from node 1 and aborts T.
-//  6. Node 0 restarts, finds COMMIT without END and re-drives: node 2
-//     refuses ("conflicting decisions"), and y never gets its 10.
+//     so that it lands at step 4). Prepared from scratch, its floor check
+//     would fail and node 1 would remember T as aborted; it must answer
+//     read-only again, without touching locks.
+//  5. Node 2, asking its peers, must not hear "abort" from node 1 ("a peer
+//     that voted read-only cannot tell").
+//  6. Node 0 restarts, finds COMMIT without END and re-drives: y gets its 10.
 //
-// Rule broken: atomicity — a transaction whose COMMIT is durable is applied
-// on none of its yes-voters; and "a peer that voted read-only cannot tell".
-// Fix: in tryPrepare (or onPrepare), a Prepare of a transaction in
-// recentReadOnly gets VoteReadOnly again without touching locks; and/or
-// onQuery should answer unknown for recentReadOnly before recentAborts.
+// The rule at stake: atomicity — a transaction whose COMMIT is durable is
+// applied on every yes-voter.
 func TestDuplicatePrepareAtReadOnlyVoterKeepsCommit(t *testing.T) {
 	r := newCrashRig(t)
 	x, y := "n1/r4-x", "n2/r4-y"
@@ -95,7 +93,7 @@ func TestDuplicatePrepareAtReadOnlyVoterKeepsCommit(t *testing.T) {
 	r.waitSettled()
 }
 
-// PINNED. The Commit of a transaction is lost in a partition between the
+// The Commit of a transaction is lost in a partition between the
 // coordinator and a participant that voted yes (and has no peer to ask:
 // the coordinator's own node is the other participant, cut off too). The
 // participant stays in doubt, locks held, for as long as the partition
