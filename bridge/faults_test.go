@@ -364,3 +364,43 @@ func TestFaultIsolatedNodeDoesNotRedial(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// The bridge actor owns the fault state; a restarted instance (after a
+// panic) takes over what its predecessor left: a restart neither heals a
+// cut nor forgets the faults in force or what they did.
+func TestFaultsSurviveBridgeActorRestart(t *testing.T) {
+	checkNoLeaks(t)
+	nodes := startCluster(t, 3)
+	a := nodes[0]
+	if err := a.bridge.SetFaults(Faults{Drop: 1, Seed: 9}); err != nil {
+		t.Fatal(err)
+	}
+	faultSendVotes(a.sys, actor.NewPID(nodes[1].addr, "recorder"), 0, 1, 5)
+	if err := a.bridge.Cut(2); err != nil {
+		t.Fatal(err)
+	}
+	before := a.bridge.FaultStats()
+	if before.Dropped != 5 {
+		t.Fatalf("before the restart: %+v, want 5 dropped", before)
+	}
+	epoch := a.bridge.epoch.Load()
+	a.sys.Root.Send(a.bridge.PID(), &outbound{}) // a nil target panics in enqueue
+	waitFor(t, "the bridge actor to restart", func() bool { return a.bridge.epoch.Load() > epoch })
+
+	if got := a.bridge.CutPeers(); !slices.Equal(got, []int32{2}) {
+		t.Errorf("after the restart CutPeers = %v, want [2]", got)
+	}
+	if got := a.bridge.Faults(); got.Drop != 1 || got.Seed != 9 {
+		t.Errorf("after the restart Faults = %+v, want Drop 1, Seed 9", got)
+	}
+	if got := a.bridge.FaultStats(); got != before {
+		t.Errorf("after the restart FaultStats = %+v, want %+v", got, before)
+	}
+	// The inbound side still refuses the cut peer.
+	var ack Ack
+	err := a.bridge.deliver(&Batch{Cluster: a.bridge.cluster, From: 2, FromAddr: nodes[2].addr, To: 0, Session: 1, Seq: 1,
+		Msgs: []Msg{{To: "recorder", Body: vote(1)}}}, &ack)
+	if err == nil || !strings.Contains(err.Error(), "the link is cut") {
+		t.Errorf("a batch from the cut peer after the restart: %v, want refused", err)
+	}
+}
