@@ -182,9 +182,6 @@ func TestBridgePreservesSender(t *testing.T) {
 	}
 }
 
-type poke struct{ seq uint64 }
-type pong struct{ seq uint64 }
-
 func TestBridgePeerDownThenUp(t *testing.T) {
 	checkNoLeaks(t)
 	lnA := listenLoopback(t)

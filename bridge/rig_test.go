@@ -447,6 +447,10 @@ func drainAfter(ch <-chan envelope, n int) <-chan envelope {
 	return ch
 }
 
+// poke asks a pinger for a pong with the same seq.
+type poke struct{ seq uint64 }
+type pong struct{ seq uint64 }
+
 // spawnPinger spawns an actor that, for each poke, sends a vote to target and
 // answers the poke: if the remote send blocked, pokes would time out.
 func spawnPinger(tb testing.TB, sys *actor.ActorSystem, target *actor.PID) *actor.PID {
