@@ -18,34 +18,6 @@ import (
 // the node with an error naming the file and offset and changes nothing; a
 // torn tail (a crash mid-write) is trimmed with a warning and the node runs.
 
-// dirContents maps every file of dir to its bytes.
-func dirContents(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[e.Name()] = string(b)
-	}
-	return out
-}
-
-// onlySegment is the path of the node's one log segment.
-func onlySegment(t *testing.T, dir string) string {
-	t.Helper()
-	segs, err := filepath.Glob(filepath.Join(dir, "wal-*.log"))
-	if err != nil || len(segs) != 1 {
-		t.Fatalf("want one segment in %s, got %v %v", dir, segs, err)
-	}
-	return segs[0]
-}
-
 func TestDamagedLogStopsTheNodeAndChangesNothing(t *testing.T) {
 	logger, logs := newBufferLogger(hclog.Warn)
 	data := t.TempDir()
@@ -109,12 +81,4 @@ func TestDamagedLogStopsTheNodeAndChangesNothing(t *testing.T) {
 	if err != nil || vals[0].Value != 5 {
 		t.Fatalf("n1/x after trimming: %v %v, want 5", vals, err)
 	}
-}
-
-func keys(m map[string]string) []string {
-	var out []string
-	for k, v := range m {
-		out = append(out, fmt.Sprintf("%s(%d)", k, len(v)))
-	}
-	return out
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"twopc/actors"
+	"twopc/bridge"
 	"twopc/trace"
 )
 
@@ -87,7 +88,7 @@ func (l *Local) start(i int, lis net.Listener) error {
 	n, err := Start(Config{
 		ID: int32(i), Members: l.members, DataDir: l.cfg.DataDir, Timing: l.cfg.Timing,
 		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Steps: l.cfg.Steps, Tracer: l.cfg.Tracer,
-		BridgeReady: func(b *Bridge) { l.bridgeReady(i, b) },
+		BridgeReady: func(b *bridge.Bridge) { l.bridgeReady(i, b) },
 	})
 	if err != nil {
 		return err
@@ -172,4 +173,13 @@ func (l *Local) Stop() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Up returns node i if it is running: started, and its power not cut (a
+// node whose power was cut stays in the Local until Crash tears it down).
+func (l *Local) Up(i int) *Node {
+	if n := l.Node(i); n != nil && !n.Crashed() {
+		return n
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 
+	"twopc/bridge"
 	"twopc/trace"
 )
 
@@ -19,7 +20,7 @@ import (
 // either the old state and then the change, or the new state.
 type localFaults struct {
 	mu     sync.Mutex
-	faults Faults
+	faults bridge.Faults
 	cuts   map[[2]int]bool // {a, b} with a < b
 	nodes  []*Node         // the newest start of each node, down ones too (a stopped bridge ignores changes)
 }
@@ -41,16 +42,16 @@ func (l *Local) applyFaults(i int, n *Node) {
 // bridgeReady gives node i's bridge the remembered faults and cuts as soon
 // as it exists, before the node recovers or serves: a restarted node's
 // first messages (re-driven commits, in-doubt questions) must meet them too.
-func (l *Local) bridgeReady(i int, b *Bridge) {
+func (l *Local) bridgeReady(i int, b *bridge.Bridge) {
 	l.faults.mu.Lock()
 	defer l.faults.mu.Unlock()
 	l.applyLocked(i, b)
 }
 
 // applyLocked applies the remembered faults to b; l.faults.mu is held.
-func (l *Local) applyLocked(i int, b *Bridge) {
+func (l *Local) applyLocked(i int, b *bridge.Bridge) {
 	f := &l.faults
-	if f.faults != (Faults{}) {
+	if f.faults != (bridge.Faults{}) {
 		// Validated when it was set, so it cannot fail here.
 		_ = b.SetFaults(seeded(f.faults, i))
 	}
@@ -63,7 +64,7 @@ func (l *Local) applyLocked(i int, b *Bridge) {
 
 // seeded gives each node its own fault RNG seed, so the nodes do not all
 // drop (or duplicate, ...) the same positions of their message streams.
-func seeded(f Faults, node int) Faults {
+func seeded(f bridge.Faults, node int) bridge.Faults {
 	f.Seed += int64(node)
 	return f
 }
@@ -79,10 +80,10 @@ func otherEnd(c [2]int, i int) (int, bool) {
 }
 
 // SetFaults injects f on every node's outbound messages — the nodes up now
-// and those started later — with seed f.Seed+i on node i. Faults{} stops
+// and those started later — with seed f.Seed+i on node i. bridge.Faults{} stops
 // injecting; partitions are left as they are.
-func (l *Local) SetFaults(f Faults) error {
-	if err := f.validate(); err != nil {
+func (l *Local) SetFaults(f bridge.Faults) error {
+	if err := f.Validate(); err != nil {
 		return err
 	}
 	lf := &l.faults

@@ -8,14 +8,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hashicorp/go-hclog"
-
-	"twopc/actors/actortest"
 )
-
-func newBufferLogger(level hclog.Level) (hclog.Logger, *actortest.Buffer) {
-	buf := &actortest.Buffer{}
-	return hclog.New(&hclog.LoggerOptions{Name: "test", Level: level, Output: buf}), buf
-}
 
 func TestSlogHandlerLevels(t *testing.T) {
 	cases := []struct {

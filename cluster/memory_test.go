@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,4 +110,66 @@ func TestDecidedTransactionsAreForgotten(t *testing.T) {
 		}
 	}
 	t.Logf("bytes on disk per node after 800 transactions: %v; after 3,200: %v", first, second)
+}
+
+// Bounded memory after a burst with crashes: transfers through
+// every node while one participant loses power and restarts three times in
+// a row; once the traffic stops, every coordinator runs no txn actor, no
+// participant holds a lock, a wait or anything in doubt, no log has a commit
+// without END or an undecided PREPARED, and — RememberOutcomes later —
+// no participant remembers a single outcome.
+func TestBurstWithCrashesLeavesNothingBehind(t *testing.T) {
+	timing := termTiming
+	timing.RememberOutcomes = 300 * time.Millisecond // raised to VoteTimeout + 2 × ClockSkew
+	l, _ := hookedCluster(t, 4, timing)
+	var stop atomic.Bool
+	var submitted atomic.Int64
+	var wg sync.WaitGroup
+	for c := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			via := []int{0, 1, 3}[c%3] // node 2 is the one that crashes
+			for !stop.Load() {
+				if n := l.Node(via); n != nil {
+					_, _ = n.Submit(messages.Add(fmt.Sprintf("n2/k%d", c), -1), messages.Add(fmt.Sprintf("n%d/k%d", via, c), 1))
+					submitted.Add(1)
+				}
+			}
+		}()
+	}
+	for range 3 {
+		waitProgress(t, &submitted, 30)
+		l.Node(2).PowerCut()
+		if err := l.Crash(2); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.RestartNode(2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitProgress(t, &submitted, 30)
+	stop.Store(true)
+	wg.Wait()
+	settledWithin(t, l, 15*time.Second, "after the burst")
+	actortest.Eventually(t, 10*time.Second, func() string {
+		for i := range l.Members() {
+			ps, err := l.Node(i).ParticipantStatus()
+			if err != nil {
+				return err.Error()
+			}
+			if ps.Remembered != 0 || ps.Reads != 0 || ps.Waiting != 0 {
+				return fmt.Sprintf("node %d still remembers: %+v", i, ps)
+			}
+		}
+		return ""
+	})
+	// The transfers kept the total.
+	var total int64
+	for c := range 8 {
+		total += valueVia(t, l, 0, fmt.Sprintf("n2/k%d", c)) + valueVia(t, l, 0, fmt.Sprintf("n%d/k%d", []int{0, 1, 3}[c%3], c))
+	}
+	if total != 0 {
+		t.Fatalf("money made or lost: total %d", total)
+	}
 }

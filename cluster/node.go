@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"twopc/actors"
+	"twopc/bridge"
 	"twopc/messages"
 	"twopc/persistence"
 	"twopc/trace"
@@ -36,7 +37,7 @@ type Config struct {
 	// BridgeReady, if set, is called with the node's bridge as soon as it
 	// exists, before the node recovers its roles or serves: where a Local
 	// applies the message faults and cuts it remembers.
-	BridgeReady func(*Bridge)
+	BridgeReady func(*bridge.Bridge)
 	// Tracer, if set, records this node's part of every transaction's
 	// history (messages, log writes, decisions) for the operator's trace
 	// command; see tracing.go. Nil: no tracing, and no middleware at all.
@@ -45,6 +46,29 @@ type Config struct {
 	// Listener, if set, is used instead of listening on Members[ID]: tests
 	// reserve a free port this way.
 	Listener net.Listener
+}
+
+// Validate names the first field of c that breaks its rule. Start calls it
+// before anything else; zero optional fields are valid (they take their
+// defaults).
+func (c Config) Validate() error {
+	if len(c.Members) == 0 {
+		return errors.New("cluster: Members: member list is empty")
+	}
+	if c.ID < 0 || int(c.ID) >= len(c.Members) {
+		return fmt.Errorf("cluster: ID = %d: not a member (Members are nodes 0-%d)", c.ID, len(c.Members)-1)
+	}
+	seen := make(map[string]int, len(c.Members))
+	for i, addr := range c.Members {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("cluster: Members[%d] = %q: not host:port: %w", i, addr, err)
+		}
+		if j, dup := seen[addr]; dup {
+			return fmt.Errorf("cluster: Members[%d] and Members[%d] are both %q: each node needs its own address", j, i, addr)
+		}
+		seen[addr] = i
+	}
+	return nil
 }
 
 // DefaultDataDir is where nodes keep their logs unless told otherwise.
@@ -58,7 +82,7 @@ type Node struct {
 	log    hclog.Logger
 	sys    *actor.ActorSystem
 	wal    *persistence.Log
-	bridge *Bridge
+	bridge *bridge.Bridge
 	lis    net.Listener
 	lock   *os.File
 
@@ -95,8 +119,8 @@ func (n *Node) waitPreparesAfter() {
 // Start recovers the node from its log and starts serving. The log is
 // replayed completely before the node accepts any message.
 func Start(cfg Config) (*Node, error) {
-	if int(cfg.ID) < 0 || int(cfg.ID) >= len(cfg.Members) {
-		return nil, fmt.Errorf("node %d: not a member (members are 0-%d)", cfg.ID, len(cfg.Members)-1)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = DefaultDataDir
@@ -142,7 +166,7 @@ func (n *Node) start() error {
 	state := wal.State()
 
 	n.sys = actor.NewActorSystem(ActorSystemLogging(n.log))
-	n.bridge, err = NewBridge(n.sys, BridgeConfig{Self: n.cfg.ID, Members: n.cfg.Members, Logger: n.log.Named("bridge")})
+	n.bridge, err = bridge.New(n.sys, bridge.Config{Self: n.cfg.ID, Members: n.cfg.Members, Logger: n.log.Named("bridge")})
 	if err != nil {
 		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
 	}
@@ -376,208 +400,8 @@ func (n *Node) System() *actor.ActorSystem  { return n.sys }
 func (n *Node) Coordinator() *actor.PID     { return n.coordinator }
 func (n *Node) Participant() *actor.PID     { return n.participant }
 func (n *Node) Persistence() *actor.PID     { return n.persistencePID }
-func (n *Node) Bridge() *Bridge             { return n.bridge }
+func (n *Node) Bridge() *bridge.Bridge      { return n.bridge }
 func (n *Node) LogStats() messages.LogStats { return n.wal.Stats() }
-
-// clientTimeout bounds a client's wait for an outcome: the vote timeout plus
-// the ack wait, with room to spare.
-func (n *Node) clientTimeout() time.Duration {
-	return 3*n.cfg.Timing.WithDefaults().VoteTimeout + 2*time.Second
-}
-
-// Submit runs a transaction coordinated by this node and returns its outcome.
-// When no outcome comes (timeout, crash, stop, no coordinator) the error is a
-// *NoOutcomeError naming the transaction if the coordinator named it.
-func (n *Node) Submit(ops ...messages.Op) (*messages.Outcome, error) {
-	r, err := n.request(n.coordinator, &messages.Begin{Ops: ops, NotifyBegun: true})
-	if err != nil {
-		return nil, err
-	}
-	res, err := r.await(time.Now().Add(n.clientTimeout()))
-	if err != nil {
-		return nil, &NoOutcomeError{Node: n.cfg.ID, Tx: r.box.begunTx(), Err: err}
-	}
-	switch o := res.(type) {
-	case *messages.Outcome:
-		return o, nil
-	case *actor.DeadLetterResponse:
-		return nil, &NoOutcomeError{Node: n.cfg.ID, Tx: r.box.begunTx(), Err: errors.New("the coordinator is not running")}
-	default:
-		return nil, fmt.Errorf("node %d: unexpected answer %T", n.cfg.ID, res)
-	}
-}
-
-// errNodeStopping is what callers waiting on a node that stops are told.
-var errNodeStopping = errors.New("node stopping")
-
-// pendingReply is a request sent with a reply box as its sender.
-type pendingReply struct {
-	n   *Node
-	box *replyBox
-	pid *actor.PID
-}
-
-// request sends msg to target with a fresh reply box as the sender. Reply
-// boxes rather than Futures: a wait must also end when the node crashes or
-// stops (its dead roles will never answer), and a Future cannot be
-// selected on.
-func (n *Node) request(target *actor.PID, msg interface{}) (*pendingReply, error) {
-	box := &replyBox{ch: make(chan interface{}, 1)}
-	pid, ok := n.sys.ProcessRegistry.Add(box, "reply"+n.sys.ProcessRegistry.NextId())
-	if !ok {
-		return nil, fmt.Errorf("node %d: cannot register a reply address", n.cfg.ID)
-	}
-	n.sys.Root.RequestWithCustomSender(target, msg, pid)
-	return &pendingReply{n: n, box: box, pid: pid}, nil
-}
-
-// await waits for the answer until deadline, or until the node crashes or
-// stops, and frees the reply box.
-func (r *pendingReply) await(deadline time.Time) (interface{}, error) {
-	defer r.n.sys.ProcessRegistry.Remove(r.pid)
-	wait := time.Until(deadline)
-	timeout := time.NewTimer(wait)
-	defer timeout.Stop()
-	var res interface{}
-	select {
-	case res = <-r.box.ch:
-	case <-r.n.cutCh:
-	case <-r.n.stopCh:
-		return nil, errNodeStopping
-	case <-timeout.C:
-		return nil, fmt.Errorf("no answer within %v", wait.Round(time.Millisecond))
-	}
-	if r.n.cut.Load() {
-		// Whatever the dead node's actors answered after the cut, a caller
-		// of a crashed node learns nothing.
-		return nil, errNodeCrashed
-	}
-	return res, nil
-}
-
-// replyBox is a one-shot reply address that a Go caller can select on. It
-// keeps the first message and drops any other. A Begun (Submit's early
-// notice of its transaction id) is kept apart, in begun, and is not the
-// answer.
-type replyBox struct {
-	ch    chan interface{}
-	begun txNote
-}
-
-func (r *replyBox) SendUserMessage(_ *actor.PID, m interface{}) {
-	_, msg, _ := actor.UnwrapEnvelope(m)
-	if b, ok := msg.(*messages.Begun); ok {
-		r.begun.set(b.Tx)
-		return
-	}
-	select {
-	case r.ch <- msg:
-	default:
-	}
-}
-func (r *replyBox) SendSystemMessage(*actor.PID, interface{}) {}
-func (r *replyBox) Stop(*actor.PID)                           {}
-
-// Read returns the committed value of each key from the node(s) that own
-// it: one entry per key, or per node for a key held everywhere ("value").
-func (n *Node) Read(keys ...string) ([]NodeValue, error) {
-	if n.cut.Load() {
-		return nil, fmt.Errorf("node %d: %w", n.cfg.ID, errNodeCrashed)
-	}
-	if len(keys) == 0 {
-		return nil, errors.New("read: no keys given")
-	}
-	members := len(n.cfg.Members)
-	owners := make([][]int32, len(keys))
-	perNode := make([][]string, members) // each owner is asked once, for all its keys
-	for i, k := range keys {
-		own, err := messages.Owners(k, members)
-		if err != nil {
-			return nil, err
-		}
-		owners[i] = own
-		for _, o := range own {
-			perNode[o] = append(perNode[o], k)
-		}
-	}
-	// The owners are asked at once.
-	deadline := time.Now().Add(n.readTimeout())
-	pending := make([]*pendingReply, members)
-	defer func() { // boxes not awaited (after an error) are freed too
-		for _, r := range pending {
-			if r != nil {
-				n.sys.ProcessRegistry.Remove(r.pid)
-			}
-		}
-	}()
-	for o, ks := range perNode {
-		if len(ks) > 0 {
-			r, err := n.request(actor.NewPID(n.cfg.Members[o], actors.ParticipantName), &messages.Read{Keys: ks})
-			if err != nil {
-				return nil, err
-			}
-			pending[o] = r
-		}
-	}
-	got := make([][]messages.KeyValue, members)
-	for o, r := range pending {
-		if r == nil {
-			continue
-		}
-		res, err := r.await(deadline)
-		pending[o] = nil
-		if got[o], err = readValues(int32(o), perNode[o], res, err); err != nil {
-			return nil, err
-		}
-	}
-	// One entry per key per owner, in the order the keys were asked.
-	var out []NodeValue
-	next := make([]int, members)
-	for i, k := range keys {
-		for _, o := range owners[i] {
-			out = append(out, NodeValue{Key: k, Node: o, Value: got[o][next[o]].Value})
-			next[o]++
-		}
-	}
-	return out, nil
-}
-
-// readValues checks owner's answer to a Read of keys (res, or err if none
-// came) and returns its values, in the order asked.
-func readValues(owner int32, keys []string, res interface{}, err error) ([]messages.KeyValue, error) {
-	what := strings.Join(keys, " ")
-	if err != nil {
-		return nil, fmt.Errorf("read %s: node %d did not answer: %w", what, owner, err)
-	}
-	if _, dead := res.(*actor.DeadLetterResponse); dead {
-		return nil, fmt.Errorf("read %s: node %d did not answer: its participant is not running", what, owner)
-	}
-	rr, ok := res.(*messages.ReadReply)
-	if ok && rr.From != owner {
-		// A reply address can be guessed; only the owner asked may answer.
-		return nil, fmt.Errorf("read %s: answer from node %d, not from node %d that was asked", what, rr.From, owner)
-	}
-	if ok && rr.Err != "" {
-		return nil, fmt.Errorf("read %s: %s", what, rr.Err)
-	}
-	if !ok || len(rr.Values) != len(keys) {
-		return nil, fmt.Errorf("read %s: node %d: unexpected answer %T", what, owner, res)
-	}
-	return rr.Values, nil
-}
-
-// readTimeout bounds a read: one held by transactions prepared on its keys
-// waits up to the vote timeout for them to be decided.
-func (n *Node) readTimeout() time.Duration {
-	return 2*n.cfg.Timing.WithDefaults().VoteTimeout + time.Second
-}
-
-// NodeValue is a key's committed value as one node holds it.
-type NodeValue struct {
-	Key   string
-	Node  int32
-	Value int64
-}
 
 // addressDirectory finds a node's roles by its address.
 type addressDirectory struct {
@@ -609,31 +433,4 @@ func portOf(addr string) string {
 		return port
 	}
 	return addr
-}
-
-// ParticipantStatus asks this node's participant for its state at a glance.
-func (n *Node) ParticipantStatus() (*actors.ParticipantStatus, error) {
-	res, err := n.sys.Root.RequestFuture(n.participant, &actors.ParticipantStatusRequest{}, 5*time.Second).Result()
-	if err != nil {
-		return nil, fmt.Errorf("node %d: participant status: %w", n.cfg.ID, err)
-	}
-	return res.(*actors.ParticipantStatus), nil
-}
-
-// readLocal reads a key from this node's own participant.
-func (n *Node) readLocal(key string) (int64, error) {
-	res, err := n.sys.Root.RequestFuture(n.participant, &messages.Read{Keys: []string{key}}, 5*time.Second).Result()
-	if err != nil {
-		return 0, err
-	}
-	return res.(*messages.ReadReply).Values[0].Value, nil
-}
-
-// CoordinatorStatus asks this node's coordinator for its state at a glance.
-func (n *Node) CoordinatorStatus() (*actors.CoordinatorStatus, error) {
-	res, err := n.sys.Root.RequestFuture(n.coordinator, &actors.CoordinatorStatusRequest{}, 5*time.Second).Result()
-	if err != nil {
-		return nil, fmt.Errorf("node %d: coordinator status: %w", n.cfg.ID, err)
-	}
-	return res.(*actors.CoordinatorStatus), nil
 }

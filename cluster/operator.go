@@ -1,16 +1,15 @@
 package cluster
 
-// What an operator (the REPL) needs beyond Submit and Read: the id of a
-// transaction whose outcome never came, a node's own view of its keys, the
-// transactions stuck in doubt, what is known of an outcome, and — as a last
-// resort — a heuristic decision on a transaction nobody can settle.
+// What an operator (the REPL) needs beyond Submit and Read (requests.go):
+// the roles' state at a glance, the transactions stuck in doubt, what is
+// known of an outcome, and — as a last resort — a heuristic decision on a
+// transaction nobody can settle.
 
 import (
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -18,113 +17,6 @@ import (
 	"twopc/actors"
 	"twopc/messages"
 )
-
-// NoOutcomeError is Submit's error when no outcome reached the caller: the
-// wait timed out, the node crashed or stopped, or its coordinator was not
-// running. The transaction itself is not lost: if the coordinator named it
-// (Tx is not zero), its participants settle it — commit or abort, the same
-// everywhere — and Local.KnownOutcome can tell which, later.
-type NoOutcomeError struct {
-	Node int32
-	Tx   messages.TxID // zero if the coordinator never named it (as far as the caller heard)
-	Err  error         // why there is no outcome (e.g. errNodeCrashed, "no answer within 5s")
-}
-
-func (e *NoOutcomeError) Error() string {
-	tx := ""
-	if !e.Tx.IsZero() {
-		tx = " for " + e.Tx.String()
-	}
-	return fmt.Sprintf("node %d: no outcome%s: %v (the transaction may still commit or abort; its participants settle it)", e.Node, tx, e.Err)
-}
-
-func (e *NoOutcomeError) Unwrap() error { return e.Err }
-
-// txNote holds the id a Begun announced. The box is written on the
-// coordinator's goroutine and read by Submit's caller after its wait ended
-// (also when the wait ended by a crash, with no happens-before from the
-// coordinator), hence the lock.
-type txNote struct {
-	mu sync.Mutex
-	tx messages.TxID
-}
-
-func (n *txNote) set(tx messages.TxID) {
-	n.mu.Lock()
-	n.tx = tx
-	n.mu.Unlock()
-}
-
-func (n *txNote) get() messages.TxID {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.tx
-}
-
-// begunTx is the id the coordinator announced for this request, or zero.
-func (r *replyBox) begunTx() messages.TxID { return r.begun.get() }
-
-// ReadLocal returns the committed values of keys as this node's own
-// participant holds them, in the order asked: for looking at one replica of
-// a key held everywhere ("value"), or at a node's state while others are
-// down. Each key must be owned by this node. Like Read it may wait for
-// transactions prepared on the keys to be decided, and it ends when the
-// node crashes or stops.
-func (n *Node) ReadLocal(keys ...string) ([]messages.KeyValue, error) {
-	if n.cut.Load() {
-		return nil, fmt.Errorf("node %d: %w", n.cfg.ID, errNodeCrashed)
-	}
-	if len(keys) == 0 {
-		return nil, errors.New("read: no keys given")
-	}
-	for _, k := range keys {
-		own, err := messages.Owners(k, len(n.cfg.Members))
-		if err != nil {
-			return nil, err
-		}
-		if !slices.Contains(own, n.cfg.ID) {
-			return nil, fmt.Errorf("read %s on node %d: the key is owned by %s, not by this node", k, n.cfg.ID, nodeList(own))
-		}
-	}
-	res, err := n.await(n.participant, &messages.Read{Keys: keys}, n.readTimeout())
-	return readValues(n.cfg.ID, keys, res, err)
-}
-
-func nodeList(ids []int32) string {
-	s := make([]string, len(ids))
-	for i, id := range ids {
-		s[i] = fmt.Sprint(id)
-	}
-	if len(ids) == 1 {
-		return "node " + s[0]
-	}
-	return "nodes " + strings.Join(s, ",")
-}
-
-// await sends msg to one of this node's roles and waits up to d for the
-// answer, or until the node crashes or stops.
-func (n *Node) await(target *actor.PID, msg interface{}, d time.Duration) (interface{}, error) {
-	if n.cut.Load() {
-		return nil, errNodeCrashed
-	}
-	r, err := n.request(target, msg)
-	if err != nil {
-		return nil, err
-	}
-	return r.await(time.Now().Add(d))
-}
-
-// ask is await, with its errors naming the node and a dead role an error.
-func (n *Node) ask(target *actor.PID, msg interface{}, d time.Duration) (interface{}, error) {
-	res, err := n.await(target, msg, d)
-	if err != nil {
-		return nil, fmt.Errorf("node %d: %w", n.cfg.ID, err)
-	}
-	if _, dead := res.(*actor.DeadLetterResponse); dead {
-		return nil, fmt.Errorf("node %d: its %s is not running", n.cfg.ID, target.Id)
-	}
-	return res, nil
-}
 
 // askOutcome sends an OutcomeQuery to one of this node's roles.
 func (n *Node) askOutcome(role *actor.PID, tx messages.TxID) (*actors.OutcomeAnswer, error) {
@@ -150,15 +42,6 @@ type InDoubt struct {
 	Participants  []int32   // every participant of the transaction
 	Asked         int       // query rounds it has sent (to the coordinator and its peers)
 	CoordinatorUp bool      // the transaction's coordinator node is running (and not power-cut)
-}
-
-// Up returns node i if it is running: started, and its power not cut (a
-// node whose power was cut stays in the Local until Crash tears it down).
-func (l *Local) Up(i int) *Node {
-	if n := l.Node(i); n != nil && !n.Crashed() {
-		return n
-	}
-	return nil
 }
 
 // mayDecide: node i's coordinator is running, or starting again (replaying
@@ -409,4 +292,22 @@ func (l *Local) Resolve(tx messages.TxID, commit bool) (*Resolution, error) {
 		return nil, fmt.Errorf("resolve %v: applied nowhere: %s", tx, strings.Join(res.Refused, "; "))
 	}
 	return res, nil
+}
+
+// ParticipantStatus asks this node's participant for its state at a glance.
+func (n *Node) ParticipantStatus() (*actors.ParticipantStatus, error) {
+	res, err := n.sys.Root.RequestFuture(n.participant, &actors.ParticipantStatusRequest{}, 5*time.Second).Result()
+	if err != nil {
+		return nil, fmt.Errorf("node %d: participant status: %w", n.cfg.ID, err)
+	}
+	return res.(*actors.ParticipantStatus), nil
+}
+
+// CoordinatorStatus asks this node's coordinator for its state at a glance.
+func (n *Node) CoordinatorStatus() (*actors.CoordinatorStatus, error) {
+	res, err := n.sys.Root.RequestFuture(n.coordinator, &actors.CoordinatorStatusRequest{}, 5*time.Second).Result()
+	if err != nil {
+		return nil, fmt.Errorf("node %d: coordinator status: %w", n.cfg.ID, err)
+	}
+	return res.(*actors.CoordinatorStatus), nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,131 +15,6 @@ import (
 	"twopc/actors/actortest"
 	"twopc/messages"
 )
-
-// opTiming: short clocks, as crashTiming, and outcomes remembered only as
-// long as the protocol allows (VoteTimeout + 2 × ClockSkew, rounded up), so
-// that what happens once a participant forgets shows within the test.
-var opTiming = actors.Timing{
-	VoteTimeout:       time.Second,
-	ClockSkew:         50 * time.Millisecond,
-	ResendInterval:    50 * time.Millisecond,
-	MaxResendInterval: 200 * time.Millisecond,
-	InDoubtAfter:      100 * time.Millisecond,
-	MaxQueryInterval:  400 * time.Millisecond,
-	RememberOutcomes:  1200 * time.Millisecond,
-}
-
-// opRig is a three-node crash rig: node 0 coordinates, nodes 1 and 2 take
-// part, each with one key set to 100. log, if set, gets every node's log
-// lines (at ERROR and above).
-type opRig struct {
-	*crashRig
-	x, y string // n1/..., n2/...
-}
-
-func newOpRig(t *testing.T, timing actors.Timing, log hclog.Logger) *opRig {
-	if log == nil {
-		log = hclog.New(&hclog.LoggerOptions{Level: hclog.Off})
-	}
-	cr := &crashRig{t: t, steps: newStepLog()}
-	l, err := StartLocal(LocalConfig{Nodes: 3, DataDir: t.TempDir(), Timing: timing, Logger: log, Steps: cr.onStep})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Stop() })
-	cr.l = l
-	r := &opRig{crashRig: cr, x: "n1/op-x", y: "n2/op-y"}
-	if o, err := l.Node(0).Submit(messages.Set(r.x, 100), messages.Set(r.y, 100)); err != nil || !o.Committed {
-		t.Fatalf("setup: %v %v", o, err)
-	}
-	settled(t, l, 10*time.Second)
-	return r
-}
-
-// transferCrashingAt submits "move 10 from x to y" through node 0 and cuts
-// node 0's power at the armed step; it returns the step and Submit's error,
-// then takes node 0 down.
-func (r *opRig) transferCrashingAt(c *crashAt) (actors.Step, error) {
-	r.t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		o, err := r.l.Node(0).Submit(messages.Add(r.x, -10), messages.Add(r.y, 10))
-		if err == nil {
-			r.t.Errorf("a client of a crashed coordinator got an outcome: %v", o)
-		}
-		errc <- err
-	}()
-	at := r.r4crashed(c)
-	var err error
-	select {
-	case err = <-errc:
-	case <-time.After(5 * time.Second):
-		r.t.Fatal("Submit still waiting after its node's power was cut")
-	}
-	if err := r.l.Crash(0); err != nil {
-		r.t.Fatal(err)
-	}
-	return at, err
-}
-
-// values reads x and y (from their owners, through node 1).
-func (r *opRig) values() (int64, int64) {
-	r.t.Helper()
-	vals, err := r.l.Node(1).Read(r.x, r.y)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	return vals[0].Value, vals[1].Value
-}
-
-func (r *opRig) wantValues(x, y int64, when string) {
-	r.t.Helper()
-	if gx, gy := r.values(); gx != x || gy != y {
-		r.t.Fatalf("%s: x=%d y=%d, want %d %d", when, gx, gy, x, y)
-	}
-}
-
-func (r *opRig) wantKnown(tx messages.TxID, d messages.Decision, source string) {
-	r.t.Helper()
-	got, src, err := r.l.KnownOutcome(tx)
-	if err != nil || got != d || !strings.Contains(src, source) {
-		r.t.Fatalf("KnownOutcome(%v) = %v %q %v, want %v %q", tx, got, src, err, d, source)
-	}
-}
-
-// A Submit whose coordinator dies after logging COMMIT has no outcome, but
-// its error names the transaction: with the coordinator down nobody knows
-// how it ends; once it is back, KnownOutcome says committed.
-func TestOperatorSubmitNoOutcomeNamesTheTransaction(t *testing.T) {
-	r := newOpRig(t, opTiming, nil)
-	at, err := r.transferCrashingAt(r.r4arm(0, actors.StepCommitLogged, -1, nil))
-	var ne *NoOutcomeError
-	if !errors.As(err, &ne) || ne.Tx != at.Tx || ne.Node != 0 {
-		t.Fatalf("Submit's error %v (%T), want a *NoOutcomeError for %v", err, err, at.Tx)
-	}
-	if !errors.Is(err, errNodeCrashed) || !strings.Contains(err.Error(), "node 0: no outcome for "+at.Tx.String()+": node crashed (") {
-		t.Fatalf("error text %q", err)
-	}
-	r.wantKnown(at.Tx, messages.DecisionUnknown, "") // both participants in doubt, coordinator down
-
-	if err := r.l.RestartNode(0); err != nil {
-		t.Fatal(err)
-	}
-	actortest.Eventually(t, 10*time.Second, func() string {
-		if d, _, _ := r.l.KnownOutcome(at.Tx); d != messages.DecisionCommit {
-			return "outcome still " + d.String()
-		}
-		return ""
-	})
-	settled(t, r.l, 10*time.Second)
-	r.wantValues(90, 110, "after the coordinator's restart")
-	if _, _, err := r.l.KnownOutcome(messages.TxID{}); err == nil {
-		t.Error("KnownOutcome of the zero id: no error")
-	}
-	if _, _, err := r.l.KnownOutcome(messages.TxID{Node: 3, Incarnation: 1, Seq: 1}); err == nil || !strings.Contains(err.Error(), "not a member") {
-		t.Errorf("KnownOutcome of a non-member's id: %v", err)
-	}
-}
 
 // ReadLocal reads this node's own copy, and only keys it owns.
 func TestOperatorReadLocal(t *testing.T) {
@@ -185,7 +61,7 @@ func TestOperatorReadLocal(t *testing.T) {
 func TestOperatorInDoubtResolvedByHeuristicCommit(t *testing.T) {
 	log, buf := newBufferLogger(hclog.Error)
 	r := newOpRig(t, crashTiming, log) // outcomes remembered 10 s: longer than the test
-	at, err := r.transferCrashingAt(r.r4arm(0, actors.StepCommitDecided, -1, nil))
+	at, err := r.transferCrashingAt(r.armCrash(0, actors.StepCommitDecided, -1, nil))
 	if ne := (*NoOutcomeError)(nil); !errors.As(err, &ne) || ne.Tx != at.Tx {
 		t.Fatalf("Submit: %v, want a *NoOutcomeError for %v", err, at.Tx)
 	}
@@ -257,7 +133,7 @@ func TestOperatorResolveRefusedWhileAParticipantKnows(t *testing.T) {
 	if err := r.l.Partition(1, 2); err != nil {
 		t.Fatal(err)
 	}
-	at, _ := r.transferCrashingAt(r.r4arm(0, actors.StepCommitSent, 1,
+	at, _ := r.transferCrashingAt(r.armCrash(0, actors.StepCommitSent, 1,
 		func(s actors.Step) bool { return s.Node == 1 && s.Kind == actors.StepCommittedLogged }))
 	tx := at.Tx
 	doubts, err := r.l.InDoubt()
@@ -304,7 +180,7 @@ func TestOperatorResolveRefusedWhileAParticipantKnows(t *testing.T) {
 func TestOperatorHeuristicAbortThenCoordinatorRestarts(t *testing.T) {
 	log, buf := newBufferLogger(hclog.Error)
 	r := newOpRig(t, opTiming, log)
-	at, _ := r.transferCrashingAt(r.r4arm(0, actors.StepCommitLogged, -1, nil))
+	at, _ := r.transferCrashingAt(r.armCrash(0, actors.StepCommitLogged, -1, nil))
 	tx := at.Tx
 	res, err := r.l.Resolve(tx, false)
 	if err != nil || len(res.Nodes) == 0 {
@@ -376,4 +252,160 @@ func TestOperatorHeuristicAbortThenCoordinatorRestarts(t *testing.T) {
 	}
 	settled(t, r.l, 10*time.Second)
 	r.wantValues(100, 100, "after the participant's restart")
+}
+
+// Resolve applies a heuristic decision while the transaction's coordinator
+// is running and has already decided: every participant voted yes, the txn
+// actor has decided commit and is logging COMMIT (held here at the
+// commit-decided step, as a slow fsync would). KnownOutcome asks the
+// coordinator, which answers "still collecting votes (or logging the
+// decision)" — Unknown — and nobody else knows, so Resolve forces the abort
+// on both participants. A moment later COMMIT is durable, the client is told
+// "committed", and no node applied it.
+//
+// Nothing was blocked: the coordinator was up and would have finished by
+// itself. A heuristic decision is for a transaction nobody can settle; an
+// answer of "still deciding" from a running coordinator is a transient
+// Unknown that Resolve must not take for "nobody knows" (a race between
+// KnownOutcome and ForceDecision).
+func TestResolveRefusedWhileTheCoordinatorIsDeciding(t *testing.T) {
+	var hold atomic.Pointer[func(actors.Step)]
+	l, err := StartLocal(LocalConfig{
+		Nodes: 3, DataDir: t.TempDir(), Timing: opTiming,
+		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
+		Steps: func(s actors.Step) {
+			if f := hold.Load(); f != nil {
+				(*f)(s)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop() })
+	x, y := "n1/r7-x", "n2/r7-y"
+	if o, err := l.Node(0).Submit(messages.Set(x, 100), messages.Set(y, 100)); err != nil || !o.Committed {
+		t.Fatalf("setup: %v %v", o, err)
+	}
+	settled(t, l, 10*time.Second)
+
+	reached := make(chan messages.TxID, 1)
+	release := make(chan struct{})
+	var once atomic.Bool
+	f := func(s actors.Step) {
+		if s.Node == 0 && s.Kind == actors.StepCommitDecided && once.CompareAndSwap(false, true) {
+			reached <- s.Tx
+			<-release // COMMIT not yet appended: a slow log, as seen from outside
+		}
+	}
+	hold.Store(&f)
+	var released atomic.Bool
+	releaseOnce := func() {
+		if released.CompareAndSwap(false, true) {
+			close(release)
+		}
+	}
+	t.Cleanup(releaseOnce)
+
+	outc := make(chan *messages.Outcome, 1)
+	go func() {
+		o, err := l.Node(0).Submit(messages.Add(x, -10), messages.Add(y, 10))
+		if err != nil {
+			t.Errorf("Submit: %v", err)
+		}
+		outc <- o
+	}()
+	var tx messages.TxID
+	select {
+	case tx = <-reached:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the coordinator never decided")
+	}
+	actortest.Eventually(t, 5*time.Second, func() string {
+		d, err := l.InDoubt()
+		if err != nil {
+			return err.Error()
+		}
+		if len(d) != 2 {
+			return fmt.Sprintf("in doubt: %+v, want nodes 1 and 2 (both voted yes)", d)
+		}
+		return ""
+	})
+
+	res, rerr := l.Resolve(tx, false)
+	releaseOnce()
+	o := <-outc
+	vals := settledValues(t, l, x, y)
+	if rerr == nil {
+		t.Fatalf("Resolve(%v, abort) was applied on nodes %v while node 0's coordinator was up and had decided commit (it was logging COMMIT); then the client was told %+v, and x=%d y=%d: a committed transaction applied nowhere",
+			tx, res.Nodes, o, vals[0].Value, vals[1].Value)
+	}
+	wantRunningRefusal(t, rerr)
+	if !o.Committed || vals[0].Value != 90 || vals[1].Value != 110 {
+		t.Fatalf("Resolve refused (%v), yet outcome %+v and x=%d y=%d", rerr, o, vals[0].Value, vals[1].Value)
+	}
+}
+
+// The same race without any hook: the coordinator is up and collecting
+// votes (node 2's Prepare is lost to a partition, so it will abort at its
+// vote timeout); node 1 voted yes and is in doubt, not yet asking anyone
+// (InDoubtAfter is longer than the vote timeout, as by default). KnownOutcome
+// hears "still collecting votes" from the running coordinator, Resolve
+// forces a commit on node 1, and a moment later the coordinator aborts: node
+// 1 applied a transaction that aborted, though its coordinator never stopped
+// running and nothing was blocked.
+func TestResolveRefusedWhileTheCoordinatorIsCollectingVotes(t *testing.T) {
+	timing := opTiming
+	timing.VoteTimeout = time.Second
+	timing.InDoubtAfter = 3 * time.Second // the default ratio: asks only after the vote timeout
+	l, err := StartLocal(LocalConfig{
+		Nodes: 3, DataDir: t.TempDir(), Timing: timing,
+		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop() })
+	x, y := "n1/r7c-x", "n2/r7c-y"
+	if o, err := l.Node(0).Submit(messages.Set(x, 100), messages.Set(y, 100)); err != nil || !o.Committed {
+		t.Fatalf("setup: %v %v", o, err)
+	}
+	settled(t, l, 10*time.Second)
+	if err := l.Partition(0, 2); err != nil {
+		t.Fatal(err)
+	}
+
+	outc := make(chan *messages.Outcome, 1)
+	go func() {
+		o, err := l.Node(0).Submit(messages.Add(x, -10), messages.Add(y, 10))
+		if err != nil {
+			t.Errorf("Submit: %v", err)
+		}
+		outc <- o
+	}()
+	var tx messages.TxID
+	actortest.Eventually(t, 5*time.Second, func() string {
+		d, err := l.InDoubt()
+		if err != nil {
+			return err.Error()
+		}
+		if len(d) != 1 || d[0].Node != 1 || !d[0].CoordinatorUp {
+			return fmt.Sprintf("in doubt: %+v, want node 1 (coordinator up)", d)
+		}
+		tx = d[0].Tx
+		return ""
+	})
+
+	res, rerr := l.Resolve(tx, true)
+	o := <-outc
+	l.Heal()
+	vals := settledValues(t, l, x, y)
+	if rerr == nil {
+		t.Fatalf("Resolve(%v, commit) was applied on nodes %v while node 0's coordinator was up and collecting votes; it then decided %+v, and x=%d y=%d: node 1 applied a transaction that aborted",
+			tx, res.Nodes, o, vals[0].Value, vals[1].Value)
+	}
+	wantRunningRefusal(t, rerr)
+	if o.Committed || vals[0].Value != 100 || vals[1].Value != 100 {
+		t.Fatalf("Resolve refused (%v), yet outcome %+v and x=%d y=%d", rerr, o, vals[0].Value, vals[1].Value)
+	}
 }

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"errors"
 	"fmt"
 	"math/rand"
 	"os"
@@ -13,9 +12,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"twopc/actors/actortest"
+	"twopc/bridge"
 	"twopc/internal/bank"
-	"twopc/messages"
 )
 
 // The randomized test: concurrent bank transfers through every node while
@@ -29,64 +27,6 @@ import (
 // failure: TWOPC_SEED=<seed> replays the same faults, crashes and
 // transfers (the interleaving of goroutines is the machine's). TWOPC_SOAK=1
 // runs 40 rounds instead of 4.
-
-// localBank is the bank's view of an in-process cluster.
-type localBank struct{ l *Local }
-
-func (c localBank) Submit(via int, ops ...messages.Op) (*messages.Outcome, error) {
-	n := c.l.Node(via)
-	if n == nil {
-		return nil, fmt.Errorf("node %d is down", via)
-	}
-	o, err := n.Submit(ops...)
-	if err == nil && o.Unknown {
-		return nil, errors.New(o.String()) // the bank counts it unknown, not aborted
-	}
-	return o, err
-}
-
-// Read asks the first node that is up and answers.
-func (c localBank) Read(keys ...string) (map[string]int64, error) {
-	var errs []error
-	for i := range c.l.Members() {
-		n := c.l.Node(i)
-		if n == nil {
-			continue
-		}
-		vals, err := n.Read(keys...)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out := make(map[string]int64, len(vals))
-		for _, v := range vals {
-			out[v.Key] = v.Value
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("no node could read: %w", errors.Join(errs...))
-}
-
-func testSeed(t *testing.T) int64 {
-	seed, err := bank.Seed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return seed
-}
-
-// afterTransfers waits until n more transfers have been started.
-func afterTransfers(t *testing.T, b *bank.Bank, n int) {
-	t.Helper()
-	started := func() int { c, a, u := b.Counts(); return c + a + u }
-	from := started()
-	actortest.Eventually(t, time.Minute, func() string {
-		if got := started() - from; got < n {
-			return fmt.Sprintf("%d of %d transfers started", got, n)
-		}
-		return ""
-	})
-}
 
 func TestRandomizedBankUnderFaultsAndCrashes(t *testing.T) {
 	if testing.Short() {
@@ -121,7 +61,7 @@ func TestRandomizedBankUnderFaultsAndCrashes(t *testing.T) {
 
 	crashes, partitions := 0, 0
 	for round := 0; round < rounds; round++ {
-		f := Faults{
+		f := bridge.Faults{
 			Drop: rng.Float64() * 0.03, Duplicate: rng.Float64() * 0.2, Delay: rng.Float64() * 0.3,
 			MaxDelay: 30 * time.Millisecond, Reorder: rng.Float64() * 0.2, Seed: rng.Int63(),
 		}
@@ -181,7 +121,7 @@ func TestRandomizedBankUnderFaultsAndCrashes(t *testing.T) {
 		wg.Wait()
 		l.Heal()
 	}
-	if err := l.SetFaults(Faults{}); err != nil {
+	if err := l.SetFaults(bridge.Faults{}); err != nil {
 		t.Fatal(err)
 	}
 	committed, aborted, unknown := b.Counts()

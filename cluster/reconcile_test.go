@@ -24,7 +24,7 @@ import (
 func TestReconcileHeuristicCommitCoordinatorPresumedAbort(t *testing.T) {
 	log, buf := newBufferLogger(hclog.Error)
 	r := newOpRig(t, opTiming, log)
-	at, _ := r.transferCrashingAt(r.r4arm(0, actors.StepCommitDecided, -1, nil))
+	at, _ := r.transferCrashingAt(r.armCrash(0, actors.StepCommitDecided, -1, nil))
 	tx := at.Tx
 	actortest.Eventually(t, 5*time.Second, func() string {
 		if d, err := r.l.InDoubt(); err != nil || len(d) != 2 {

@@ -12,73 +12,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"twopc/actors"
-	"twopc/actors/actortest"
 	"twopc/messages"
 )
-
-// testCluster starts n in-process nodes on free ports with their data in a
-// temporary directory, stopped when the test ends.
-func testCluster(t *testing.T, n int, timing actors.Timing) *Local {
-	t.Helper()
-	l, err := StartLocal(LocalConfig{
-		Nodes: n, DataDir: t.TempDir(), Timing: timing,
-		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Stop() })
-	return l
-}
-
-func dial(t *testing.T, l *Local, node int) *Client {
-	t.Helper()
-	c, err := Dial(l.Members()[node])
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-func mustCommit(t *testing.T, c *Client, ops ...messages.Op) messages.TxID {
-	t.Helper()
-	o, err := c.Submit(ops...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !o.Committed {
-		t.Fatalf("%v: want committed, got %v", ops, o)
-	}
-	return o.Tx
-}
-
-// values reads key through c and returns node → value.
-func values(t *testing.T, c *Client, key string) map[int32]int64 {
-	t.Helper()
-	vals, err := c.Read(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[int32]int64{}
-	for _, v := range vals {
-		out[v.Node] = v.Value
-	}
-	return out
-}
-
-func wantEverywhere(t *testing.T, c *Client, key string, nodes int, want int64) {
-	t.Helper()
-	got := values(t, c, key)
-	if len(got) != nodes {
-		t.Fatalf("%s read from %d nodes, want %d: %v", key, len(got), nodes, got)
-	}
-	for n, v := range got {
-		if v != want {
-			t.Fatalf("%s on node %d = %d, want %d (all: %v)", key, n, v, want, got)
-		}
-	}
-}
 
 func TestHappyPath(t *testing.T) {
 	l := testCluster(t, 4, actors.Timing{})
@@ -123,22 +58,6 @@ func TestSequentialTransactions(t *testing.T) {
 	}
 }
 
-// holdLock prepares a transaction directly on a participant, so that the
-// participant holds its keys until the test aborts it. begun sets its age:
-// transactions younger than the holder wait for it, older ones are refused.
-func holdLock(t *testing.T, l *Local, node int, begun int64, ops ...messages.Op) func() {
-	t.Helper()
-	n := l.Node(node)
-	txn := actortest.NewProbe(t, n.System(), "blocker")
-	held := messages.TxID{Node: int32(node), Incarnation: 1 << 30, Seq: 1}
-	n.System().Root.RequestWithCustomSender(n.Participant(), &messages.Prepare{Tx: held, Ops: ops, Participants: []int32{int32(node)}, Begun: begun}, txn.PID)
-	v, _ := actortest.Expect[*messages.Vote](t, txn, 5*time.Second)
-	if v.Kind != messages.VoteYes {
-		t.Fatalf("blocker not prepared: %+v", v)
-	}
-	return func() { n.System().Root.Send(n.Participant(), &messages.Abort{Tx: held}) }
-}
-
 func TestAbortWhenParticipantRefuses(t *testing.T) {
 	l := testCluster(t, 4, actors.Timing{})
 	c := dial(t, l, 0)
@@ -165,42 +84,6 @@ func TestAbortWhenParticipantRefuses(t *testing.T) {
 		}
 	}
 	mustCommit(t, c, messages.Set("n2/y", 20))
-}
-
-// waitStatus polls node's participant until ok holds, failing with what
-// after five seconds.
-func waitStatus(t *testing.T, l *Local, node int, what string, ok func(*actors.ParticipantStatus) bool) {
-	t.Helper()
-	actortest.Eventually(t, 5*time.Second, func() string {
-		st, err := l.Node(node).ParticipantStatus()
-		if err != nil {
-			return err.Error()
-		}
-		if !ok(st) {
-			return fmt.Sprintf("node %d: %s: %+v", node, what, st)
-		}
-		return ""
-	})
-}
-
-func waitLocksFree(t *testing.T, l *Local) {
-	t.Helper()
-	actortest.Eventually(t, 5*time.Second, func() string {
-		for i := range l.Members() {
-			n := l.Node(i)
-			if n == nil {
-				continue
-			}
-			st, err := n.ParticipantStatus()
-			if err != nil {
-				return err.Error()
-			}
-			if st.LocksHeld != 0 || len(st.InDoubt) != 0 || st.Preparing != 0 || st.Committing != 0 {
-				return fmt.Sprintf("node %d still holds locks: %+v", i, st)
-			}
-		}
-		return ""
-	})
 }
 
 func TestRecoveryAfterRestart(t *testing.T) {

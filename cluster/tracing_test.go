@@ -9,56 +9,12 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/hashicorp/go-hclog"
 
 	"twopc/actors"
 	"twopc/actors/actortest"
 	"twopc/messages"
 	"twopc/trace"
 )
-
-// tracedCluster is a four-node cluster recording into rec.
-func tracedCluster(t *testing.T, rec *trace.Recorder, steps actors.StepHook) *Local {
-	t.Helper()
-	l, err := StartLocal(LocalConfig{
-		Nodes: 4, DataDir: t.TempDir(), Timing: crashTiming, Tracer: rec, Steps: steps,
-		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Stop() })
-	return l
-}
-
-// find returns the index of the first event matching ok, or -1.
-func find(evs []trace.Event, ok func(trace.Event) bool) int {
-	for i, e := range evs {
-		if ok(e) {
-			return i
-		}
-	}
-	return -1
-}
-
-func isEvent(kind trace.Kind, node, peer int32, what string) func(trace.Event) bool {
-	return func(e trace.Event) bool { return e.Kind == kind && e.Node == node && e.Peer == peer && e.What == what }
-}
-
-func isLog(node int32, rec messages.RecordKind, forced bool) func(trace.Event) bool {
-	return func(e trace.Event) bool {
-		return e.Kind == trace.LogWrite && e.Node == node && e.What == rec.String() && e.Forced == forced
-	}
-}
-
-func render(t *testing.T, rec *trace.Recorder, tx messages.TxID) string {
-	t.Helper()
-	var b strings.Builder
-	if err := rec.Render(&b, tx, 4); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
-}
 
 // A committed transaction's trace holds both phases at every participant,
 // in protocol order: every Prepare out before COMMIT is durable, COMMIT

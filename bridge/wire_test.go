@@ -1,4 +1,4 @@
-package cluster
+package bridge
 
 import (
 	"bytes"
@@ -18,11 +18,11 @@ func TestWireAckCarriesHeuristic(t *testing.T) {
 			t.Fatal("Ack is not wireable")
 		}
 		var buf bytes.Buffer
-		in := WireBatch{From: 1, To: 0, Msgs: []WireMsg{{To: "coordinator", Body: want}}}
+		in := Batch{From: 1, To: 0, Msgs: []Msg{{To: "coordinator", Body: want}}}
 		if err := gob.NewEncoder(&buf).Encode(&in); err != nil {
 			t.Fatal(err)
 		}
-		var out WireBatch
+		var out Batch
 		if err := gob.NewDecoder(&buf).Decode(&out); err != nil {
 			t.Fatal(err)
 		}

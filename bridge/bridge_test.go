@@ -1,11 +1,9 @@
-package cluster
+package bridge
 
 import (
 	"errors"
 	"fmt"
 	"net"
-	"net/rpc"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,229 +11,58 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/hashicorp/go-hclog"
 
-	"twopc/actors/actortest"
 	"twopc/messages"
 )
 
-// --- harness ---------------------------------------------------------------
-
-// testNode is one node of a loopback cluster: an actor system, its bridge and
-// an rpc server on a listener the test owns.
-type testNode struct {
-	id     int32
-	addr   string
-	sys    *actor.ActorSystem
-	bridge *Bridge
-	ln     net.Listener
-	srv    *rpc.Server
-
-	server *connServer
-}
-
-// tbWriter sends the bridge's warnings to the test log, shown on failure or -v.
-type tbWriter struct{ tb testing.TB }
-
-func (w tbWriter) Write(p []byte) (int, error) {
-	w.tb.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func listenLoopback(tb testing.TB) net.Listener {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("listen on a free loopback port: %v", err)
-	}
-	return ln
-}
-
-// reserveAddr returns a loopback address nothing listens on (yet).
-func reserveAddr(tb testing.TB) string {
-	ln := listenLoopback(tb)
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
-// startNode brings up node self of members on ln; tune may adjust the config,
-// and ready may spawn actors before the node accepts connections.
-func startNode(tb testing.TB, self int32, members []string, ln net.Listener, tune func(*BridgeConfig), ready func(*testNode)) *testNode {
-	tb.Helper()
-	sys := actor.NewActorSystem(ActorSystemLogging(hclog.NewNullLogger()))
-	cfg := BridgeConfig{
-		Self:    self,
-		Members: members,
-		Logger:  hclog.New(&hclog.LoggerOptions{Name: fmt.Sprintf("node%d.bridge", self), Level: hclog.Warn, Output: tbWriter{tb}}),
-	}
-	if tune != nil {
-		tune(&cfg)
-	}
-	b, err := NewBridge(sys, cfg)
-	if err != nil {
-		tb.Fatalf("node %d: %v", self, err)
-	}
-	srv := rpc.NewServer()
-	if err := b.Register(srv); err != nil {
-		tb.Fatalf("node %d: %v", self, err)
-	}
-	n := &testNode{id: self, addr: members[self], sys: sys, bridge: b, ln: ln, srv: srv}
-	if ready != nil {
-		ready(n)
-	}
-	n.server = serveConns(ln, func(c net.Conn) { srv.ServeConn(c) })
-	tb.Cleanup(n.close)
-	return n
-}
-
-func (n *testNode) close() {
-	n.server.stop()
-	n.bridge.Stop()
-	n.server.wait()
-}
-
-// sendVotes has an actor on sys send votes 1..n to target, one after
-// another from one sender, so that their order is the order sent.
-func sendVotes(t *testing.T, sys *actor.ActorSystem, target *actor.PID, n uint64) {
-	t.Helper()
-	type start struct{}
-	sender := spawnNamed(t, sys, "sender", func(ctx actor.Context) {
-		if _, ok := ctx.Message().(*start); ok {
-			for i := uint64(1); i <= n; i++ {
-				ctx.Send(target, vote(i))
-			}
-		}
-	})
-	sys.Root.Send(sender, &start{})
-}
-
-// startCluster starts n nodes on free loopback ports.
-func startCluster(tb testing.TB, n int) []*testNode {
-	tb.Helper()
-	lns := make([]net.Listener, n)
-	members := make([]string, n)
-	for i := range lns {
-		lns[i] = listenLoopback(tb)
-		members[i] = lns[i].Addr().String()
-	}
-	nodes := make([]*testNode, n)
-	for i := range nodes {
-		nodes[i] = startNode(tb, int32(i), members, lns[i], nil, nil)
-	}
-	return nodes
-}
-
-type envelope struct {
-	msg    interface{}
-	sender *actor.PID
-}
-
-// spawnProbe spawns an actor named name that forwards every message and its
-// sender to the returned channel.
-func spawnProbe(tb testing.TB, sys *actor.ActorSystem, name string, capacity int) <-chan envelope {
-	tb.Helper()
-	ch := make(chan envelope, capacity)
-	pid, err := sys.Root.SpawnNamed(actor.PropsFromFunc(func(ctx actor.Context) {
-		switch ctx.Message().(type) {
-		case *actor.Started, *actor.Stopping, *actor.Stopped, *actor.Restarting:
-			return
-		}
-		select {
-		case ch <- envelope{msg: ctx.Message(), sender: ctx.Sender()}:
-		default: // never block the mailbox; the test sees the gap
-		}
-	}), name)
-	if err != nil {
-		tb.Fatalf("spawn probe %q: %v", name, err)
-	}
-	tb.Cleanup(func() { _ = sys.Root.StopFuture(pid).Wait() })
-	return ch
-}
-
-func spawnNamed(tb testing.TB, sys *actor.ActorSystem, name string, f actor.ReceiveFunc) *actor.PID {
-	tb.Helper()
-	pid, err := sys.Root.SpawnNamed(actor.PropsFromFunc(f), name)
-	if err != nil {
-		tb.Fatalf("spawn %q: %v", name, err)
-	}
-	tb.Cleanup(func() { _ = sys.Root.StopFuture(pid).Wait() })
-	return pid
-}
-
-func receive(tb testing.TB, ch <-chan envelope, what string) envelope {
-	tb.Helper()
-	select {
-	case e := <-ch:
-		return e
-	case <-time.After(30 * time.Second):
-		tb.Fatalf("timed out waiting for %s", what)
-	}
-	return envelope{}
-}
-
-func vote(seq uint64) *messages.Vote {
-	return &messages.Vote{Tx: messages.TxID{Node: 0, Incarnation: 1, Seq: seq}, Kind: messages.VoteYes}
-}
-
-// waitFor polls cond until it holds or a generous deadline passes.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	actortest.Eventually(tb, 20*time.Second, func() string {
-		if cond() {
-			return ""
-		}
-		return what
-	})
-}
-
-// checkNoLeaks must be called before the nodes start: its cleanup runs after
-// theirs and fails the test if bridge or net/rpc goroutines outlive them.
-func checkNoLeaks(tb testing.TB) {
-	count := func() (int, string) {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		n := 0
-		var leaked []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "net/rpc.") || strings.Contains(g, "twopc/cluster.(*Bridge)") ||
-				strings.Contains(g, "twopc/cluster.(*testNode)") {
-				n++
-				leaked = append(leaked, g)
-			}
-		}
-		return n, strings.Join(leaked, "\n\n")
-	}
-	before, _ := count()
-	tb.Cleanup(func() {
-		actortest.Eventually(tb, 5*time.Second, func() string {
-			if n, stacks := count(); n > before {
-				return fmt.Sprintf("%d goroutines left running after cleanup:\n%s", n-before, stacks)
-			}
-			return ""
-		})
-	})
-}
-
-// --- tests -----------------------------------------------------------------
-
-func TestNewBridgeRejectsBadConfig(t *testing.T) {
+func TestNewRejectsBadConfig(t *testing.T) {
+	two := []string{"127.0.0.1:1", "127.0.0.1:2"}
 	cases := []struct {
 		name string
-		cfg  BridgeConfig
+		cfg  Config
 		want string
 	}{
-		{"no members", BridgeConfig{}, "member list is empty"},
-		{"self out of range", BridgeConfig{Self: 2, Members: []string{"127.0.0.1:1", "127.0.0.1:2"}}, "self node id 2"},
-		{"bad address", BridgeConfig{Members: []string{"127.0.0.1:1", "nohostport"}}, `member 1 address "nohostport"`},
-		{"duplicate", BridgeConfig{Members: []string{"127.0.0.1:1", "127.0.0.1:1"}}, "members 0 and 1 share"},
+		{"no members", Config{}, "member list is empty"},
+		{"self out of range", Config{Self: 2, Members: []string{"127.0.0.1:1", "127.0.0.1:2"}}, "self node id 2"},
+		{"bad address", Config{Members: []string{"127.0.0.1:1", "nohostport"}}, `member 1 address "nohostport"`},
+		{"duplicate", Config{Members: []string{"127.0.0.1:1", "127.0.0.1:1"}}, "members 0 and 1 share"},
+		{"negative queue limit", Config{Members: two, QueueLimit: -1}, "QueueLimit = -1: must be positive"},
+		{"negative batch limit", Config{Members: two, BatchLimit: -5}, "BatchLimit = -5: must be positive"},
+		{"negative call timeout", Config{Members: two, CallTimeout: -time.Second}, "CallTimeout = -1s: must be positive"},
+		{"negative dial timeout", Config{Members: two, DialTimeout: -time.Second}, "DialTimeout = -1s: must be positive"},
+		{"negative redial min", Config{Members: two, RedialMin: -time.Second}, "RedialMin = -1s: must be positive"},
+		{"redial max below min", Config{Members: two, RedialMin: time.Second, RedialMax: time.Millisecond}, "RedialMax = 1ms is shorter than RedialMin = 1s"},
 	}
 	for _, c := range cases {
-		sys := actor.NewActorSystem(ActorSystemLogging(nil))
-		_, err := NewBridge(sys, c.cfg)
+		sys := actor.NewActorSystem(quietActors)
+		_, err := New(sys, c.cfg)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: want an error containing %q, got %v", c.name, c.want, err)
 		}
+	}
+}
+
+// WithDefaults fills only the fields left at zero; a RedialMin longer than
+// DefaultRedialMax makes the default RedialMax that long, so the pair is
+// valid without the caller choosing both.
+func TestConfigWithDefaults(t *testing.T) {
+	got := Config{Members: []string{"127.0.0.1:1"}, BatchLimit: 7}.WithDefaults()
+	if got.QueueLimit != DefaultQueueLimit || got.BatchLimit != 7 || got.CallTimeout != DefaultCallTimeout ||
+		got.DialTimeout != DefaultDialTimeout || got.RedialMin != DefaultRedialMin || got.RedialMax != DefaultRedialMax || got.Logger == nil {
+		t.Errorf("WithDefaults() = %+v", got)
+	}
+	if err := got.Validate(); err != nil {
+		t.Errorf("defaults are invalid: %v", err)
+	}
+	long := Config{Members: []string{"127.0.0.1:1"}, RedialMin: time.Minute}.WithDefaults()
+	if long.RedialMax != time.Minute {
+		t.Errorf("RedialMin 1m: default RedialMax = %v, want 1m", long.RedialMax)
+	}
+	if err := long.Validate(); err != nil {
+		t.Errorf("RedialMin 1m with the default RedialMax: %v", err)
+	}
+	if err := (Config{Members: []string{"127.0.0.1:1"}}).Validate(); err == nil || !strings.Contains(err.Error(), "QueueLimit = 0") {
+		t.Errorf("Validate without WithDefaults: %v, want QueueLimit = 0 refused", err)
 	}
 }
 
@@ -355,31 +182,6 @@ func TestBridgePreservesSender(t *testing.T) {
 	}
 }
 
-type poke struct{ seq uint64 }
-type pong struct{ seq uint64 }
-
-// spawnPinger spawns an actor that, for each poke, sends a vote to target and
-// answers the poke: if the remote send blocked, pokes would time out.
-func spawnPinger(tb testing.TB, sys *actor.ActorSystem, target *actor.PID) *actor.PID {
-	return spawnNamed(tb, sys, "pinger", func(ctx actor.Context) {
-		if m, ok := ctx.Message().(*poke); ok {
-			ctx.Send(target, vote(m.seq))
-			ctx.Respond(&pong{seq: m.seq})
-		}
-	})
-}
-
-func pokeOnce(tb testing.TB, sys *actor.ActorSystem, pinger *actor.PID, seq uint64) {
-	tb.Helper()
-	res, err := sys.Root.RequestFuture(pinger, &poke{seq: seq}, 5*time.Second).Result()
-	if err != nil {
-		tb.Fatalf("poke %d: %v (a remote send blocked the sending actor?)", seq, err)
-	}
-	if p, ok := res.(*pong); !ok || p.seq != seq {
-		tb.Fatalf("poke %d: got %#v", seq, res)
-	}
-}
-
 func TestBridgePeerDownThenUp(t *testing.T) {
 	checkNoLeaks(t)
 	lnA := listenLoopback(t)
@@ -440,7 +242,7 @@ func TestBridgeQueueDropsOldest(t *testing.T) {
 	addrB := reserveAddr(t)
 	members := []string{lnA.Addr().String(), addrB}
 	const limit, sent = 10, 25
-	a := startNode(t, 0, members, lnA, func(c *BridgeConfig) {
+	a := startNode(t, 0, members, lnA, func(c *Config) {
 		c.QueueLimit = limit
 		c.RedialMax = 100 * time.Millisecond
 	}, nil)
@@ -486,84 +288,12 @@ func TestBridgeDropsUndeliverable(t *testing.T) {
 	}
 }
 
-func TestBridgeRefusesBatches(t *testing.T) {
-	checkNoLeaks(t)
-	nodes := startCluster(t, 2)
-	b := nodes[1]
-	got := spawnProbe(t, b.sys, "recorder", 16)
-	c, err := rpc.Dial("tcp", b.addr)
-	if err != nil {
-		t.Fatalf("dial node 1: %v", err)
-	}
-	defer c.Close()
-
-	for _, from := range []int32{7, -1, 1} { // unknown, negative, the receiver itself
-		var ack WireAck
-		err := c.Call("Bridge.Deliver", &WireBatch{From: from, Msgs: []WireMsg{{To: "recorder", Body: vote(1)}}}, &ack)
-		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("from node %d", from)) {
-			t.Errorf("batch from node %d: want an error naming it, got %v", from, err)
-		}
-	}
-
-	var ack WireAck
-	batch := &WireBatch{Cluster: b.bridge.cluster, From: 0, FromAddr: nodes[0].addr, To: 1, Session: 1, Seq: 1, Msgs: []WireMsg{
-		{To: "", Body: vote(1)},
-		{To: "recorder", Body: nil},
-		{To: "recorder", Body: vote(2), SenderID: "someone"},
-	}}
-	if err := c.Call("Bridge.Deliver", batch, &ack); err != nil {
-		t.Fatalf("batch from node 0: %v", err)
-	}
-	if ack.Accepted != 1 {
-		t.Errorf("accepted %d, want 1 (two malformed messages skipped)", ack.Accepted)
-	}
-	e := receive(t, got, "the well-formed message")
-	if v := e.msg.(*messages.Vote); v.Tx.Seq != 2 {
-		t.Errorf("got vote %d, want 2", v.Tx.Seq)
-	}
-	// A sender without an address lives on the sending node.
-	if e.sender == nil || e.sender.Address != nodes[0].addr || e.sender.Id != "someone" {
-		t.Errorf("sender %v, want %s/someone", e.sender, nodes[0].addr)
-	}
-	if st := b.bridge.Stats(); st.RefusedBatches != 3 || st.SkippedMessages != 2 || st.ReceivedMessages != 1 {
-		t.Errorf("stats %+v: want 3 refused batches, 2 skipped, 1 received", st)
-	}
-}
-
-// mutePeer is a peer that accepts connections and reads everything sent
-// to it, but never answers. accepts counts the connections it took, read
-// the bytes it got.
-type mutePeer struct {
-	addr    string
-	accepts atomic.Int64
-	read    atomic.Int64
-}
-
-func startMutePeer(t *testing.T) *mutePeer {
-	t.Helper()
-	ln := listenLoopback(t)
-	p := &mutePeer{addr: ln.Addr().String()}
-	srv := serveConns(ln, func(c net.Conn) {
-		p.accepts.Add(1)
-		buf := make([]byte, 4096)
-		for {
-			n, err := c.Read(buf)
-			p.read.Add(int64(n))
-			if err != nil {
-				return
-			}
-		}
-	})
-	t.Cleanup(func() { srv.stop(); srv.wait() })
-	return p
-}
-
 func TestBridgeCallDeadline(t *testing.T) {
 	checkNoLeaks(t)
 	mute := startMutePeer(t)
 	lnA := listenLoopback(t)
 	members := []string{lnA.Addr().String(), mute.addr}
-	a := startNode(t, 0, members, lnA, func(c *BridgeConfig) { c.CallTimeout = 100 * time.Millisecond }, nil)
+	a := startNode(t, 0, members, lnA, func(c *Config) { c.CallTimeout = 100 * time.Millisecond }, nil)
 
 	pinger := spawnPinger(t, a.sys, actor.NewPID(mute.addr, "x"))
 	pokeOnce(t, a.sys, pinger, 1)
@@ -629,4 +359,133 @@ func BenchmarkBridgeRoundTrip(b *testing.B) {
 	st := nodes[0].bridge.Stats()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "roundtrips/s")
 	b.ReportMetric(float64(st.SentMessages)/float64(max(st.SentBatches, 1)), "msgs/batch")
+}
+
+// The bridge actor is supervised: on a panic protoactor restarts it (epochs,
+// Restarting → release, dials and calls of an old instance ignored). The new
+// instance starts every peer link at Seq 1 again, and every peer remembers
+// the highest Seq it delivered per session, so each instance has a session
+// of its own: otherwise its batches would be refused as "late" until their
+// Seq passed the old one's.
+func TestBridgeActorRestartKeepsLinkUsable(t *testing.T) {
+	checkNoLeaks(t)
+	nodes := startCluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	got := spawnProbe(t, b.sys, "recorder", 64)
+	target := actor.NewPID(b.addr, "recorder")
+	for i := uint64(1); i <= 5; i++ { // several batches, one at a time
+		faultSendVotes(a.sys, target, 0, i, 1)
+		faultReceiveSeqs(t, got, 1)
+	}
+	// Make the bridge actor fail once (a nil target panics in enqueue),
+	// as any bug in it would; its supervisor restarts it.
+	epoch := a.bridge.epoch.Load()
+	a.sys.Root.Send(a.bridge.PID(), &outbound{})
+	waitFor(t, "the bridge actor to restart", func() bool { return a.bridge.epoch.Load() > epoch })
+
+	faultSendVotes(a.sys, target, 0, 6, 1)
+	waitFor(t, "vote 6 to arrive or its batch to be refused", func() bool {
+		return len(got) > 0 || a.bridge.Stats().DroppedBatches > 0
+	})
+	if len(got) == 0 {
+		t.Fatalf("after the bridge actor restarted, its first batch was refused by the peer as late (sender %+v, receiver %+v)", a.bridge.Stats(), b.bridge.Stats())
+	}
+	if s := faultReceiveSeqs(t, got, 1); s[0] != 6 {
+		t.Fatalf("got vote %d, want 6", s[0])
+	}
+}
+
+// TestBridgeResendsOnDeadConnection pins the one resend the bridge does: a
+// connection the peer closed while idle fails the next call with
+// rpc.ErrShutdown before anything is written, and that batch goes out again,
+// once, on a new connection.
+func TestBridgeResendsOnDeadConnection(t *testing.T) {
+	checkNoLeaks(t)
+	lnA, lnB := listenLoopback(t), listenLoopback(t)
+	addrB := lnB.Addr().String()
+	members := []string{lnA.Addr().String(), addrB}
+	a := startNode(t, 0, members, lnA, nil, nil)
+	var got1 <-chan envelope
+	b1 := startNode(t, 1, members, lnB, nil, func(n *testNode) { got1 = spawnProbe(t, n.sys, "recorder", 4) })
+	pinger := spawnPinger(t, a.sys, actor.NewPID(addrB, "recorder"))
+	pokeOnce(t, a.sys, pinger, 1)
+	receive(t, got1, "vote 1")
+	waitFor(t, "vote 1 counted sent", func() bool { return a.bridge.Stats().SentBatches == 1 })
+
+	b1.close()
+	waitFor(t, "node 0's rpc client to see the connection closed", func() bool { return rpcClientInputs() == 0 })
+	lnB2, err := net.Listen("tcp", addrB)
+	if err != nil {
+		t.Fatalf("listen again on %s: %v", addrB, err)
+	}
+	var got2 <-chan envelope
+	b2 := startNode(t, 1, members, lnB2, nil, func(n *testNode) { got2 = spawnProbe(t, n.sys, "recorder", 4) })
+
+	pokeOnce(t, a.sys, pinger, 2)
+	if s := receive(t, got2, "vote 2").msg.(*messages.Vote).Tx.Seq; s != 2 {
+		t.Fatalf("got vote %d, want 2", s)
+	}
+	waitFor(t, "vote 2 counted sent", func() bool { return a.bridge.Stats().SentMessages == 2 })
+	if st := a.bridge.Stats(); st.DroppedMessages != 0 || st.DroppedBatches != 0 || st.Connects != 2 {
+		t.Fatalf("sender stats %+v: want nothing dropped and two connections", st)
+	}
+	if st := b2.bridge.Stats(); st.ReceivedMessages != 1 {
+		t.Fatalf("receiver got %d messages, want 1 (no duplicate)", st.ReceivedMessages)
+	}
+	select {
+	case e := <-got2:
+		t.Fatalf("extra message %#v", e.msg)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestBridgeSmallBatchLimitKeepsOrder pins that a queue drained in many
+// BatchLimit-sized calls still arrives in order, each message once.
+func TestBridgeSmallBatchLimitKeepsOrder(t *testing.T) {
+	checkNoLeaks(t)
+	lnA, lnB := listenLoopback(t), listenLoopback(t)
+	members := []string{lnA.Addr().String(), lnB.Addr().String()}
+	a := startNode(t, 0, members, lnA, func(c *Config) { c.BatchLimit = 3 }, nil)
+	var got <-chan envelope
+	startNode(t, 1, members, lnB, nil, func(n *testNode) { got = spawnProbe(t, n.sys, "recorder", 1000) })
+	target := actor.NewPID(members[1], "recorder")
+	const n = 300
+	sendVotes(t, a.sys, target, n)
+	for i := uint64(1); i <= n; i++ {
+		if s := receive(t, got, fmt.Sprintf("vote %d", i)).msg.(*messages.Vote).Tx.Seq; s != i {
+			t.Fatalf("got vote %d, want %d", s, i)
+		}
+	}
+	waitFor(t, "all counted sent", func() bool { return a.bridge.Stats().SentMessages == n })
+	if st := a.bridge.Stats(); st.SentBatches < n/3 {
+		t.Fatalf("stats %+v: %d batches for %d messages with a limit of 3", st, st.SentBatches, n)
+	}
+}
+
+// TestBridgeStopWithCallInFlight pins that Stop does not wait for a call
+// to a peer that never answers (its deadline far away): closing the client
+// ends the call, and no goroutine is left.
+func TestBridgeStopWithCallInFlight(t *testing.T) {
+	checkNoLeaks(t)
+	mute := startMutePeer(t)
+	lnA := listenLoopback(t)
+	members := []string{lnA.Addr().String(), mute.addr}
+	a := startNode(t, 0, members, lnA, func(c *Config) { c.CallTimeout = time.Hour }, nil)
+	a.sys.Root.Send(actor.NewPID(members[1], "x"), vote(1))
+	waitFor(t, "the request to reach the mute peer", func() bool { return mute.read.Load() > 0 })
+
+	stopped := make(chan struct{})
+	go func() {
+		a.bridge.Stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Stop is stuck behind a call in flight")
+	}
+	a.sys.Root.Send(actor.NewPID(members[1], "x"), vote(2))
+	if st := a.bridge.Stats(); st.SentMessages != 0 || st.DroppedMessages < 1 {
+		t.Fatalf("stats %+v", st)
+	}
 }

@@ -1,4 +1,4 @@
-package cluster
+package bridge
 
 // The receiving side of the bridge: net/rpc calls Deliver on its own
 // goroutine for every batch a peer sends.
@@ -17,7 +17,7 @@ type bridgeService struct{ b *Bridge }
 
 // Deliver hands a peer's batch to local actors, in order. It runs on
 // net/rpc's per-call goroutine and never blocks: sends only enqueue.
-func (s *bridgeService) Deliver(batch *WireBatch, ack *WireAck) error {
+func (s *bridgeService) Deliver(batch *Batch, ack *Ack) error {
 	return s.b.deliver(batch, ack)
 }
 
@@ -25,7 +25,7 @@ func (s *bridgeService) Deliver(batch *WireBatch, ack *WireAck) error {
 // batch of the same session was delivered already: its call had timed out
 // and the sender moved on, so delivering it now would reorder the link.
 // Called with inboundMu held.
-func (b *Bridge) admit(from int32, batch *WireBatch) error {
+func (b *Bridge) admit(from int32, batch *Batch) error {
 	known := b.inbound[from]
 	for i := range known {
 		if known[i].session != batch.Session {
@@ -47,7 +47,7 @@ func (b *Bridge) admit(from int32, batch *WireBatch) error {
 	return nil
 }
 
-func (b *Bridge) deliver(batch *WireBatch, ack *WireAck) error {
+func (b *Bridge) deliver(batch *Batch, ack *Ack) error {
 	from := batch.From
 	if from < 0 || int(from) >= len(b.cfg.Members) || from == b.cfg.Self {
 		b.refusedBatches.Add(1)
@@ -164,7 +164,7 @@ func (b *Bridge) forgery(from int32, body interface{}) (rule, why string) {
 
 // warnForged logs a refused message: at Warn the first time a sender
 // breaks a rule, at Debug afterwards. Called with inboundMu held.
-func (b *Bridge) warnForged(from int32, rule, why string, m *WireMsg) {
+func (b *Bridge) warnForged(from int32, rule, why string, m *Msg) {
 	k := forgedKey{from: from, rule: rule}
 	if b.forged[k] || len(b.forged) >= maxWarned {
 		b.log.Debug("refused a forged message", "from", from, "to", m.To, "reason", why)

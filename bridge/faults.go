@@ -1,4 +1,4 @@
-package cluster
+package bridge
 
 // Message faults at the bridge: what the network may do to messages between
 // nodes (lose, repeat, hold back, reorder them; cut a link; cut a node off
@@ -7,18 +7,17 @@ package cluster
 // actor's enqueue, so that is where faults are injected; cuts are also
 // checked where a batch is about to be sent and where one arrives.
 //
-// Threads: the controls (SetFaults, Cut, Isolate, ...) are called from any
-// goroutine and only change faultState under its mutex; the bridge actor
-// reads a snapshot of it when its generation changes, and is the only user
-// of the fault RNG and of delayed messages' timers. Inbound batches (net/rpc
-// goroutines) read the cuts directly.
+// Threads: the bridge actor owns the fault state (the faults in force, the
+// cuts, the RNG, held-back messages' timers, the counts). The controls
+// (SetFaults, Cut, Isolate, ...) are called from any goroutine: each sends
+// the actor a faultControl and waits for its answer, so it has taken effect
+// when the control returns. Inbound batches (net/rpc goroutines) need only
+// which links are cut: the actor publishes that as one immutable linkView.
 
 import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -59,9 +58,9 @@ func (f Faults) injects() bool {
 	return f.Drop > 0 || f.Duplicate > 0 || f.Delay > 0 || f.Reorder > 0
 }
 
-// validate names the first bad field; NaN is refused with the out-of-range
+// Validate names the first bad field; NaN is refused with the out-of-range
 // values (a NaN probability would silently inject nothing).
-func (f Faults) validate() error {
+func (f Faults) Validate() error {
 	for _, p := range []struct {
 		name string
 		v    float64
@@ -76,9 +75,9 @@ func (f Faults) validate() error {
 	return nil
 }
 
-// FaultStats count what the injected faults did since NewBridge. Messages
-// lost to a fault or a cut also count in BridgeStats.DroppedMessages (when
-// outbound) or BridgeStats.RefusedBatches (the inbound batches).
+// FaultStats count what the injected faults did since New. Messages
+// lost to a fault or a cut also count in Stats.DroppedMessages (when
+// outbound) or Stats.RefusedBatches (the inbound batches).
 type FaultStats struct {
 	Dropped    uint64 // outbound messages lost to Faults.Drop
 	Duplicated uint64 // outbound messages sent twice
@@ -87,47 +86,93 @@ type FaultStats struct {
 	CutOff     uint64 // outbound messages dropped by a cut or isolation, plus inbound messages refused by one
 }
 
-// faultState is the bridge's fault configuration, shared between the
-// controls and the bridge actor. Its zero value injects nothing.
-type faultState struct {
-	mu       sync.Mutex
-	cfg      Faults
-	cfgGen   uint64   // bumped by SetFaults: the actor takes the new config and reseeds
-	cut      []bool   // by node id; allocated on the first Cut
-	cuts     []uint64 // times each link was cut: messages queued before a cut never go out after it
-	isolated atomic.Bool
-	nCut     atomic.Int32  // links cut now: lets inbound batches skip the mutex when none is
-	gen      atomic.Uint64 // bumped (under mu) after every change, so the actor rereads
-
-	dropped, duplicated, delayed, reordered, cutOff atomic.Uint64
+// linkView is what inbound batches must know of the fault state: whether
+// this node is isolated and which links are cut (by node id; shorter than
+// Members when no link was ever cut). The bridge actor publishes a new one
+// on every change and never modifies a published one.
+type linkView struct {
+	isolated bool
+	cut      []bool
 }
 
-// changed publishes a change made under mu.
-func (f *faultState) changed() { f.gen.Add(1) }
+func (v *linkView) refuses(from int32) bool {
+	return v != nil && (v.isolated || (int(from) < len(v.cut) && v.cut[from]))
+}
 
-func (f *faultState) grow(n int) {
-	if len(f.cut) < n {
-		f.cut = make([]bool, n)
-		f.cuts = make([]uint64, n)
+// faultControl asks the bridge actor to change (or only report) the fault
+// state; it answers with a faultReport.
+type faultControl struct {
+	op     faultOp
+	peer   int32  // Cut, Heal
+	faults Faults // Set
+}
+
+type faultOp int
+
+const (
+	opReport faultOp = iota
+	opSet
+	opCut
+	opHeal
+	opHealAll
+	opIsolate
+)
+
+// faultReport is the actor's answer to a faultControl: the state after it.
+type faultReport struct {
+	faults  Faults
+	cut     []int32    // cut peers, ascending
+	stats   FaultStats // outbound counts (inbound refusals are added by the caller)
+	changed bool       // Cut: newly cut; Heal: was cut; Isolate: first time
+	healed  []int32    // HealAll: the links it restored
+}
+
+// controlTimeout bounds a control's wait for the bridge actor, which answers
+// at once unless it has stopped (then the wait ends with a dead letter).
+const controlTimeout = time.Minute
+
+// control has the bridge actor carry out c and returns its report. Once the
+// bridge is stopped (or stops meanwhile) nothing changes any more: the report
+// is the state the actor left.
+func (b *Bridge) control(c *faultControl) faultReport {
+	b.stopMu.RLock()
+	if b.stopped {
+		b.stopMu.RUnlock()
+		return b.leftReport()
 	}
+	// Queued before Stop's PoisonPill (stopMu), so answered before it.
+	f := b.sys.Root.RequestFuture(b.pid, c, controlTimeout)
+	b.stopMu.RUnlock()
+	res, err := f.Result()
+	if r, ok := res.(*faultReport); ok && err == nil {
+		return *r
+	}
+	if err != nil {
+		b.log.Debug("fault control not answered", "error", err)
+	}
+	return b.leftReport()
+}
+
+// leftReport is the fault state the last bridge actor left on stopping.
+func (b *Bridge) leftReport() faultReport {
+	h := b.handover.Load()
+	if h == nil {
+		return faultReport{}
+	}
+	return h.report()
 }
 
 // SetFaults replaces the faults injected on this bridge's outbound
 // messages; Faults{} stops injecting (cuts stay until healed). Messages
 // already held back are still delivered when their time comes.
 func (b *Bridge) SetFaults(f Faults) error {
-	if err := f.validate(); err != nil {
+	if err := f.Validate(); err != nil {
 		return err
 	}
 	if f.Delay > 0 && f.MaxDelay == 0 {
 		f.MaxDelay = DefaultMaxDelay
 	}
-	fs := &b.faults
-	fs.mu.Lock()
-	fs.cfg = f
-	fs.cfgGen++
-	fs.changed()
-	fs.mu.Unlock()
+	b.control(&faultControl{op: opSet, faults: f})
 	if f.injects() {
 		b.log.Info("message faults set", "drop", f.Drop, "duplicate", f.Duplicate, "delay", f.Delay, "max_delay", f.MaxDelay, "reorder", f.Reorder, "seed", f.Seed)
 	} else {
@@ -138,21 +183,14 @@ func (b *Bridge) SetFaults(f Faults) error {
 
 // Faults returns the faults in force (MaxDelay with its default filled in).
 func (b *Bridge) Faults() Faults {
-	b.faults.mu.Lock()
-	defer b.faults.mu.Unlock()
-	return b.faults.cfg
+	return b.control(&faultControl{op: opReport}).faults
 }
 
 // FaultStats returns what the injected faults did so far.
 func (b *Bridge) FaultStats() FaultStats {
-	f := &b.faults
-	return FaultStats{
-		Dropped:    f.dropped.Load(),
-		Duplicated: f.duplicated.Load(),
-		Delayed:    f.delayed.Load(),
-		Reordered:  f.reordered.Load(),
-		CutOff:     f.cutOff.Load(),
-	}
+	st := b.control(&faultControl{op: opReport}).stats
+	st.CutOff += b.refusedCut.Load()
+	return st
 }
 
 func (b *Bridge) checkPeer(op string, peer int32) error {
@@ -173,24 +211,7 @@ func (b *Bridge) Cut(peer int32) error {
 	if err := b.checkPeer("cut", peer); err != nil {
 		return err
 	}
-	f := &b.faults
-	f.mu.Lock()
-	f.grow(len(b.cfg.Members))
-	already := f.cut[peer]
-	f.cut[peer] = true
-	f.cuts[peer]++
-	if !already {
-		f.nCut.Add(1)
-	}
-	f.changed()
-	f.mu.Unlock()
-	// A batch from peer being delivered right now finishes before Cut
-	// returns; any later one sees the cut (deliver checks under inboundMu).
-	b.inboundMu.Lock()
-	b.inboundMu.Unlock()
-	// Have the actor drop what it queued for peer now, not at its next send.
-	b.post(faultsChanged{})
-	if !already {
+	if b.control(&faultControl{op: opCut, peer: peer}).changed {
 		b.log.Info("link cut (fault injection): nothing goes to or is accepted from the peer until healed", "peer", peer, "addr", b.cfg.Members[peer])
 	}
 	return nil
@@ -202,16 +223,7 @@ func (b *Bridge) Heal(peer int32) error {
 	if err := b.checkPeer("heal", peer); err != nil {
 		return err
 	}
-	f := &b.faults
-	f.mu.Lock()
-	was := int(peer) < len(f.cut) && f.cut[peer]
-	if was {
-		f.cut[peer] = false
-		f.nCut.Add(-1)
-		f.changed()
-	}
-	f.mu.Unlock()
-	if was {
+	if b.control(&faultControl{op: opHeal, peer: peer}).changed {
 		b.log.Info("link healed (fault injection)", "peer", peer, "addr", b.cfg.Members[peer])
 	}
 	return nil
@@ -219,37 +231,14 @@ func (b *Bridge) Heal(peer int32) error {
 
 // HealAll restores every cut link. It does not undo Isolate.
 func (b *Bridge) HealAll() {
-	f := &b.faults
-	f.mu.Lock()
-	var healed []int32
-	for i, c := range f.cut {
-		if c {
-			f.cut[i] = false
-			healed = append(healed, int32(i))
-		}
-	}
-	if len(healed) > 0 {
-		f.nCut.Store(0)
-		f.changed()
-	}
-	f.mu.Unlock()
-	if len(healed) > 0 {
+	if healed := b.control(&faultControl{op: opHealAll}).healed; len(healed) > 0 {
 		b.log.Info("links healed (fault injection)", "peers", healed)
 	}
 }
 
 // CutPeers returns the peers whose link is cut, in ascending order.
 func (b *Bridge) CutPeers() []int32 {
-	f := &b.faults
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []int32
-	for i, c := range f.cut {
-		if c {
-			out = append(out, int32(i))
-		}
-	}
-	return out
+	return b.control(&faultControl{op: opReport}).cut
 }
 
 // Isolate cuts this node off from every peer at once and for good, as a
@@ -261,140 +250,168 @@ func (b *Bridge) CutPeers() []int32 {
 // inbound message is handed to a local actor afterwards. Batches already
 // handed to net/rpc may still arrive, as bytes already on the wire would.
 func (b *Bridge) Isolate() {
-	f := &b.faults
-	f.mu.Lock()
-	already := f.isolated.Swap(true)
-	f.changed()
-	f.mu.Unlock()
-	if already {
-		return
+	if b.control(&faultControl{op: opIsolate}).changed {
+		b.log.Info("node isolated (fault injection): nothing is sent to or accepted from any peer from now on")
 	}
-	// Barrier: a batch being delivered now finishes before Isolate returns.
-	b.inboundMu.Lock()
-	b.inboundMu.Unlock()
-	b.closeAllClients()
-	b.post(faultsChanged{})
-	b.log.Info("node isolated (fault injection): nothing is sent to or accepted from any peer from now on")
 }
 
 // refuseCut refuses an inbound batch from a peer whose link is cut, or any
-// batch once the node is isolated. Called with inboundMu held, which makes
-// Cut and Isolate take effect for inbound batches before they return.
-func (b *Bridge) refuseCut(from int32, batch *WireBatch) error {
-	f := &b.faults
-	why := ""
-	switch {
-	case f.isolated.Load():
-		why = "this node is isolated"
-	case f.nCut.Load() > 0:
-		f.mu.Lock()
-		if int(from) < len(f.cut) && f.cut[from] {
-			why = "the link is cut"
-		}
-		f.mu.Unlock()
-	}
-	if why == "" {
+// batch once the node is isolated. Called with inboundMu held: the actor
+// publishes a new linkView under it too, so a batch being delivered when a
+// Cut or Isolate is made finishes before the control returns, and any later
+// one sees it.
+func (b *Bridge) refuseCut(from int32, batch *Batch) error {
+	v := b.links.Load()
+	if !v.refuses(from) {
 		return nil
 	}
+	why := "the link is cut"
+	if v.isolated {
+		why = "this node is isolated"
+	}
 	b.refusedBatches.Add(1)
-	f.cutOff.Add(uint64(len(batch.Msgs)))
+	b.refusedCut.Add(uint64(len(batch.Msgs)))
 	b.log.Debug("refused batch: "+why+" (fault injection)", "from", from, "seq", batch.Seq, "msgs", len(batch.Msgs))
 	return fmt.Errorf("node %d refuses batch from node %d: %s (fault injection)", b.cfg.Self, from, why)
 }
 
 // --- the bridge actor's side -------------------------------------------------
 
-// faultEvent is a message the bridge actor passes to onFaultEvent.
-type faultEvent interface{ faultEvent() }
+// delayedMsg is a held-back message whose time has come.
+type delayedMsg struct {
+	epoch uint64 // the actor instance that held it
+	id    uint64
+	peer  int32
+	msg   Msg
+	cuts  uint64 // the link's cut count when it was held: a cut since drops it
+}
 
-type (
-	// faultsChanged asks the actor to take a cut or isolation in now, so
-	// queued messages are dropped (and counted) at once.
-	faultsChanged struct{}
-	// delayedMsg is a held-back message whose time has come.
-	delayedMsg struct {
-		epoch uint64 // the actor instance that held it
-		id    uint64
-		peer  int32
-		msg   WireMsg
-		cuts  uint64 // the link's cut count when it was held: a cut since drops it
-	}
-)
-
-func (faultsChanged) faultEvent() {}
-func (*delayedMsg) faultEvent()   {}
-
-// actorFaults is the bridge actor's snapshot of faultState, plus what only
-// the actor touches: the RNG and the timers of held-back messages.
-type actorFaults struct {
-	gen      uint64 // faultState.gen of the snapshot
-	cfgGen   uint64
+// faultState is the fault state that outlives a bridge actor instance: a
+// restarted actor takes it over (Bridge.handover), so a restart neither
+// heals a cut nor forgets the faults in force.
+type faultState struct {
 	cfg      Faults
 	isolated bool
-	cut      []bool
-	cuts     []uint64
-	on       bool // anything to inject or check: off, enqueue takes the plain path
-	rng      *rand.Rand
-	timers   map[uint64]*time.Timer // held-back messages by delayedMsg.id
-	nextID   uint64
+	cut      []bool     // by node id
+	cuts     []uint64   // times each link was cut: messages held before a cut never go out after it
+	stats    FaultStats // outbound counts
+}
+
+func (s *faultState) report() faultReport {
+	r := faultReport{faults: s.cfg, stats: s.stats}
+	for i, c := range s.cut {
+		if c {
+			r.cut = append(r.cut, int32(i))
+		}
+	}
+	return r
+}
+
+// actorFaults is the bridge actor's fault state, plus what only this
+// instance needs: the RNG and the timers of held-back messages.
+type actorFaults struct {
+	faultState
+	on     bool // anything to inject or check: off, enqueue takes the plain path
+	rng    *rand.Rand
+	timers map[uint64]*time.Timer // held-back messages by delayedMsg.id
+	nextID uint64
+}
+
+// takeOver starts a new actor instance with the state the previous one
+// left (nil for the first).
+func (a *bridgeActor) takeOver(h *faultState) {
+	af := &a.fx
+	n := len(a.peers)
+	af.cut, af.cuts = make([]bool, n), make([]uint64, n)
+	if h != nil {
+		af.cfg, af.isolated, af.stats = h.cfg, h.isolated, h.stats
+		copy(af.cut, h.cut)
+		copy(af.cuts, h.cuts)
+	}
+	af.reseed()
+	af.update()
+}
+
+// reseed restarts the RNG from the configured seed. PCG takes two words;
+// the second only needs to differ from zero-ish patterns, so a fixed one
+// keeps Seed the single knob.
+func (af *actorFaults) reseed() {
+	af.rng = rand.New(rand.NewPCG(uint64(af.cfg.Seed), 0x2c0ffee2bc))
+}
+
+func (af *actorFaults) update() {
+	af.on = af.cfg.injects() || af.isolated || slices.Contains(af.cut, true)
 }
 
 func (af *actorFaults) linkCut(peer int32) bool {
-	return af.isolated || (int(peer) < len(af.cut) && af.cut[peer])
+	return af.isolated || af.cut[peer]
 }
 
-func (af *actorFaults) cutCount(peer int32) uint64 {
-	if int(peer) < len(af.cuts) {
-		return af.cuts[peer]
-	}
-	return 0
+// publish hands inbound batches the new cuts. It stores under inboundMu so
+// that a batch being delivered finishes first: when the control returns,
+// no batch from a cut link is being handed to local actors any more.
+func (a *bridgeActor) publish() {
+	v := &linkView{isolated: a.fx.isolated, cut: slices.Clone(a.fx.cut)}
+	a.b.inboundMu.Lock()
+	a.b.links.Store(v)
+	a.b.inboundMu.Unlock()
 }
 
-// syncFaults takes in what the controls changed since the last look, and
-// drops what is queued for a link cut since (even if healed meanwhile:
-// those messages were queued before the cut).
-func (a *bridgeActor) syncFaults() {
-	f, af := &a.b.faults, &a.fx
-	if f.gen.Load() == af.gen {
-		return
-	}
-	f.mu.Lock()
-	af.gen = f.gen.Load()
-	af.isolated = f.isolated.Load()
-	af.cut = append(af.cut[:0], f.cut...)
-	oldCuts := af.cuts
-	af.cuts = append([]uint64(nil), f.cuts...)
-	cfg, cfgGen := f.cfg, f.cfgGen
-	f.mu.Unlock()
-
-	if cfgGen != af.cfgGen {
-		af.cfgGen, af.cfg = cfgGen, cfg
-		// PCG takes two words; the second only needs to differ from zero-ish
-		// patterns, so a fixed one keeps Seed the single knob.
-		af.rng = rand.New(rand.NewPCG(uint64(cfg.Seed), 0x2c0ffee2bc))
-	}
-	af.on = af.cfg.injects() || af.isolated || slices.Contains(af.cut, true)
-	for _, p := range a.peers {
-		if p == nil {
-			continue
+// onControl carries out a control on the actor's goroutine.
+func (a *bridgeActor) onControl(c *faultControl) *faultReport {
+	af := &a.fx
+	changed := false
+	var healed []int32
+	switch c.op {
+	case opSet:
+		af.cfg = c.faults
+		af.reseed()
+	case opCut:
+		changed = !af.cut[c.peer]
+		af.cut[c.peer] = true
+		af.cuts[c.peer]++
+		a.publish()
+		// What was queued for the peer goes now, not at its next send.
+		a.dropCut(a.peers[c.peer])
+	case opHeal:
+		changed = af.cut[c.peer]
+		if changed {
+			af.cut[c.peer] = false
+			a.publish()
 		}
-		var before uint64
-		if int(p.id) < len(oldCuts) {
-			before = oldCuts[p.id]
+	case opHealAll:
+		for i, cut := range af.cut {
+			if cut {
+				af.cut[i] = false
+				healed = append(healed, int32(i))
+			}
 		}
-		if af.linkCut(p.id) || af.cutCount(p.id) != before {
-			a.dropCut(p)
+		if len(healed) > 0 {
+			a.publish()
+		}
+	case opIsolate:
+		changed = !af.isolated
+		if changed {
+			af.isolated = true
+			a.publish()
+			a.b.closeAllClients()
+			for _, p := range a.peers {
+				if p != nil {
+					a.dropCut(p)
+				}
+			}
 		}
 	}
+	af.update()
+	r := af.report()
+	r.changed, r.healed = changed, healed
+	return &r
 }
 
 // injecting reports whether enqueue must go through inject.
-func (a *bridgeActor) injecting() bool {
-	a.syncFaults()
-	return a.fx.on
-}
+func (a *bridgeActor) injecting() bool { return a.fx.on }
 
-// dropCut drops everything queued for p because its link is (or was) cut.
+// dropCut drops everything queued for p because its link is cut.
 func (a *bridgeActor) dropCut(p *peerLink) {
 	if len(p.queue) == 0 {
 		return
@@ -402,14 +419,13 @@ func (a *bridgeActor) dropCut(p *peerLink) {
 	n := uint64(len(p.queue))
 	p.queue = nil
 	a.b.droppedMsgs.Add(n)
-	a.b.faults.cutOff.Add(n)
+	a.fx.stats.CutOff += n
 	a.b.log.Debug("fault: dropped messages queued for a cut link", "peer", p.id, "dropped", n)
 }
 
 // linkDown is flush's check: a cut link sends nothing, and what is queued
 // for it is dropped.
 func (a *bridgeActor) linkDown(p *peerLink) bool {
-	a.syncFaults()
 	if !a.fx.linkCut(p.id) {
 		return false
 	}
@@ -418,11 +434,11 @@ func (a *bridgeActor) linkDown(p *peerLink) bool {
 }
 
 // inject queues w for p with the configured faults applied.
-func (a *bridgeActor) inject(p *peerLink, w WireMsg) {
+func (a *bridgeActor) inject(p *peerLink, w Msg) {
 	b, af := a.b, &a.fx
 	if af.linkCut(p.id) {
 		b.droppedMsgs.Add(1)
-		b.faults.cutOff.Add(1)
+		af.stats.CutOff++
 		if b.log.IsDebug() {
 			b.log.Debug("fault: message to a cut link dropped", "peer", p.id, "to", w.To, "type", fmt.Sprintf("%T", w.Body))
 		}
@@ -431,7 +447,7 @@ func (a *bridgeActor) inject(p *peerLink, w WireMsg) {
 	cfg, r := &af.cfg, af.rng
 	if cfg.Drop > 0 && r.Float64() < cfg.Drop {
 		b.droppedMsgs.Add(1)
-		b.faults.dropped.Add(1)
+		af.stats.Dropped++
 		if b.log.IsDebug() {
 			b.log.Debug("fault: message dropped", "peer", p.id, "to", w.To, "type", fmt.Sprintf("%T", w.Body))
 		}
@@ -440,7 +456,7 @@ func (a *bridgeActor) inject(p *peerLink, w WireMsg) {
 	copies := 1
 	if cfg.Duplicate > 0 && r.Float64() < cfg.Duplicate {
 		copies = 2
-		b.faults.duplicated.Add(1)
+		af.stats.Duplicated++
 		if b.log.IsDebug() {
 			b.log.Debug("fault: message duplicated", "peer", p.id, "to", w.To, "type", fmt.Sprintf("%T", w.Body))
 		}
@@ -453,7 +469,7 @@ func (a *bridgeActor) inject(p *peerLink, w WireMsg) {
 		a.push(p, w)
 		if n := len(p.queue); cfg.Reorder > 0 && n >= 2 && r.Float64() < cfg.Reorder {
 			p.queue[n-2], p.queue[n-1] = p.queue[n-1], p.queue[n-2]
-			b.faults.reordered.Add(1)
+			af.stats.Reordered++
 			if b.log.IsDebug() {
 				b.log.Debug("fault: message swapped with the one queued before it", "peer", p.id, "to", w.To, "type", fmt.Sprintf("%T", w.Body))
 			}
@@ -464,28 +480,19 @@ func (a *bridgeActor) inject(p *peerLink, w WireMsg) {
 
 // hold holds w back for a random time; a timer posts it back to the actor,
 // so the queue is only ever touched on the actor's goroutine.
-func (a *bridgeActor) hold(p *peerLink, w WireMsg) {
+func (a *bridgeActor) hold(p *peerLink, w Msg) {
 	af, b := &a.fx, a.b
 	d := time.Duration(1 + af.rng.Int64N(int64(af.cfg.MaxDelay))) // (0, MaxDelay]; SetFaults makes MaxDelay > 0 when Delay > 0
 	if af.timers == nil {
 		af.timers = make(map[uint64]*time.Timer)
 	}
 	af.nextID++
-	m := &delayedMsg{epoch: a.epoch, id: af.nextID, peer: p.id, msg: w, cuts: af.cutCount(p.id)}
+	m := &delayedMsg{epoch: a.epoch, id: af.nextID, peer: p.id, msg: w, cuts: af.cuts[p.id]}
 	// After Stop, post refuses and the message is simply gone.
 	af.timers[m.id] = time.AfterFunc(d, func() { b.post(m) })
-	b.faults.delayed.Add(1)
+	af.stats.Delayed++
 	if b.log.IsDebug() {
 		b.log.Debug("fault: message held back", "peer", p.id, "to", w.To, "type", fmt.Sprintf("%T", w.Body), "for", d)
-	}
-}
-
-func (a *bridgeActor) onFaultEvent(ev faultEvent) {
-	switch m := ev.(type) {
-	case faultsChanged:
-		a.syncFaults()
-	case *delayedMsg:
-		a.onDelayed(m)
 	}
 }
 
@@ -494,11 +501,10 @@ func (a *bridgeActor) onDelayed(m *delayedMsg) {
 		return
 	}
 	delete(a.fx.timers, m.id)
-	a.syncFaults()
 	p := a.peers[m.peer]
-	if a.fx.linkCut(p.id) || a.fx.cutCount(p.id) != m.cuts {
+	if a.fx.linkCut(p.id) || a.fx.cuts[p.id] != m.cuts {
 		a.b.droppedMsgs.Add(1)
-		a.b.faults.cutOff.Add(1)
+		a.fx.stats.CutOff++
 		a.b.log.Debug("fault: held-back message dropped, its link was cut meanwhile", "peer", p.id, "to", m.msg.To)
 		return
 	}
@@ -507,7 +513,8 @@ func (a *bridgeActor) onDelayed(m *delayedMsg) {
 }
 
 // releaseFaults stops the timers of held-back messages, which are lost with
-// the rest of the queue.
+// the rest of the queue, and leaves the fault state to the next instance
+// (or, after Stop, to the controls' late callers).
 func (a *bridgeActor) releaseFaults() {
 	if n := len(a.fx.timers); n > 0 {
 		for _, t := range a.fx.timers {
@@ -517,4 +524,7 @@ func (a *bridgeActor) releaseFaults() {
 		a.b.droppedMsgs.Add(uint64(n))
 		a.b.log.Debug("dropping held-back messages on stop", "dropped", n)
 	}
+	left := a.fx.faultState
+	left.cut, left.cuts = slices.Clone(left.cut), slices.Clone(left.cuts)
+	a.b.handover.Store(&left)
 }

@@ -1,4 +1,4 @@
-package cluster
+package bridge
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// Defaults for the optional BridgeConfig knobs.
+// Defaults for the optional Config knobs.
 const (
 	DefaultQueueLimit  = 100_000
 	DefaultBatchLimit  = 8_192
@@ -25,12 +25,13 @@ const (
 	DefaultRedialMax   = 2 * time.Second
 )
 
-// BridgeActorName is the id of the bridge actor on every node.
-const BridgeActorName = "bridge"
+// ActorName is the id of the bridge actor on every node.
+const ActorName = "bridge"
 
-// BridgeConfig describes a node's place in the cluster. Only Self and Members
-// are required; every other zero field takes its default.
-type BridgeConfig struct {
+// Config describes a node's place in the cluster. Only Self and Members
+// are required; every other zero field takes its default (WithDefaults),
+// and New refuses a config that breaks a rule (Validate).
+type Config struct {
 	Self    int32
 	Members []string     // "host:port" of every node, indexed by node id (Members[Self] is this node)
 	Logger  hclog.Logger // used as is (name it, e.g. "bridge", before passing); nil → null logger
@@ -52,8 +53,77 @@ type BridgeConfig struct {
 	RedialMax time.Duration
 }
 
-// BridgeStats are the bridge's counters since NewBridge.
-type BridgeStats struct {
+// WithDefaults returns c with each optional field left at zero set to its
+// default (RedialMax: DefaultRedialMax, or RedialMin if that is longer).
+// Fields set by the caller are kept as they are, for Validate to judge.
+func (c Config) WithDefaults() Config {
+	if c.QueueLimit == 0 {
+		c.QueueLimit = DefaultQueueLimit
+	}
+	if c.BatchLimit == 0 {
+		c.BatchLimit = DefaultBatchLimit
+	}
+	if c.CallTimeout == 0 {
+		c.CallTimeout = DefaultCallTimeout
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.RedialMin == 0 {
+		c.RedialMin = DefaultRedialMin
+	}
+	if c.RedialMax == 0 {
+		c.RedialMax = max(DefaultRedialMax, c.RedialMin)
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	return c
+}
+
+// Validate names the first field that breaks its rule. It judges the
+// config as given: call it after WithDefaults to allow zero optional fields.
+func (c Config) Validate() error {
+	if len(c.Members) == 0 {
+		return errors.New("bridge: Members: member list is empty")
+	}
+	if c.Self < 0 || int(c.Self) >= len(c.Members) {
+		return fmt.Errorf("bridge: Self: self node id %d is not a member (members are 0-%d)", c.Self, len(c.Members)-1)
+	}
+	seen := make(map[string]int, len(c.Members))
+	for i, addr := range c.Members {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("bridge: Members: member %d address %q: %w", i, addr, err)
+		}
+		if j, dup := seen[addr]; dup {
+			return fmt.Errorf("bridge: Members: members %d and %d share address %q", j, i, addr)
+		}
+		seen[addr] = i
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"QueueLimit", c.QueueLimit}, {"BatchLimit", c.BatchLimit}} {
+		if f.v <= 0 {
+			return fmt.Errorf("bridge: %s = %d: must be positive (0 takes the default)", f.name, f.v)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{{"CallTimeout", c.CallTimeout}, {"DialTimeout", c.DialTimeout}, {"RedialMin", c.RedialMin}, {"RedialMax", c.RedialMax}} {
+		if f.v <= 0 {
+			return fmt.Errorf("bridge: %s = %v: must be positive (0 takes the default)", f.name, f.v)
+		}
+	}
+	if c.RedialMax < c.RedialMin {
+		return fmt.Errorf("bridge: RedialMax = %v is shorter than RedialMin = %v: the backoff must be allowed to grow", c.RedialMax, c.RedialMin)
+	}
+	return nil
+}
+
+// Stats are the bridge's counters since New.
+type Stats struct {
 	SentMessages     uint64 // outbound messages a peer accepted
 	SentBatches      uint64 // outbound Deliver calls that succeeded
 	ReceivedMessages uint64 // inbound messages handed to local actors
@@ -71,11 +141,11 @@ type BridgeStats struct {
 // rpc service hands each message to the local actor it names.
 type Bridge struct {
 	sys     *actor.ActorSystem
-	cfg     BridgeConfig
+	cfg     Config
 	log     hclog.Logger
 	self    string           // Members[Self]
-	unbound string           // the registry's address before NewBridge; PIDs made earlier carry it
-	index   map[string]int32 // member address → node id; read-only after NewBridge
+	unbound string           // the registry's address before New; PIDs made earlier carry it
+	index   map[string]int32 // member address → node id; read-only after New
 	pid     *actor.PID
 
 	ctx    context.Context // cancelled by Stop to end dialers
@@ -100,7 +170,7 @@ type Bridge struct {
 	refusedBatches, skippedMsgs atomic.Uint64
 	connects                    atomic.Uint64
 
-	cluster uint64 // clusterID(Members)
+	cluster uint64 // ClusterID(Members)
 	session int64  // this bridge's start; each bridge actor instance adds its epoch (its batches' session)
 
 	// inbound is, per sending node, the newest batch delivered in each of
@@ -111,7 +181,11 @@ type Bridge struct {
 	inbound   map[int32][]linkPosition
 	forged    map[forgedKey]bool // forged-message warnings given (guarded by inboundMu)
 
-	faults faultState // injected message faults, cuts and isolation (faults.go)
+	// The fault state is the bridge actor's (faults.go); inbound batches
+	// see only the cuts it publishes in links.
+	links      atomic.Pointer[linkView]   // nil until the first Cut or Isolate
+	handover   atomic.Pointer[faultState] // what the last actor instance left
+	refusedCut atomic.Uint64              // inbound messages refused by a cut or isolation
 }
 
 // sessionsKept bounds how many sessions of one peer are remembered.
@@ -122,52 +196,23 @@ type linkPosition struct {
 	seq     uint64
 }
 
-// NewBridge must be called right after actor.NewActorSystem and before any
+// New must be called right after actor.NewActorSystem and before any
 // other actor is spawned: PIDs record the registry's address when they are
 // made, and only PIDs carrying Members[Self] can be answered from other nodes.
 // It sets that address, routes every PID with another node's address through
 // the bridge (addresses that are not members are dropped there, with a
 // warning), and spawns the bridge actor (named "bridge").
-func NewBridge(sys *actor.ActorSystem, cfg BridgeConfig) (*Bridge, error) {
+func New(sys *actor.ActorSystem, cfg Config) (*Bridge, error) {
 	if sys == nil {
 		return nil, errors.New("bridge: actor system is nil")
 	}
-	if len(cfg.Members) == 0 {
-		return nil, errors.New("bridge: member list is empty")
-	}
-	if cfg.Self < 0 || int(cfg.Self) >= len(cfg.Members) {
-		return nil, fmt.Errorf("bridge: self node id %d is not a member (members are 0-%d)", cfg.Self, len(cfg.Members)-1)
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	index := make(map[string]int32, len(cfg.Members))
 	for i, addr := range cfg.Members {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return nil, fmt.Errorf("bridge: member %d address %q: %w", i, addr, err)
-		}
-		if j, dup := index[addr]; dup {
-			return nil, fmt.Errorf("bridge: members %d and %d share address %q", j, i, addr)
-		}
 		index[addr] = int32(i)
-	}
-	if cfg.QueueLimit <= 0 {
-		cfg.QueueLimit = DefaultQueueLimit
-	}
-	if cfg.BatchLimit <= 0 {
-		cfg.BatchLimit = DefaultBatchLimit
-	}
-	if cfg.CallTimeout <= 0 {
-		cfg.CallTimeout = DefaultCallTimeout
-	}
-	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = DefaultDialTimeout
-	}
-	if cfg.RedialMin <= 0 {
-		cfg.RedialMin = DefaultRedialMin
-	}
-	if cfg.RedialMax < cfg.RedialMin {
-		cfg.RedialMax = max(DefaultRedialMax, cfg.RedialMin)
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = hclog.NewNullLogger()
 	}
 	cfg.Members = append([]string(nil), cfg.Members...) // the caller's slice may change later
 
@@ -179,7 +224,7 @@ func NewBridge(sys *actor.ActorSystem, cfg BridgeConfig) (*Bridge, error) {
 		unbound: sys.ProcessRegistry.Address,
 		index:   index,
 		clients: make(map[*rpc.Client]struct{}),
-		cluster: clusterID(cfg.Members),
+		cluster: ClusterID(cfg.Members),
 		session: time.Now().UnixNano(),
 		inbound: make(map[int32][]linkPosition),
 	}
@@ -194,10 +239,10 @@ func NewBridge(sys *actor.ActorSystem, cfg BridgeConfig) (*Bridge, error) {
 		return remote, true
 	})
 
-	pid, err := sys.Root.SpawnNamed(actor.PropsFromProducer(b.newActor), BridgeActorName)
+	pid, err := sys.Root.SpawnNamed(actor.PropsFromProducer(b.newActor), ActorName)
 	if err != nil {
 		b.cancel()
-		return nil, fmt.Errorf("bridge: spawn %q actor: %w", BridgeActorName, err)
+		return nil, fmt.Errorf("bridge: spawn %q actor: %w", ActorName, err)
 	}
 	b.pid = pid
 	return b, nil
@@ -235,8 +280,8 @@ func (b *Bridge) Stop() {
 }
 
 // Stats returns the bridge's counters.
-func (b *Bridge) Stats() BridgeStats {
-	return BridgeStats{
+func (b *Bridge) Stats() Stats {
+	return Stats{
 		SentMessages:     b.sentMsgs.Load(),
 		SentBatches:      b.sentBatches.Load(),
 		ReceivedMessages: b.recvMsgs.Load(),
@@ -351,7 +396,7 @@ func (b *Bridge) dial(epoch uint64, peer int32, delay time.Duration) {
 }
 
 // call sends one batch off the bridge actor and reports how it went.
-func (b *Bridge) call(epoch uint64, peer int32, c *rpc.Client, batch *WireBatch) {
+func (b *Bridge) call(epoch uint64, peer int32, c *rpc.Client, batch *Batch) {
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
@@ -359,7 +404,7 @@ func (b *Bridge) call(epoch uint64, peer int32, c *rpc.Client, batch *WireBatch)
 		// request on this goroutine, and a peer that stops reading blocks that
 		// write; closing the client unblocks both the write and the wait.
 		timer := time.AfterFunc(b.cfg.CallTimeout, func() { _ = c.Close() })
-		var ack WireAck
+		var ack Ack
 		call := c.Go("Bridge.Deliver", batch, &ack, make(chan *rpc.Call, 1))
 		<-call.Done
 		expired := !timer.Stop()
@@ -418,7 +463,7 @@ type (
 		// unsent is the batch when the client was already shut down (its
 		// connection broke earlier, e.g. the peer restarted): net/rpc then
 		// fails the call without writing it, so it is safe to send again.
-		unsent []WireMsg
+		unsent []Msg
 	}
 )
 
@@ -426,13 +471,13 @@ type (
 type peerLink struct {
 	id         int32
 	addr       string
-	queue      []WireMsg
+	queue      []Msg
 	client     *rpc.Client
 	dialing    bool
 	inFlight   bool
 	retryDelay time.Duration
 	overflow   uint64 // oldest messages dropped from a full queue since last reported
-	seq        uint64 // batches sent to this peer, for WireBatch.Seq
+	seq        uint64 // batches sent to this peer, for Batch.Seq
 }
 
 // At most this many distinct bad addresses and types are warned about; the
@@ -466,6 +511,7 @@ func (b *Bridge) newActor() actor.Actor {
 			a.peers[i] = &peerLink{id: int32(i), addr: addr}
 		}
 	}
+	a.takeOver(b.handover.Load())
 	return a
 }
 
@@ -477,8 +523,10 @@ func (a *bridgeActor) Receive(ctx actor.Context) {
 		a.onDialed(m)
 	case *delivered:
 		a.onDelivered(m)
-	case faultEvent:
-		a.onFaultEvent(m)
+	case *faultControl:
+		ctx.Respond(a.onControl(m))
+	case *delayedMsg:
+		a.onDelayed(m)
 	case *actor.Stopping, *actor.Restarting:
 		a.release()
 	}
@@ -499,10 +547,10 @@ func (a *bridgeActor) enqueue(o *outbound) {
 		a.warnType(o.to, o.msg)
 		return
 	}
-	w := WireMsg{To: o.to.Id, Body: o.msg}
+	w := Msg{To: o.to.Id, Body: o.msg}
 	if s := o.sender; s != nil {
 		w.SenderAddr, w.SenderID = s.Address, s.Id
-		if w.SenderAddr == b.unbound { // spawned before NewBridge: answerable only here
+		if w.SenderAddr == b.unbound { // spawned before New: answerable only here
 			w.SenderAddr = b.self
 		}
 	}
@@ -516,10 +564,10 @@ func (a *bridgeActor) enqueue(o *outbound) {
 }
 
 // push appends w to p's queue, dropping the oldest message when it is full.
-func (a *bridgeActor) push(p *peerLink, w WireMsg) {
+func (a *bridgeActor) push(p *peerLink, w Msg) {
 	b := a.b
 	if len(p.queue) >= b.cfg.QueueLimit {
-		p.queue[0] = WireMsg{} // let the body be collected
+		p.queue[0] = Msg{} // let the body be collected
 		p.queue = p.queue[1:]
 		p.overflow++
 		b.droppedMsgs.Add(1)
@@ -541,9 +589,9 @@ func (a *bridgeActor) flush(p *peerLink) {
 		a.dial(p)
 		return
 	}
-	var msgs []WireMsg
+	var msgs []Msg
 	if n := a.b.cfg.BatchLimit; len(p.queue) > n {
-		msgs = append(make([]WireMsg, 0, n), p.queue[:n]...)
+		msgs = append(make([]Msg, 0, n), p.queue[:n]...)
 		clear(p.queue[:n])
 		p.queue = p.queue[n:]
 	} else {
@@ -557,7 +605,7 @@ func (a *bridgeActor) flush(p *peerLink) {
 	}
 	p.inFlight = true
 	p.seq++
-	a.b.call(a.epoch, p.id, p.client, &WireBatch{
+	a.b.call(a.epoch, p.id, p.client, &Batch{
 		Cluster: a.b.cluster, From: a.b.cfg.Self, FromAddr: a.b.self, To: p.id,
 		Session: a.session, Seq: p.seq, Msgs: msgs,
 	})
@@ -661,5 +709,5 @@ func (a *bridgeActor) warnType(to *actor.PID, msg interface{}) {
 		a.b.log.Warn("dropping nil messages (gob cannot encode a nil pointer)", "type", t, "to", to)
 		return
 	}
-	a.b.log.Warn("dropping messages of a type not carried on the wire (add it to wireMessages in cluster/wire.go)", "type", t, "to", to)
+	a.b.log.Warn("dropping messages of a type not carried on the wire (add it to wireMessages in bridge/wire.go)", "type", t, "to", to)
 }

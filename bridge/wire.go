@@ -1,4 +1,4 @@
-package cluster
+package bridge
 
 import (
 	"encoding/gob"
@@ -14,17 +14,17 @@ import (
 // the sender claims, so a few hostile bytes could make a node allocate
 // gigabytes. Fixed-size fields, strings and slices only.
 
-// WireMsg is one actor message crossing from one node to another.
-type WireMsg struct {
+// Msg is one actor message crossing from one node to another.
+type Msg struct {
 	To         string      // target actor id on the receiving node (e.g. "participant", "coordinator/0.1.5", "future$12")
 	SenderAddr string      // sender PID address ("" if no sender)
 	SenderID   string      // sender PID id ("" if no sender)
 	Body       interface{} // one of the gob-registered protocol messages
 }
 
-// WireBatch is what one Bridge.Deliver call carries: everything queued for a
+// Batch is what one Bridge.Deliver call carries: everything queued for a
 // peer, in the order it was sent.
-type WireBatch struct {
+type Batch struct {
 	Cluster  uint64 // hash of the member list: a node of another cluster is refused
 	From     int32  // sender node id
 	FromAddr string // sender's address, which must be Members[From]
@@ -36,11 +36,12 @@ type WireBatch struct {
 	// a loss (which the protocol recovers from), never a reordering.
 	Session int64
 	Seq     uint64
-	Msgs    []WireMsg
+	Msgs    []Msg
 }
 
-// clusterID names a membership: every node of one cluster computes the same.
-func clusterID(members []string) uint64 {
+// ClusterID names a membership: every node of one cluster computes the
+// same, and a batch carrying another is refused (Batch.Cluster).
+func ClusterID(members []string) uint64 {
 	h := fnv.New64a()
 	for _, m := range members {
 		h.Write([]byte(m))
@@ -49,8 +50,8 @@ func clusterID(members []string) uint64 {
 	return h.Sum64()
 }
 
-// WireAck answers a WireBatch.
-type WireAck struct {
+// Ack answers a Batch.
+type Ack struct {
 	Accepted int // messages handed to local actors (malformed ones are skipped)
 }
 

@@ -1,9 +1,11 @@
 package cluster
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"twopc/actors"
 	"twopc/messages"
@@ -14,7 +16,7 @@ import (
 // through another node at once, from every node. Each node must already
 // count every transaction whose client was told "committed" before the read
 // began: the participant holds the read until those are applied.
-func TestReview2ReadYourWritesAcrossNodes(t *testing.T) {
+func TestReadYourWritesAcrossNodes(t *testing.T) {
 	const nodes, writers, rounds = 4, 4, 12
 	l := testCluster(t, nodes, actors.Timing{})
 	clients := make([]*Client, nodes)
@@ -62,16 +64,24 @@ func TestReview2ReadYourWritesAcrossNodes(t *testing.T) {
 	wantEverywhere(t, clients[0], "value", nodes, writers*rounds)
 }
 
-func errString(err error) string {
+// Node.Read on a node whose power was cut fails, as Submit does ("a
+// client of a crashed node learns nothing"): from the moment PowerCut
+// returns "nothing [its actors] do can be seen from outside", so a Go
+// caller must not read the dead node's participant either.
+func TestReadOnPowerCutNodeFails(t *testing.T) {
+	l := testCluster(t, 2, actors.Timing{VoteTimeout: 500 * time.Millisecond})
+	n0 := l.Node(0)
+	if o, err := n0.Submit(messages.Set("n0/x", 7)); err != nil || !o.Committed {
+		t.Fatalf("setup: %v %v", o, err)
+	}
+	waitLocksFree(t, l) // the commit applied, so a read need not wait for it
+	n0.PowerCut()
+	defer func() { _ = l.Crash(0) }()
+	vals, err := n0.Read("n0/x")
 	if err == nil {
-		return ""
+		t.Errorf("Read on a node whose power is cut answered %v; want an error (%v), as Submit gives", vals, errNodeCrashed)
 	}
-	return err.Error()
-}
-
-func outcomeString(o *messages.Outcome) string {
-	if o == nil {
-		return "<nil>"
+	if _, err := n0.Submit(messages.Set("n0/x", 8)); !errors.Is(err, errNodeCrashed) {
+		t.Fatalf("Submit after the power cut: %v, want %v", err, errNodeCrashed)
 	}
-	return o.String()
 }

@@ -1,0 +1,653 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"twopc/actors"
+	"twopc/actors/actortest"
+	"twopc/internal/bank"
+	"twopc/messages"
+	"twopc/trace"
+)
+
+// Every test must leave nothing running: nodes, bridges, connections and timers are stopped by their owners.
+func TestMain(m *testing.M) { actortest.VerifyNoLeaks(m) }
+
+// waitFor polls cond until it holds or a generous deadline passes.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	actortest.Eventually(tb, 20*time.Second, func() string {
+		if cond() {
+			return ""
+		}
+		return what
+	})
+}
+
+func listenLoopback(tb testing.TB) net.Listener {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("listen on a free loopback port: %v", err)
+	}
+	return ln
+}
+
+// mutePeer is a peer that accepts connections and reads everything sent
+// to it, but never answers. accepts counts the connections it took, read
+// the bytes it got.
+type mutePeer struct {
+	addr    string
+	accepts atomic.Int64
+	read    atomic.Int64
+}
+
+func startMutePeer(t *testing.T) *mutePeer {
+	t.Helper()
+	ln := listenLoopback(t)
+	p := &mutePeer{addr: ln.Addr().String()}
+	srv := serveConns(ln, func(c net.Conn) {
+		p.accepts.Add(1)
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.Read(buf)
+			p.read.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	})
+	t.Cleanup(func() { srv.stop(); srv.wait() })
+	return p
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func outcomeString(o *messages.Outcome) string {
+	if o == nil {
+		return "<nil>"
+	}
+	return o.String()
+}
+
+func (r *crashRig) armCrash(node int32, at actors.StepKind, peer int32, after func(actors.Step) bool) *crashAt {
+	c := &crashAt{node: node, at: at, peer: peer, after: after, crashed: make(chan actors.Step, 1)}
+	r.armed.Store(c)
+	return c
+}
+
+func (r *crashRig) waitCrashed(c *crashAt) actors.Step {
+	r.t.Helper()
+	select {
+	case s := <-c.crashed:
+		r.armed.Store(nil)
+		return s
+	case <-time.After(10 * time.Second):
+		r.t.Fatalf("never reached %v on node %d", c.at, c.node)
+		return actors.Step{}
+	}
+}
+
+func (r *crashRig) valueOf(key string) int64 {
+	r.t.Helper()
+	for i := range r.l.Members() {
+		if n := r.l.Node(i); n != nil {
+			vals, err := n.Read(key)
+			if err != nil {
+				r.t.Fatal(err)
+			}
+			return vals[0].Value
+		}
+	}
+	r.t.Fatal("no node up")
+	return 0
+}
+
+// gateLogger wraps an hclog.Logger and, when the node named gateNode logs
+// "node started" for incarnation gateInc, blocks the logging goroutine (the
+// one running cluster.Start) until release is closed. It makes the window
+// between a node serving and Start returning as wide as a slow machine
+// could make it, without changing anything else.
+type gateLogger struct {
+	hclog.Logger
+	g *startGate
+}
+
+func (l *gateLogger) Named(name string) hclog.Logger {
+	return &gateLogger{Logger: l.Logger.Named(name), g: l.g}
+}
+
+func (l *gateLogger) ResetNamed(name string) hclog.Logger {
+	return &gateLogger{Logger: l.Logger.ResetNamed(name), g: l.g}
+}
+
+func (l *gateLogger) With(args ...interface{}) hclog.Logger {
+	return &gateLogger{Logger: l.Logger.With(args...), g: l.g}
+}
+
+func (l *gateLogger) Info(msg string, args ...interface{}) {
+	if msg == "node started" && strings.HasSuffix(l.Name(), l.g.node) {
+		for i := 0; i+1 < len(args); i += 2 {
+			if args[i] == "incarnation" && args[i+1] == l.g.inc {
+				l.g.once.Do(func() { close(l.g.reached) })
+				<-l.g.release
+			}
+		}
+	}
+	l.Logger.Info(msg, args...)
+}
+
+type startGate struct {
+	node    string // logger name suffix, e.g. "node-1"
+	inc     uint32
+	once    sync.Once
+	reached chan struct{}
+	release chan struct{}
+}
+
+// replyBoxID is the id protoactor's registry gives its k-th NextId (a
+// copy of its base-64 encoding), so a test can name a Submit's reply box.
+func replyBoxID(k uint64) string {
+	const digits = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ~+"
+	var buf [13]byte
+	i := 13
+	for k >= 64 {
+		i--
+		buf[i] = digits[k&0x3f]
+		k >>= 6
+	}
+	i--
+	buf[i] = digits[k]
+	i--
+	buf[i] = '$'
+	return "submit" + string(buf[i:])
+}
+
+func quietLogger() hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Level: hclog.Off, Output: io.Discard})
+}
+
+// hookedCluster is a cluster of n nodes whose protocol steps go to hook (if set
+// by the test, through the returned pointer).
+func hookedCluster(t *testing.T, n int, timing actors.Timing) (*Local, *atomic.Pointer[func(actors.Step)]) {
+	t.Helper()
+	hook := new(atomic.Pointer[func(actors.Step)])
+	l, err := StartLocal(LocalConfig{
+		Nodes: n, DataDir: t.TempDir(), Timing: timing,
+		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
+		Steps: func(s actors.Step) {
+			if f := hook.Load(); f != nil {
+				(*f)(s)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop() })
+	return l, hook
+}
+
+// settledWithin waits until every node that is up has nothing left to
+// finish (nodeBusy), failing after bound.
+func settledWithin(t *testing.T, l *Local, bound time.Duration, what string) {
+	t.Helper()
+	t.Logf("waiting: %s", what)
+	settled(t, l, bound)
+}
+
+func valueVia(t *testing.T, l *Local, via int, key string) int64 {
+	t.Helper()
+	vals, err := l.Node(via).Read(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vals[0].Value
+}
+
+// waitProgress waits until the workload has submitted n more transactions:
+// load measured in work done, not in time slept.
+func waitProgress(t *testing.T, submitted *atomic.Int64, n int64) {
+	t.Helper()
+	from := submitted.Load()
+	actortest.Eventually(t, 30*time.Second, func() string {
+		if got := submitted.Load() - from; got < n {
+			return fmt.Sprintf("%d of %d more transactions submitted", got, n)
+		}
+		return ""
+	})
+}
+
+// waitInFlight waits until node's coordinator runs want txn actors.
+func waitInFlight(t *testing.T, n *Node, want int) {
+	t.Helper()
+	actortest.Eventually(t, 5*time.Second, func() string {
+		cs, err := n.CoordinatorStatus()
+		if err != nil {
+			return err.Error()
+		}
+		if cs.InFlight != want {
+			return fmt.Sprintf("node %d: %d transactions in flight, want %d", n.ID(), cs.InFlight, want)
+		}
+		return ""
+	})
+}
+
+// timing for the pinned scenarios: short clocks, so "long" is a second.
+var termTiming = actors.Timing{
+	VoteTimeout:       time.Second,
+	ClockSkew:         50 * time.Millisecond,
+	ResendInterval:    20 * time.Millisecond,
+	MaxResendInterval: 200 * time.Millisecond,
+	InDoubtAfter:      100 * time.Millisecond,
+	MaxQueryInterval:  400 * time.Millisecond,
+}
+
+// settledValues waits until nothing is left in flight and reads x and y.
+func settledValues(t *testing.T, l *Local, x, y string) []NodeValue {
+	t.Helper()
+	settled(t, l, 10*time.Second)
+	vals, err := l.Node(1).Read(x, y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vals
+}
+
+// wantRunningRefusal: Resolve refused because node 0, the coordinator,
+// runs.
+func wantRunningRefusal(t *testing.T, rerr error) {
+	t.Helper()
+	var running *CoordinatorRunningError
+	if !errors.As(rerr, &running) || running.Node != 0 {
+		t.Fatalf("Resolve refused with %v, want a CoordinatorRunningError naming node 0", rerr)
+	}
+}
+
+// testCluster starts n in-process nodes on free ports with their data in a
+// temporary directory, stopped when the test ends.
+func testCluster(t *testing.T, n int, timing actors.Timing) *Local {
+	t.Helper()
+	l, err := StartLocal(LocalConfig{
+		Nodes: n, DataDir: t.TempDir(), Timing: timing,
+		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop() })
+	return l
+}
+
+func dial(t *testing.T, l *Local, node int) *Client {
+	t.Helper()
+	c, err := Dial(l.Members()[node])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func mustCommit(t *testing.T, c *Client, ops ...messages.Op) messages.TxID {
+	t.Helper()
+	o, err := c.Submit(ops...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.Committed {
+		t.Fatalf("%v: want committed, got %v", ops, o)
+	}
+	return o.Tx
+}
+
+// values reads key through c and returns node → value.
+func values(t *testing.T, c *Client, key string) map[int32]int64 {
+	t.Helper()
+	vals, err := c.Read(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int32]int64{}
+	for _, v := range vals {
+		out[v.Node] = v.Value
+	}
+	return out
+}
+
+func wantEverywhere(t *testing.T, c *Client, key string, nodes int, want int64) {
+	t.Helper()
+	got := values(t, c, key)
+	if len(got) != nodes {
+		t.Fatalf("%s read from %d nodes, want %d: %v", key, len(got), nodes, got)
+	}
+	for n, v := range got {
+		if v != want {
+			t.Fatalf("%s on node %d = %d, want %d (all: %v)", key, n, v, want, got)
+		}
+	}
+}
+
+// holdLock prepares a transaction directly on a participant, so that the
+// participant holds its keys until the test aborts it. begun sets its age:
+// transactions younger than the holder wait for it, older ones are refused.
+func holdLock(t *testing.T, l *Local, node int, begun int64, ops ...messages.Op) func() {
+	t.Helper()
+	n := l.Node(node)
+	txn := actortest.NewProbe(t, n.System(), "blocker")
+	held := messages.TxID{Node: int32(node), Incarnation: 1 << 30, Seq: 1}
+	n.System().Root.RequestWithCustomSender(n.Participant(), &messages.Prepare{Tx: held, Ops: ops, Participants: []int32{int32(node)}, Begun: begun}, txn.PID)
+	v, _ := actortest.Expect[*messages.Vote](t, txn, 5*time.Second)
+	if v.Kind != messages.VoteYes {
+		t.Fatalf("blocker not prepared: %+v", v)
+	}
+	return func() { n.System().Root.Send(n.Participant(), &messages.Abort{Tx: held}) }
+}
+
+// waitStatus polls node's participant until ok holds, failing with what
+// after five seconds.
+func waitStatus(t *testing.T, l *Local, node int, what string, ok func(*actors.ParticipantStatus) bool) {
+	t.Helper()
+	actortest.Eventually(t, 5*time.Second, func() string {
+		st, err := l.Node(node).ParticipantStatus()
+		if err != nil {
+			return err.Error()
+		}
+		if !ok(st) {
+			return fmt.Sprintf("node %d: %s: %+v", node, what, st)
+		}
+		return ""
+	})
+}
+
+func waitLocksFree(t *testing.T, l *Local) {
+	t.Helper()
+	actortest.Eventually(t, 5*time.Second, func() string {
+		for i := range l.Members() {
+			n := l.Node(i)
+			if n == nil {
+				continue
+			}
+			st, err := n.ParticipantStatus()
+			if err != nil {
+				return err.Error()
+			}
+			if st.LocksHeld != 0 || len(st.InDoubt) != 0 || st.Preparing != 0 || st.Committing != 0 {
+				return fmt.Sprintf("node %d still holds locks: %+v", i, st)
+			}
+		}
+		return ""
+	})
+}
+
+// settled waits until none of nodes (all that are up, if none are given)
+// holds a lock, is in doubt, runs a txn actor or has a commit without END
+// in its log.
+func settled(tb testing.TB, l *Local, within time.Duration, nodes ...int) {
+	tb.Helper()
+	if len(nodes) == 0 {
+		for i := range l.Members() {
+			nodes = append(nodes, i)
+		}
+	}
+	actortest.Eventually(tb, within, func() string {
+		for _, i := range nodes {
+			if n := l.Node(i); n != nil {
+				if busy := nodeBusy(n); busy != "" {
+					return fmt.Sprintf("node %d not settled: %s", i, busy)
+				}
+			}
+		}
+		return ""
+	})
+}
+
+// opTiming: short clocks, as crashTiming, and outcomes remembered only as
+// long as the protocol allows (VoteTimeout + 2 × ClockSkew, rounded up), so
+// that what happens once a participant forgets shows within the test.
+var opTiming = actors.Timing{
+	VoteTimeout:       time.Second,
+	ClockSkew:         50 * time.Millisecond,
+	ResendInterval:    50 * time.Millisecond,
+	MaxResendInterval: 200 * time.Millisecond,
+	InDoubtAfter:      100 * time.Millisecond,
+	MaxQueryInterval:  400 * time.Millisecond,
+	RememberOutcomes:  1200 * time.Millisecond,
+}
+
+// opRig is a three-node crash rig: node 0 coordinates, nodes 1 and 2 take
+// part, each with one key set to 100. log, if set, gets every node's log
+// lines (at ERROR and above).
+type opRig struct {
+	*crashRig
+	x, y string // n1/..., n2/...
+}
+
+func newOpRig(t *testing.T, timing actors.Timing, log hclog.Logger) *opRig {
+	if log == nil {
+		log = hclog.New(&hclog.LoggerOptions{Level: hclog.Off})
+	}
+	cr := &crashRig{t: t, steps: newStepLog()}
+	l, err := StartLocal(LocalConfig{Nodes: 3, DataDir: t.TempDir(), Timing: timing, Logger: log, Steps: cr.onStep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop() })
+	cr.l = l
+	r := &opRig{crashRig: cr, x: "n1/op-x", y: "n2/op-y"}
+	if o, err := l.Node(0).Submit(messages.Set(r.x, 100), messages.Set(r.y, 100)); err != nil || !o.Committed {
+		t.Fatalf("setup: %v %v", o, err)
+	}
+	settled(t, l, 10*time.Second)
+	return r
+}
+
+// transferCrashingAt submits "move 10 from x to y" through node 0 and cuts
+// node 0's power at the armed step; it returns the step and Submit's error,
+// then takes node 0 down.
+func (r *opRig) transferCrashingAt(c *crashAt) (actors.Step, error) {
+	r.t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		o, err := r.l.Node(0).Submit(messages.Add(r.x, -10), messages.Add(r.y, 10))
+		if err == nil {
+			r.t.Errorf("a client of a crashed coordinator got an outcome: %v", o)
+		}
+		errc <- err
+	}()
+	at := r.waitCrashed(c)
+	var err error
+	select {
+	case err = <-errc:
+	case <-time.After(5 * time.Second):
+		r.t.Fatal("Submit still waiting after its node's power was cut")
+	}
+	if err := r.l.Crash(0); err != nil {
+		r.t.Fatal(err)
+	}
+	return at, err
+}
+
+// values reads x and y (from their owners, through node 1).
+func (r *opRig) values() (int64, int64) {
+	r.t.Helper()
+	vals, err := r.l.Node(1).Read(r.x, r.y)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return vals[0].Value, vals[1].Value
+}
+
+func (r *opRig) wantValues(x, y int64, when string) {
+	r.t.Helper()
+	if gx, gy := r.values(); gx != x || gy != y {
+		r.t.Fatalf("%s: x=%d y=%d, want %d %d", when, gx, gy, x, y)
+	}
+}
+
+func (r *opRig) wantKnown(tx messages.TxID, d messages.Decision, source string) {
+	r.t.Helper()
+	got, src, err := r.l.KnownOutcome(tx)
+	if err != nil || got != d || !strings.Contains(src, source) {
+		r.t.Fatalf("KnownOutcome(%v) = %v %q %v, want %v %q", tx, got, src, err, d, source)
+	}
+}
+
+func newBufferLogger(level hclog.Level) (hclog.Logger, *actortest.Buffer) {
+	buf := &actortest.Buffer{}
+	return hclog.New(&hclog.LoggerOptions{Name: "test", Level: level, Output: buf}), buf
+}
+
+// dirContents maps every file of dir to its bytes.
+func dirContents(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[e.Name()] = string(b)
+	}
+	return out
+}
+
+// onlySegment is the path of the node's one log segment.
+func onlySegment(t *testing.T, dir string) string {
+	t.Helper()
+	segs, err := filepath.Glob(filepath.Join(dir, "wal-*.log"))
+	if err != nil || len(segs) != 1 {
+		t.Fatalf("want one segment in %s, got %v %v", dir, segs, err)
+	}
+	return segs[0]
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k, v := range m {
+		out = append(out, fmt.Sprintf("%s(%d)", k, len(v)))
+	}
+	return out
+}
+
+// localBank is the bank's view of an in-process cluster.
+type localBank struct{ l *Local }
+
+func (c localBank) Submit(via int, ops ...messages.Op) (*messages.Outcome, error) {
+	n := c.l.Node(via)
+	if n == nil {
+		return nil, fmt.Errorf("node %d is down", via)
+	}
+	o, err := n.Submit(ops...)
+	if err == nil && o.Unknown {
+		return nil, errors.New(o.String()) // the bank counts it unknown, not aborted
+	}
+	return o, err
+}
+
+// Read asks the first node that is up and answers.
+func (c localBank) Read(keys ...string) (map[string]int64, error) {
+	var errs []error
+	for i := range c.l.Members() {
+		n := c.l.Node(i)
+		if n == nil {
+			continue
+		}
+		vals, err := n.Read(keys...)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out := make(map[string]int64, len(vals))
+		for _, v := range vals {
+			out[v.Key] = v.Value
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("no node could read: %w", errors.Join(errs...))
+}
+
+func testSeed(t *testing.T) int64 {
+	seed, err := bank.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seed
+}
+
+// afterTransfers waits until n more transfers have been started.
+func afterTransfers(t *testing.T, b *bank.Bank, n int) {
+	t.Helper()
+	started := func() int { c, a, u := b.Counts(); return c + a + u }
+	from := started()
+	actortest.Eventually(t, time.Minute, func() string {
+		if got := started() - from; got < n {
+			return fmt.Sprintf("%d of %d transfers started", got, n)
+		}
+		return ""
+	})
+}
+
+// tracedCluster is a four-node cluster recording into rec.
+func tracedCluster(t *testing.T, rec *trace.Recorder, steps actors.StepHook) *Local {
+	t.Helper()
+	l, err := StartLocal(LocalConfig{
+		Nodes: 4, DataDir: t.TempDir(), Timing: crashTiming, Tracer: rec, Steps: steps,
+		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop() })
+	return l
+}
+
+// find returns the index of the first event matching ok, or -1.
+func find(evs []trace.Event, ok func(trace.Event) bool) int {
+	for i, e := range evs {
+		if ok(e) {
+			return i
+		}
+	}
+	return -1
+}
+
+func isEvent(kind trace.Kind, node, peer int32, what string) func(trace.Event) bool {
+	return func(e trace.Event) bool { return e.Kind == kind && e.Node == node && e.Peer == peer && e.What == what }
+}
+
+func isLog(node int32, rec messages.RecordKind, forced bool) func(trace.Event) bool {
+	return func(e trace.Event) bool {
+		return e.Kind == trace.LogWrite && e.Node == node && e.What == rec.String() && e.Forced == forced
+	}
+}
+
+func render(t *testing.T, rec *trace.Recorder, tx messages.TxID) string {
+	t.Helper()
+	var b strings.Builder
+	if err := rec.Render(&b, tx, 4); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
