@@ -61,10 +61,17 @@ var DefaultTiming = Timing{
 // not for this to correct behind the caller's back.
 func (t Timing) WithDefaults() Timing {
 	d := DefaultTiming
+	remember := t.RememberOutcomes
 	for i, f := range t.fields() {
 		if *f.val == 0 {
 			*f.val = *d.fields()[i].val
 		}
+	}
+	// An unset RememberOutcomes follows the clocks it must outlast, so
+	// that setting only VoteTimeout or ClockSkew is never refused by the
+	// rule in Validate. A value that was set is kept as it is.
+	if remember == 0 {
+		t.RememberOutcomes = max(t.RememberOutcomes, t.staleAfter()+t.ClockSkew)
 	}
 	return t
 }

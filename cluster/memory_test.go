@@ -26,7 +26,7 @@ func TestDecidedTransactionsAreForgotten(t *testing.T) {
 	const snapEvery = 200
 	l, err := StartLocal(LocalConfig{
 		Nodes: 4, DataDir: dir, SnapshotEvery: snapEvery,
-		Timing: actors.Timing{VoteTimeout: 2 * time.Second, ClockSkew: 10 * time.Millisecond, RememberOutcomes: 300 * time.Millisecond},
+		Timing: actors.Timing{VoteTimeout: 2 * time.Second, ClockSkew: 10 * time.Millisecond, RememberOutcomes: 2020 * time.Millisecond},
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
 	})
 	if err != nil {
@@ -120,7 +120,7 @@ func TestDecidedTransactionsAreForgotten(t *testing.T) {
 // no participant remembers a single outcome.
 func TestBurstWithCrashesLeavesNothingBehind(t *testing.T) {
 	timing := termTiming
-	timing.RememberOutcomes = 300 * time.Millisecond // raised to VoteTimeout + 2 × ClockSkew
+	timing.RememberOutcomes = 1100 * time.Millisecond // VoteTimeout + 2 × ClockSkew, the least Validate allows
 	l, _ := hookedCluster(t, 4, timing)
 	var stop atomic.Bool
 	var submitted atomic.Int64

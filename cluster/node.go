@@ -68,6 +68,9 @@ func (c Config) Validate() error {
 		}
 		seen[addr] = i
 	}
+	if err := c.Timing.Validate(); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
 	return nil
 }
 
