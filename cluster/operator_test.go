@@ -40,8 +40,8 @@ func newOpRig(t *testing.T, timing actors.Timing, log hclog.Logger) *opRig {
 	if log == nil {
 		log = hclog.New(&hclog.LoggerOptions{Level: hclog.Off})
 	}
-	cr := &crashRig{t: t, steps: newStepLog()}
-	l, err := StartLocal(LocalConfig{Nodes: 3, DataDir: t.TempDir(), Timing: timing, Logger: log, Steps: cr.onStep})
+	cr := &crashRig{t: t}
+	l, err := StartLocal(LocalConfig{Nodes: 3, DataDir: t.TempDir(), Timing: timing, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

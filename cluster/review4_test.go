@@ -18,22 +18,10 @@ import (
 )
 
 func (r *crashRig) r4arm(node int32, at actors.StepKind, peer int32, after func(actors.Step) bool) *crashAt {
-	c := &crashAt{node: node, at: at, peer: peer, after: after, crashed: make(chan actors.Step, 1)}
-	r.armed.Store(c)
-	return c
+	return r.arm(&crashAt{node: node, at: at, peer: peer, after: after}, true)
 }
 
-func (r *crashRig) r4crashed(c *crashAt) actors.Step {
-	r.t.Helper()
-	select {
-	case s := <-c.crashed:
-		r.armed.Store(nil)
-		return s
-	case <-time.After(10 * time.Second):
-		r.t.Fatalf("never reached %v on node %d", c.at, c.node)
-		return actors.Step{}
-	}
-}
+func (r *crashRig) r4crashed(c *crashAt) actors.Step { return r.crashed(c) }
 
 func (r *crashRig) r4value(key string) int64 {
 	r.t.Helper()
