@@ -154,7 +154,9 @@ func TestCrashAtRefusesWhatCannotFire(t *testing.T) {
 func TestCrashAtHoldsTheStepUntilItFires(t *testing.T) {
 	l := crashAtCluster(t, 3)
 	a, err := l.CrashAt(2, actors.StepCommitSent, Watching(0), WithPeer(1), Holding(), PowerCutOnly(),
-		Until(func(at, s actors.Step) bool { return s.Tx == at.Tx && s.Node == 1 && s.Kind == actors.StepCommittedLogged }))
+		Until(func(at, s actors.Step) bool {
+			return s.Tx == at.Tx && s.Node == 1 && s.Kind == actors.StepCommittedLogged
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}
