@@ -122,3 +122,40 @@ func TestFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// wait and sleep: a script's ways to let the cluster move on. sleep prints
+// nothing; wait prints the state it waited for; either refuses what it
+// cannot wait for.
+func TestWaitAndSleep(t *testing.T) {
+	got := session(t, t.TempDir(), strings.Join([]string{
+		"sleep 10ms",
+		"add 1",
+		"wait settled",
+		"wait indoubt 0",
+		"sleep",
+		"sleep forever",
+		"sleep -1s",
+		"sleep 11m",
+		"wait",
+		"wait soon",
+		"wait settled now",
+		"wait indoubt",
+		"wait indoubt x",
+		"wait indoubt -1",
+	}, "\n")+"\n")
+	expectLines(t, got,
+		`committed 0\.1\.2 \(\d+ ms\)`,
+		`settled: nothing in flight, locked or in doubt on the running nodes`,
+		`0 in doubt`,
+		`error: usage: sleep <duration>`,
+		`error: sleep "forever": want a duration from 1ms to 10m0s, such as 500ms or 2s`,
+		`error: sleep "-1s": .*`,
+		`error: sleep "11m": .*`,
+		`error: usage: wait settled\|indoubt <n>`,
+		`error: usage: wait settled\|indoubt <n>`,
+		`error: usage: wait settled\|indoubt <n>`,
+		`error: usage: wait settled\|indoubt <n>`,
+		`error: in-doubt count "x" must be 0 or more`,
+		`error: in-doubt count "-1" must be 0 or more`,
+	)
+}
