@@ -119,10 +119,14 @@ func (a *ArmedCrash) Fired() <-chan struct{} { return a.fired }
 func (a *ArmedCrash) Down() <-chan struct{} { return a.down }
 
 // At is the step at which the crash fired (the arrival, for Delivered);
-// valid once Fired is closed.
+// read it once Fired is closed.
 func (a *ArmedCrash) At() actors.Step {
-	<-a.fired
-	return a.at
+	select {
+	case <-a.fired:
+		return a.at
+	default:
+		return actors.Step{}
+	}
 }
 
 // crashes are a Local's armed crashes, one per node at most.
@@ -154,6 +158,9 @@ func sendArrival(s actors.Step) (actors.Step, bool) {
 // so nothing the node does afterwards is seen outside; then, unless
 // PowerCutOnly, the node is taken down as Crash does.
 func (l *Local) CrashAt(node int, step actors.StepKind, opts ...CrashOption) (*ArmedCrash, error) {
+	if !l.cfg.CrashAtSteps {
+		return nil, errors.New("crash at a step: the cluster was started without LocalConfig.CrashAtSteps")
+	}
 	if node < 0 || node >= len(l.members) {
 		return nil, fmt.Errorf("unknown node %d (nodes are 0-%d)", node, len(l.members)-1)
 	}
@@ -274,6 +281,15 @@ func (l *Local) Await(a *ArmedCrash, ok func(actors.Step) bool, within time.Dura
 			return false
 		}
 	}
+}
+
+// stepHook is the hook the Local gives its nodes: the caller's own, or,
+// if crashes may be armed at steps, onStep.
+func (l *Local) stepHook() actors.StepHook {
+	if !l.cfg.CrashAtSteps {
+		return l.cfg.Steps
+	}
+	return l.onStep
 }
 
 // onStep is every node's step hook: the caller's (LocalConfig.Steps),

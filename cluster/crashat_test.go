@@ -16,7 +16,7 @@ import (
 
 func crashAtCluster(t *testing.T, nodes int) *Local {
 	t.Helper()
-	l, err := StartLocal(LocalConfig{Nodes: nodes, DataDir: t.TempDir(), Timing: crashPointTiming,
+	l, err := StartLocal(LocalConfig{Nodes: nodes, DataDir: t.TempDir(), Timing: crashPointTiming, CrashAtSteps: true,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off})})
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +129,7 @@ func TestCrashAtReplacesAndDisarmCancels(t *testing.T) {
 	}
 }
 
-// Refused: an unknown node, Delivered at a step that sends nothing,
+// Refused: a cluster whose steps the Local does not see, an unknown node, Delivered at a step that sends nothing,
 // Holding without Until.
 func TestCrashAtRefusesWhatCannotFire(t *testing.T) {
 	l := crashAtCluster(t, 1)
@@ -144,6 +144,14 @@ func TestCrashAtRefusesWhatCannotFire(t *testing.T) {
 	}
 	if l.Armed(0) != nil {
 		t.Error("a refused crash is armed")
+	}
+	plain, err := StartLocal(LocalConfig{Nodes: 1, DataDir: t.TempDir(), Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Stop()
+	if _, err := plain.CrashAt(0, actors.StepVoted); err == nil {
+		t.Error("armed a crash on a cluster started without CrashAtSteps")
 	}
 }
 

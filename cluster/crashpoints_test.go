@@ -76,7 +76,7 @@ func newCrashRig(t *testing.T) *crashRig { return newCrashRigSnapshotting(t, 0) 
 func newCrashRigSnapshotting(t *testing.T, snapEvery int) *crashRig {
 	r := &crashRig{t: t}
 	l, err := StartLocal(LocalConfig{
-		Nodes: 4, DataDir: t.TempDir(), Timing: crashPointTiming, SnapshotEvery: snapEvery,
+		Nodes: 4, DataDir: t.TempDir(), Timing: crashPointTiming, SnapshotEvery: snapEvery, CrashAtSteps: true,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
 	})
 	if err != nil {

@@ -21,6 +21,10 @@ type LocalConfig struct {
 	SnapshotEvery int
 	Logger        hclog.Logger
 	Steps         actors.StepHook // every node's protocol steps (crash-point tests)
+	// CrashAtSteps lets CrashAt arm crashes at protocol steps: every
+	// node's steps then go through the Local (an atomic load each while
+	// nothing is armed). Without it CrashAt is refused.
+	CrashAtSteps bool
 	// Tracer, if set, records every node's part of each transaction, and
 	// the crashes, restarts, stops and partitions around them, for the
 	// operator's trace command (see Config.Tracer). Nil: no tracing.
@@ -88,7 +92,7 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 func (l *Local) start(i int, lis net.Listener) error {
 	n, err := Start(Config{
 		ID: int32(i), Members: l.members, DataDir: l.cfg.DataDir, Timing: l.cfg.Timing,
-		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Steps: l.onStep, Tracer: l.cfg.Tracer,
+		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Steps: l.stepHook(), Tracer: l.cfg.Tracer,
 		BridgeReady: func(b *Bridge) { l.bridgeReady(i, b) },
 	})
 	if err != nil {

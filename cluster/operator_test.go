@@ -41,7 +41,7 @@ func newOpRig(t *testing.T, timing actors.Timing, log hclog.Logger) *opRig {
 		log = hclog.New(&hclog.LoggerOptions{Level: hclog.Off})
 	}
 	cr := &crashRig{t: t}
-	l, err := StartLocal(LocalConfig{Nodes: 3, DataDir: t.TempDir(), Timing: timing, Logger: log})
+	l, err := StartLocal(LocalConfig{Nodes: 3, DataDir: t.TempDir(), Timing: timing, Logger: log, CrashAtSteps: true})
 	if err != nil {
 		t.Fatal(err)
 	}

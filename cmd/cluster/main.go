@@ -137,7 +137,7 @@ func startREPL(o *options, stderr io.Writer) (*repl, error) {
 	c, err := startCluster(cluster.LocalConfig{
 		Nodes: o.nodes, BasePort: o.basePort, DataDir: o.dataDir, Logger: logger,
 		Timing: actors.Timing{VoteTimeout: o.voteTimeout, InDoubtAfter: o.inDoubtAfter},
-		Tracer: r.tracer,
+		Tracer: r.tracer, CrashAtSteps: true,
 	})
 	if err != nil {
 		return nil, err
