@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,52 +31,28 @@ var crashTiming = actors.Timing{
 	MaxQueryInterval:  400 * time.Millisecond,
 }
 
-// stepLog records every protocol step of every node, and lets a test wait
-// for one.
-type stepLog struct {
-	mu      sync.Mutex
-	steps   []actors.Step
-	changed chan struct{}
-}
-
-func newStepLog() *stepLog { return &stepLog{changed: make(chan struct{})} }
-
-func (s *stepLog) add(st actors.Step) {
-	s.mu.Lock()
-	s.steps = append(s.steps, st)
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
-}
-
-// wait returns once a step matching ok has been recorded, or false after
-// timeout.
-func (s *stepLog) wait(ok func(actors.Step) bool, timeout time.Duration) bool {
-	deadline := time.After(timeout)
-	seen := 0
-	for {
-		s.mu.Lock()
-		for ; seen < len(s.steps); seen++ {
-			if ok(s.steps[seen]) {
-				s.mu.Unlock()
-				return true
-			}
-		}
-		ch := s.changed
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-deadline:
-			return false
-		}
-	}
+// crashPointTiming is crashTiming for the crash-point rig, with one
+// difference: a participant asks for the decision only once the vote
+// timeout has passed. A participant that asks while the coordinator still
+// counts votes makes it abort ("asked for the decision before all votes
+// arrived"), so with the 100 ms of crashTiming a loaded machine, where
+// voting takes longer, aborted transactions that had to commit: a race
+// between a timer and the votes, which this timing rules out.
+var crashPointTiming = actors.Timing{
+	VoteTimeout:       time.Second,
+	ClockSkew:         50 * time.Millisecond,
+	ResendInterval:    50 * time.Millisecond,
+	MaxResendInterval: 200 * time.Millisecond,
+	InDoubtAfter:      1200 * time.Millisecond,
+	MaxQueryInterval:  1200 * time.Millisecond,
 }
 
 // crashAt says when to cut a node's power: at the first step of kind at on
 // node, with peer if peer >= 0; after waiting, if after is set, until a step
 // matching after has happened for the same transaction (so that a message
-// sent just before the crash has arrived). The node whose power is cut is
-// victim, or node itself if victim is nil.
+// sent just before the crash has arrived), the node that reported the step
+// held at it meanwhile. The node whose power is cut is victim, or node
+// itself if victim is nil. It is Local.CrashAt, in the words of the table.
 type crashAt struct {
 	node   int32
 	at     actors.StepKind
@@ -86,21 +60,13 @@ type crashAt struct {
 	after  func(actors.Step) bool
 	victim *int32 // nil: the node of the step
 
-	fired   atomic.Bool
-	crashed chan actors.Step
+	armed *ArmedCrash
 }
 
-func (c *crashAt) matches(s actors.Step) bool {
-	return s.Node == c.node && s.Kind == c.at && (c.peer < 0 || s.Peer == c.peer)
-}
-
-// crashRig is a four-node cluster whose step hook cuts a node's power when
-// the armed crashAt matches.
+// crashRig is a cluster whose power cuts are armed with Local.CrashAt.
 type crashRig struct {
-	t     *testing.T
-	l     *Local
-	steps *stepLog
-	armed atomic.Pointer[crashAt]
+	t *testing.T
+	l *Local
 }
 
 func newCrashRig(t *testing.T) *crashRig { return newCrashRigSnapshotting(t, 0) }
@@ -108,11 +74,10 @@ func newCrashRig(t *testing.T) *crashRig { return newCrashRigSnapshotting(t, 0) 
 // newCrashRigSnapshotting snapshots every snapEvery records (0: the
 // default), so recovery must find what it needs in snapshots as well.
 func newCrashRigSnapshotting(t *testing.T, snapEvery int) *crashRig {
-	r := &crashRig{t: t, steps: newStepLog()}
+	r := &crashRig{t: t}
 	l, err := StartLocal(LocalConfig{
-		Nodes: 4, DataDir: t.TempDir(), Timing: crashTiming, SnapshotEvery: snapEvery,
+		Nodes: 4, DataDir: t.TempDir(), Timing: crashPointTiming, SnapshotEvery: snapEvery, CrashAtSteps: true,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
-		Steps:  r.onStep,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -122,32 +87,44 @@ func newCrashRigSnapshotting(t *testing.T, snapEvery int) *crashRig {
 	return r
 }
 
-// onStep runs inside the node's actors, at the step itself.
-func (r *crashRig) onStep(s actors.Step) {
-	r.steps.add(s)
-	c := r.armed.Load()
-	if c == nil || !c.matches(s) || !c.fired.CompareAndSwap(false, true) {
-		return
-	}
-	if c.after != nil && !r.steps.wait(func(x actors.Step) bool { return x.Tx == s.Tx && c.after(x) }, 5*time.Second) {
-		r.t.Errorf("crash at %v: the step to wait for never came", s)
-	}
-	victim := s.Node
+// arm arms c, replacing any crash armed on its victim. With cutOnly the
+// node is left, power cut, for the test to take down (Local.Crash);
+// otherwise it is taken down at once, and RestartNode waits for that.
+func (r *crashRig) arm(c *crashAt, cutOnly bool) *crashAt {
+	r.t.Helper()
+	victim := c.node
 	if c.victim != nil {
 		victim = *c.victim
 	}
-	// A re-driven commit reports its steps from inside Start, before the
-	// Local knows the node: wait for it.
-	deadline := time.Now().Add(5 * time.Second)
-	for r.l.Node(int(victim)) == nil && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	opts := []CrashOption{Watching(int(c.node))}
+	if c.peer >= 0 {
+		opts = append(opts, WithPeer(int(c.peer)))
 	}
-	if n := r.l.Node(int(victim)); n != nil {
-		n.PowerCut()
-	} else {
-		r.t.Errorf("crash at %v: node %d never came up", s, victim)
+	if after := c.after; after != nil {
+		opts = append(opts, Holding(), Until(func(at, s actors.Step) bool { return s.Tx == at.Tx && after(s) }))
 	}
-	c.crashed <- s
+	if cutOnly {
+		opts = append(opts, PowerCutOnly())
+	}
+	a, err := r.l.CrashAt(int(victim), c.at, opts...)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	c.armed = a
+	return c
+}
+
+// crashed waits until c's power cut and returns the step it came at.
+func (r *crashRig) crashed(c *crashAt) actors.Step {
+	r.t.Helper()
+	select {
+	case <-c.armed.Fired():
+		return c.armed.At()
+	case <-time.After(10 * time.Second):
+		r.l.Disarm(c.armed.Node())
+		r.t.Fatalf("never reached %v on node %d", c.at, c.node)
+		return actors.Step{}
+	}
 }
 
 // outcome is what a transaction did, as the participants' state shows it.
@@ -289,7 +266,7 @@ func (r *crashRig) runCrashPoint(shape txShape, cp crashPoint, tag string) {
 			peer = shape.participants[0]
 		}
 	}
-	c := &crashAt{node: victim, at: cp.at, peer: peer, crashed: make(chan actors.Step, 1)}
+	c := &crashAt{node: victim, at: cp.at, peer: peer}
 	switch cp.on {
 	case "coordinator":
 		c.node, c.peer, c.victim = shape.coordinator, victim, &victim
@@ -304,8 +281,8 @@ func (r *crashRig) runCrashPoint(shape txShape, cp crashPoint, tag string) {
 	if cp.after != nil {
 		c.after = cp.after(victim)
 	}
-	r.armed.Store(c)
-	defer r.armed.Store(nil)
+	r.arm(c, false)
+	defer r.l.Disarm(int(victim))
 
 	type result struct {
 		o   *messages.Outcome
@@ -316,16 +293,8 @@ func (r *crashRig) runCrashPoint(shape txShape, cp crashPoint, tag string) {
 		o, err := coord.Submit(ops...)
 		done <- result{o, err}
 	}()
-	var at actors.Step
-	select {
-	case at = <-c.crashed:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("the transaction never reached %v on node %d", cp.at, victim)
-	}
-	t.Logf("power cut at %v", at)
-	if err := r.l.Crash(int(victim)); err != nil {
-		t.Fatal(err)
-	}
+	t.Logf("power cut at %v", r.crashed(c))
+	// The node is taken down after the cut, and the restart waits for it.
 	if err := r.l.RestartNode(int(victim)); err != nil {
 		t.Fatalf("restart after the crash: %v", err)
 	}
@@ -420,7 +389,7 @@ func TestInDoubtSettledByPeersWhileCoordinatorIsDown(t *testing.T) {
 	r := newCrashRig(t)
 	// A participant vouches that it never voted on a transaction only if
 	// the transaction began a clock skew after it started.
-	time.Sleep(2 * crashTiming.ClockSkew)
+	time.Sleep(2 * crashPointTiming.ClockSkew)
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r.t = t
@@ -430,19 +399,12 @@ func TestInDoubtSettledByPeersWhileCoordinatorIsDown(t *testing.T) {
 				t.Fatalf("setup: %v %v", o, err)
 			}
 			r.waitSettled()
-			c := &crashAt{node: 0, at: tc.at, peer: 1, crashed: make(chan actors.Step, 1),
-				after: func(s actors.Step) bool { return s.Node == 1 && s.Kind == tc.after }}
-			r.armed.Store(c)
-			defer r.armed.Store(nil)
+			c := r.arm(&crashAt{node: 0, at: tc.at, peer: 1,
+				after: func(s actors.Step) bool { return s.Node == 1 && s.Kind == tc.after }}, false)
+			defer r.l.Disarm(0)
 			go coord.Submit(messages.Add(a, -10), messages.Add(b, 10)) // its client dies with node 0
-			select {
-			case <-c.crashed:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the transaction never reached the crash point")
-			}
-			if err := r.l.Crash(0); err != nil {
-				t.Fatal(err)
-			}
+			r.crashed(c)
+			<-c.armed.Down()
 			// Node 0 stays down: nodes 1 and 2 must settle between them.
 			settled(t, r.l, 10*time.Second, 1, 2)
 			want := map[string]int64{a: 100, b: 100}

@@ -22,6 +22,10 @@ type LocalConfig struct {
 	SnapshotEvery int
 	Logger        hclog.Logger
 	Steps         actors.StepHook // every node's protocol steps (crash-point tests)
+	// CrashAtSteps lets CrashAt arm crashes at protocol steps: every
+	// node's steps then go through the Local (an atomic load each while
+	// nothing is armed). Without it CrashAt is refused.
+	CrashAtSteps bool
 	// Tracer, if set, records every node's part of each transaction, and
 	// the crashes, restarts, stops and partitions around them, for the
 	// operator's trace command (see Config.Tracer). Nil: no tracing.
@@ -42,6 +46,8 @@ type Local struct {
 	resolveMu sync.Mutex // one operator's heuristic decision at a time (Resolve)
 
 	faults localFaults // faults and partitions, given again to a restarted node
+
+	crashes crashes // armed at a step (CrashAt, crashat.go)
 }
 
 // StartLocal starts every node. With BasePort 0 it reserves free ports
@@ -87,7 +93,7 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 func (l *Local) start(i int, lis net.Listener) error {
 	n, err := Start(Config{
 		ID: int32(i), Members: l.members, DataDir: l.cfg.DataDir, Timing: l.cfg.Timing,
-		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Steps: l.cfg.Steps, Tracer: l.cfg.Tracer,
+		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Steps: l.stepHook(), Tracer: l.cfg.Tracer,
 		BridgeReady: func(b *bridge.Bridge) { l.bridgeReady(i, b) },
 	})
 	if err != nil {
@@ -144,6 +150,7 @@ func (l *Local) RestartNode(i int) error {
 	if i < 0 || i >= len(l.nodes) {
 		return fmt.Errorf("unknown node %d (nodes are 0-%d)", i, len(l.nodes)-1)
 	}
+	l.WaitCrashed(i) // a crash at a step may still be taking it down
 	l.mu.Lock()
 	if l.nodes[i] != nil || l.starting[i] {
 		l.mu.Unlock()
@@ -166,6 +173,7 @@ func (l *Local) RestartNode(i int) error {
 
 // Stop stops every node that is up.
 func (l *Local) Stop() error {
+	l.stopCrashes()
 	var errs []error
 	for i := range l.nodes {
 		if l.Node(i) != nil {

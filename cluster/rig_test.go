@@ -88,22 +88,10 @@ func outcomeString(o *messages.Outcome) string {
 }
 
 func (r *crashRig) armCrash(node int32, at actors.StepKind, peer int32, after func(actors.Step) bool) *crashAt {
-	c := &crashAt{node: node, at: at, peer: peer, after: after, crashed: make(chan actors.Step, 1)}
-	r.armed.Store(c)
-	return c
+	return r.arm(&crashAt{node: node, at: at, peer: peer, after: after}, true)
 }
 
-func (r *crashRig) waitCrashed(c *crashAt) actors.Step {
-	r.t.Helper()
-	select {
-	case s := <-c.crashed:
-		r.armed.Store(nil)
-		return s
-	case <-time.After(10 * time.Second):
-		r.t.Fatalf("never reached %v on node %d", c.at, c.node)
-		return actors.Step{}
-	}
-}
+func (r *crashRig) waitCrashed(c *crashAt) actors.Step { return r.crashed(c) }
 
 func (r *crashRig) valueOf(key string) int64 {
 	r.t.Helper()
@@ -444,8 +432,8 @@ func newOpRig(t *testing.T, timing actors.Timing, log hclog.Logger) *opRig {
 	if log == nil {
 		log = hclog.New(&hclog.LoggerOptions{Level: hclog.Off})
 	}
-	cr := &crashRig{t: t, steps: newStepLog()}
-	l, err := StartLocal(LocalConfig{Nodes: 3, DataDir: t.TempDir(), Timing: timing, Logger: log, Steps: cr.onStep})
+	cr := &crashRig{t: t}
+	l, err := StartLocal(LocalConfig{Nodes: 3, DataDir: t.TempDir(), Timing: timing, Logger: log, CrashAtSteps: true})
 	if err != nil {
 		t.Fatal(err)
 	}

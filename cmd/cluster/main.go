@@ -97,23 +97,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "error:", err)
 		return 2
 	}
-	cluster.TuneProcs(o.nodes)
-	// The log's destination changes when a prompt opens: log lines must then
-	// go through the line editor so that they do not overwrite the prompt.
-	logOut := &switchWriter{w: stderr}
-	logger := hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.LevelFromString(o.logLevel), Output: logOut})
-
-	r := newREPL(o, logger, logOut)
-	c, err := startCluster(cluster.LocalConfig{
-		Nodes: o.nodes, BasePort: o.basePort, DataDir: o.dataDir, Logger: logger,
-		Timing: actors.Timing{VoteTimeout: o.voteTimeout, InDoubtAfter: o.inDoubtAfter},
-		Steps:  r.onStep, Tracer: r.tracer,
-	})
+	r, err := startREPL(o, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1
 	}
-	r.c = c
 	// Ctrl-C (outside the line editor, which reads it as a key) still shuts
 	// the nodes down cleanly.
 	sig := make(chan os.Signal, 1)
@@ -129,13 +117,33 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}()
 
-	ok := runDemo(c, stdout)
+	ok := runDemo(r.c, stdout)
 	code := r.loop(stdin, stdout, stderr)
 	r.shutdown()
 	if !ok && code == 0 {
 		code = 1
 	}
 	return code
+}
+
+// startREPL starts the cluster o describes, and a prompt for it.
+func startREPL(o *options, stderr io.Writer) (*repl, error) {
+	cluster.TuneProcs(o.nodes)
+	// The log's destination changes when a prompt opens: log lines must then
+	// go through the line editor so that they do not overwrite the prompt.
+	logOut := &switchWriter{w: stderr}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.LevelFromString(o.logLevel), Output: logOut})
+	r := newREPL(o, logger, logOut)
+	c, err := startCluster(cluster.LocalConfig{
+		Nodes: o.nodes, BasePort: o.basePort, DataDir: o.dataDir, Logger: logger,
+		Timing: actors.Timing{VoteTimeout: o.voteTimeout, InDoubtAfter: o.inDoubtAfter},
+		Tracer: r.tracer, CrashAtSteps: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.c = c
+	return r, nil
 }
 
 // localCluster is every node of the cluster, in this process, and a client

@@ -12,13 +12,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/chzyer/readline"
 	"github.com/hashicorp/go-hclog"
 
+	"twopc/messages"
 	"twopc/trace"
 )
 
@@ -34,31 +35,23 @@ type repl struct {
 
 	out io.Writer // where the current command writes
 
-	armMu    sync.Mutex
-	armed    map[int]*armedCrash // `crash <node> at <step>` waiting for its step, by node
-	nArmed   atomic.Int32        // len(armed), read without the lock by every step
-	notesMu  sync.Mutex
-	notes    []string // said by the cluster between two lines of output (a crash at a step)
-	crashMu  sync.Mutex
-	crashing []chan struct{} // crashes begun inside a step: closed once their node is torn down
+	notesMu sync.Mutex
+	notes   []string // said by the cluster between two lines of output (a crash at a step)
 
-	recentMu sync.Mutex
-	recent   []string // transaction ids printed lately, for completion
+	recent recentWords // transaction ids printed lately, for completion
+	keys   recentWords // keys typed lately, for completion
 
 	stopOnce sync.Once
 }
 
 func newREPL(o *options, logger hclog.Logger, logOut *switchWriter) *repl {
-	return &repl{opts: o, logger: logger, logOut: logOut, tracer: trace.NewRecorder(traceTransactions), armed: map[int]*armedCrash{}}
+	return &repl{opts: o, logger: logger, logOut: logOut, tracer: trace.NewRecorder(traceTransactions)}
 }
 
-// shutdown stops the cluster once, after any crash still under way.
+// shutdown stops the cluster once; stopping it cancels the armed crashes
+// and waits for those under way.
 func (r *repl) shutdown() {
 	r.stopOnce.Do(func() {
-		for i := 0; i < r.opts.nodes; i++ {
-			r.disarm(i)
-		}
-		r.waitCrashes()
 		if r.c != nil {
 			r.c.stop()
 		}
@@ -224,36 +217,29 @@ func (r *repl) exec(line string) (quit bool) {
 		return false
 	}
 	name, args := fields[0], fields[1:]
-	if name == "quit" || name == "exit" {
-		if len(args) > 0 {
-			fmt.Fprintln(r.out, "error: quit takes no arguments")
-			return false
-		}
-		return true
+	if name == "exit" {
+		name = "quit"
 	}
 	cmd, ok := commandsByName[name]
 	if !ok {
 		fmt.Fprintf(r.out, "error: unknown command %q (help lists the commands)\n", name)
 		return false
 	}
+	// A transaction command's count is checked once its `via` is taken off.
+	if cmd.tx == nil {
+		if err := cmd.check(args); err != nil {
+			fmt.Fprintln(r.out, "error:", err)
+			return false
+		}
+	}
+	if cmd.run == nil { // quit
+		return true
+	}
 	if err := cmd.run(r, args); err != nil {
 		r.flushNotes()
 		fmt.Fprintln(r.out, "error:", err)
 	}
 	return false
-}
-
-// waitCrashes waits until every crash begun inside a step has torn its node
-// down. (Not a WaitGroup: its Add may not race with a Wait, and steps fire
-// on actors' goroutines whenever they like.)
-func (r *repl) waitCrashes() {
-	r.crashMu.Lock()
-	pending := r.crashing
-	r.crashing = nil
-	r.crashMu.Unlock()
-	for _, done := range pending {
-		<-done
-	}
 }
 
 // note queues a line said by the cluster itself (from an actor's
@@ -275,62 +261,47 @@ func (r *repl) flushNotes() {
 }
 
 // remember keeps a transaction id for completion of `trace` and `resolve`.
-func (r *repl) remember(tx string) {
-	r.recentMu.Lock()
-	defer r.recentMu.Unlock()
-	r.recent = append(r.recent, tx)
-	if len(r.recent) > 50 {
-		r.recent = append([]string(nil), r.recent[len(r.recent)-50:]...)
+func (r *repl) remember(tx string) { r.recent.add(tx) }
+
+// recentTxs are the transaction ids printed lately, the latest first.
+func (r *repl) recentTxs() []string { return r.recent.list(false) }
+
+// recentWords keeps the last maxRecent distinct words given to add.
+type recentWords struct {
+	mu    sync.Mutex
+	words []string // oldest first
+}
+
+const maxRecent = 50
+
+func (w *recentWords) add(word string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, x := range w.words {
+		if x == word {
+			w.words = append(w.words[:i], w.words[i+1:]...)
+			break
+		}
+	}
+	w.words = append(w.words, word)
+	if len(w.words) > maxRecent {
+		w.words = append([]string(nil), w.words[len(w.words)-maxRecent:]...)
 	}
 }
 
-func (r *repl) recentTxs(string) []string {
-	r.recentMu.Lock()
-	defer r.recentMu.Unlock()
-	out := make([]string, 0, len(r.recent))
-	for i := len(r.recent) - 1; i >= 0; i-- {
-		out = append(out, r.recent[i])
+// list returns the words, the latest first; withValue puts the key
+// `value`, which every node holds, first if it is not there.
+func (w *recentWords) list(withValue bool) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	if withValue && !slices.Contains(w.words, messages.EverywhereKey) {
+		out = append(out, messages.EverywhereKey)
+	}
+	for i := len(w.words) - 1; i >= 0; i-- {
+		out = append(out, w.words[i])
 	}
 	return out
-}
-
-// completer completes command names, node ids, crash steps, log levels and
-// recent transaction ids.
-func (r *repl) completer() readline.AutoCompleter {
-	nodes := func(next ...readline.PrefixCompleterInterface) []readline.PrefixCompleterInterface {
-		var items []readline.PrefixCompleterInterface
-		for i := 0; i < r.opts.nodes; i++ {
-			items = append(items, readline.PcItem(fmt.Sprint(i), next...))
-		}
-		return items
-	}
-	var steps []readline.PrefixCompleterInterface
-	for _, s := range crashSteps {
-		steps = append(steps, readline.PcItem(s.name))
-	}
-	txCommands := func() []readline.PrefixCompleterInterface {
-		return []readline.PrefixCompleterInterface{
-			readline.PcItem("add"), readline.PcItem("set"), readline.PcItem("transfer"),
-		}
-	}
-	return readline.NewPrefixCompleter(
-		readline.PcItem("help"),
-		readline.PcItem("add"),
-		readline.PcItem("set"),
-		readline.PcItem("transfer"),
-		readline.PcItem("get", readline.PcItem("value")),
-		readline.PcItem("spawn", readline.PcItemDynamic(func(string) []string { return []string{"10", "100", "1000"} }, txCommands()...)),
-		readline.PcItem("status"),
-		readline.PcItem("crash", nodes(readline.PcItem("at", steps...))...),
-		readline.PcItem("restart", nodes()...),
-		readline.PcItem("partition", nodes(nodes()...)...),
-		readline.PcItem("heal"),
-		readline.PcItem("indoubt"),
-		readline.PcItem("resolve", readline.PcItemDynamic(r.recentTxs, readline.PcItem("commit"), readline.PcItem("abort"))),
-		readline.PcItem("trace", readline.PcItemDynamic(r.recentTxs)),
-		readline.PcItem("loglevel", readline.PcItem("trace"), readline.PcItem("debug"), readline.PcItem("info"), readline.PcItem("warn"), readline.PcItem("error")),
-		readline.PcItem("quit"),
-	)
 }
 
 // switchWriter is the log's output: stderr, or the line editor's stderr

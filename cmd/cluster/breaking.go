@@ -1,0 +1,351 @@
+package main
+
+// Breaking it and looking inside: crash, restart, partition, heal,
+// indoubt, resolve, trace, loglevel, wait, sleep.
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"twopc/actors"
+	"twopc/cluster"
+	"twopc/messages"
+)
+
+// crashStep is a point of the protocol at which `crash <node> at` cuts the
+// node's power.
+type crashStep struct {
+	name string
+	kind actors.StepKind
+	what string
+	// sends: the step sends a message, and the crash waits for it to
+	// arrive (cluster.Delivered): a power cut at the sending step itself
+	// drops the message still queued in the bridge, and "vote sent" would
+	// be no different from "PREPARED logged".
+	sends bool
+}
+
+var crashSteps = []crashStep{
+	{"prepare-sent", actors.StepPrepareSent, "coordinator: a Prepare has reached a participant on another node", true},
+	{"vote-received", actors.StepVoteReceived, "coordinator: a vote has just been counted", false},
+	{"commit-decided", actors.StepCommitDecided, "coordinator: every vote is yes, COMMIT not yet logged", false},
+	{"commit-logged", actors.StepCommitLogged, "coordinator: COMMIT durable, no Commit sent yet", false},
+	{"commit-sent", actors.StepCommitSent, "coordinator: Commit has reached a participant on another node", true},
+	{"ack-received", actors.StepAckReceived, "coordinator: one participant's ack counted", false},
+	{"all-acked", actors.StepAllAcked, "coordinator: every participant acked, END not yet logged", false},
+	{"abort-decided", actors.StepAbortDecided, "coordinator: decided abort (a no vote, or the vote timeout), no Abort sent yet", false},
+	{"prepare-received", actors.StepPrepareReceived, "participant: locks taken, PREPARED not yet logged", false},
+	{"prepared-logged", actors.StepPreparedLogged, "participant: PREPARED durable, vote not yet sent", false},
+	{"voted", actors.StepVoted, "participant: its vote has reached the coordinator", true},
+	{"commit-received", actors.StepCommitReceived, "participant: Commit arrived, COMMITTED not yet logged", false},
+	{"committed-logged", actors.StepCommittedLogged, "participant: COMMITTED durable and applied, ack not yet sent", false},
+}
+
+// stepName is the prompt's name for kind.
+func stepName(kind actors.StepKind) string {
+	for _, s := range crashSteps {
+		if s.kind == kind {
+			return s.name
+		}
+	}
+	return kind.String()
+}
+
+func (r *repl) crash(args []string) error {
+	node, err := r.parseNode(args[0])
+	if err != nil {
+		return err
+	}
+	if r.c.Up(node) == nil {
+		return fmt.Errorf("node %d is already down", node)
+	}
+	if len(args) == 3 {
+		if args[1] != "at" {
+			return fmt.Errorf("usage: %s", commandsByName["crash"].syntax)
+		}
+		return r.crashAt(node, args[2])
+	}
+	cancelled := r.c.Disarm(node)
+	if err := r.c.Crash(node); err != nil {
+		return err
+	}
+	fmt.Fprintf(r.out, "node %d crashed (power cut: log writes not yet synced are lost)\n", node)
+	if cancelled != nil {
+		fmt.Fprintf(r.out, "its crash armed at %s is cancelled\n", stepName(cancelled.Step()))
+	}
+	return nil
+}
+
+// crashAt arms node's crash at the named step, replacing one armed before.
+func (r *repl) crashAt(node int, name string) error {
+	for _, s := range crashSteps {
+		if s.name != name {
+			continue
+		}
+		// The note is said under the crash's lock, before the power cut:
+		// the cut wakes the command waiting on this node, and it prints
+		// the notes before its own line.
+		opts := []cluster.CrashOption{cluster.Notify(func(at actors.Step) {
+			r.note(fmt.Sprintf("node %d crashed at %s of %v (power cut)", node, s.name, at.Tx))
+		})}
+		if s.sends {
+			opts = append(opts, cluster.Delivered())
+		}
+		a, err := r.c.CrashAt(node, s.kind, opts...)
+		if err != nil {
+			return err
+		}
+		note := ""
+		if old := a.Replaced(); old != nil {
+			note = fmt.Sprintf("; this replaces its crash at %s", stepName(old.Step()))
+		}
+		fmt.Fprintf(r.out, "node %d will crash when it next reaches %s (%s)%s\n", node, s.name, s.what, note)
+		return nil
+	}
+	var names []string
+	for _, s := range crashSteps {
+		names = append(names, s.name)
+	}
+	return fmt.Errorf("unknown step %q (steps: %s)", name, strings.Join(names, ", "))
+}
+
+func (r *repl) restart(args []string) error {
+	node, err := r.parseNode(args[0])
+	if err != nil {
+		return err
+	}
+	r.c.WaitCrashed(node) // a crash at a step may still be tearing the node down
+	if r.c.Node(node) != nil {
+		return fmt.Errorf("node %d is up (crash %d first)", node, node)
+	}
+	if err := r.c.RestartNode(node); err != nil {
+		return err
+	}
+	n := r.c.Node(node)
+	if n == nil {
+		return fmt.Errorf("node %d did not come up", node)
+	}
+	extra := ""
+	if ps, err := n.ParticipantStatus(); err == nil && len(ps.InDoubt) > 0 {
+		extra = fmt.Sprintf(", %d in doubt", len(ps.InDoubt))
+	}
+	fmt.Fprintf(r.out, "node %d restarted (incarnation %d%s)\n", node, n.Incarnation(), extra)
+	return nil
+}
+
+func (r *repl) partition(args []string) error {
+	a, err := r.parseNode(args[0])
+	if err != nil {
+		return err
+	}
+	b, err := r.parseNode(args[1])
+	if err != nil {
+		return err
+	}
+	if a == b {
+		return fmt.Errorf("cannot partition node %d from itself", a)
+	}
+	if err := r.c.Partition(a, b); err != nil {
+		return err
+	}
+	fmt.Fprintf(r.out, "partitioned node %d from node %d\n", a, b)
+	return nil
+}
+
+func (r *repl) heal([]string) error {
+	r.c.Heal()
+	fmt.Fprintln(r.out, "healed: every link restored")
+	return nil
+}
+
+// --- in doubt ---
+
+func (r *repl) indoubt([]string) error {
+	list, err := r.c.InDoubt()
+	if err != nil {
+		return err
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(r.out, "no transaction is in doubt")
+		return nil
+	}
+	w := tabwriter.NewWriter(r.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "tx\tnode\tage\twaits for")
+	for _, d := range list {
+		coord := fmt.Sprintf("coordinator node %d", d.Tx.Node)
+		if !d.CoordinatorUp {
+			coord += " (down)"
+		}
+		var peers []string
+		for _, p := range d.Participants {
+			if p != d.Node {
+				peers = append(peers, fmt.Sprint(p))
+			}
+		}
+		waits := coord
+		if len(peers) > 0 {
+			waits += "; also asks node " + strings.Join(peers, ", ")
+		}
+		fmt.Fprintf(w, "%v\t%d\t%s\t%s\n", d.Tx, d.Node, time.Since(d.Since).Round(100*time.Millisecond), waits)
+		r.remember(d.Tx.String())
+	}
+	return w.Flush()
+}
+
+func (r *repl) resolve(args []string) error {
+	tx, err := r.parseTxID(args[0])
+	if err != nil {
+		return err
+	}
+	var commit bool
+	switch args[1] {
+	case "commit":
+		commit = true
+	case "abort":
+	default:
+		return fmt.Errorf("resolve %v: want commit or abort, got %q", tx, args[1])
+	}
+	res, err := r.c.Resolve(tx, commit)
+	// A refusal is an answer, not a mistake in the command: it says why.
+	var known *cluster.OutcomeKnownError
+	var running *cluster.CoordinatorRunningError
+	if errors.As(err, &known) || errors.As(err, &running) {
+		fmt.Fprintln(r.out, err.Error())
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	decision := "abort"
+	if res.Commit {
+		decision = "commit"
+	}
+	var nodes []string
+	for _, n := range res.Nodes {
+		nodes = append(nodes, fmt.Sprint(n))
+	}
+	fmt.Fprintf(r.out, "resolved %v: heuristic %s on node %s (the coordinator's decision was unknown; if it decided otherwise, the nodes now disagree)\n",
+		tx, decision, strings.Join(nodes, ", "))
+	return nil
+}
+
+func (r *repl) parseTxID(s string) (messages.TxID, error) {
+	tx, err := messages.ParseTxID(s)
+	if err != nil {
+		return tx, fmt.Errorf("%q is not a transaction id (node.incarnation.seq, as printed by committed/aborted lines)", s)
+	}
+	if int(tx.Node) >= r.opts.nodes {
+		return tx, fmt.Errorf("transaction %v names node %d, which does not exist (nodes are 0-%d)", tx, tx.Node, r.opts.nodes-1)
+	}
+	return tx, nil
+}
+
+// --- looking inside ---
+
+func (r *repl) trace(args []string) error {
+	tx, err := r.parseTxID(args[0])
+	if err != nil {
+		return err
+	}
+	return r.tracer.Render(r.out, tx, r.opts.nodes)
+}
+
+func (r *repl) loglevel(args []string) error {
+	level := hclog.LevelFromString(args[0])
+	if level == hclog.NoLevel || level == hclog.Off {
+		return fmt.Errorf("unknown log level %q (want trace, debug, info, warn or error)", args[0])
+	}
+	r.logger.SetLevel(level)
+	fmt.Fprintf(r.out, "log level is %s\n", strings.ToLower(args[0]))
+	return nil
+}
+
+// --- waiting ---
+
+// waitLimit bounds `wait`; maxSleep bounds `sleep`.
+const (
+	waitLimit = 30 * time.Second
+	maxSleep  = 10 * time.Minute
+)
+
+// wait waits for a state of the cluster rather than for a time: a script
+// that waits for what it means does not depend on how busy the machine is.
+// The state is spread over the nodes, with no single event to wait on, so
+// it is looked at every waitPoll.
+func (r *repl) wait(args []string) error {
+	var want func() (ok bool, now string)
+	var done string
+	switch {
+	case len(args) == 1 && args[0] == "settled":
+		want, done = r.settled, "settled: nothing in flight, locked or in doubt on the running nodes"
+	case len(args) == 2 && args[0] == "indoubt":
+		n, err := parseInt("count", args[1])
+		if err != nil || n < 0 {
+			return fmt.Errorf("in-doubt count %q must be 0 or more", args[1])
+		}
+		want = func() (bool, string) {
+			list, err := r.c.InDoubt()
+			if err != nil {
+				return false, err.Error()
+			}
+			return len(list) == int(n), fmt.Sprintf("%d in doubt", len(list))
+		}
+		done = fmt.Sprintf("%d in doubt", n)
+	default:
+		return fmt.Errorf("usage: %s", commandsByName["wait"].syntax)
+	}
+	deadline := time.Now().Add(waitLimit)
+	for {
+		ok, now := want()
+		if ok {
+			fmt.Fprintln(r.out, done)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("still %s after %v", now, waitLimit)
+		}
+		time.Sleep(waitPoll)
+	}
+}
+
+const waitPoll = 20 * time.Millisecond
+
+// settled: no running node coordinates a transaction, holds a lock, is in
+// doubt, or has a Prepare or COMMITTED under way.
+func (r *repl) settled() (bool, string) {
+	for i := 0; i < r.opts.nodes; i++ {
+		n := r.c.Up(i)
+		if n == nil {
+			continue
+		}
+		cs, err := n.CoordinatorStatus()
+		if err != nil {
+			return false, fmt.Sprintf("node %d: %v", i, err)
+		}
+		if cs.InFlight > 0 {
+			return false, fmt.Sprintf("node %d coordinating %d", i, cs.InFlight)
+		}
+		ps, err := n.ParticipantStatus()
+		if err != nil {
+			return false, fmt.Sprintf("node %d: %v", i, err)
+		}
+		if ps.LocksHeld > 0 || len(ps.InDoubt) > 0 || ps.Preparing > 0 || ps.Committing > 0 || ps.Waiting > 0 {
+			return false, fmt.Sprintf("node %d with %d locks, %d in doubt", i, ps.LocksHeld, len(ps.InDoubt))
+		}
+	}
+	return true, ""
+}
+
+func (r *repl) sleep(args []string) error {
+	d, err := time.ParseDuration(args[0])
+	if err != nil || d <= 0 || d > maxSleep {
+		return fmt.Errorf("sleep %q: want a duration from 1ms to %v, such as 500ms or 2s", args[0], maxSleep)
+	}
+	time.Sleep(d)
+	return nil
+}
