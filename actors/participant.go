@@ -103,6 +103,8 @@ type participant struct {
 	// waits holds Prepares and reads that wait for transactions holding
 	// their keys to commit or abort.
 	waits *waits
+	// rlocks: snapshot reads' read locks (reads.go); memory only.
+	rlocks *readLocks
 }
 
 type ptxState uint8
@@ -190,6 +192,8 @@ func (p *participant) Receive(ctx actor.Context) {
 		p.onQuery(ctx, m)
 	case *messages.Read:
 		p.onRead(ctx, m)
+	case *messages.ReadLock, *messages.ReadRelease:
+		p.onSnapshotRead(ctx, m)
 	case *ParticipantStatusRequest:
 		ctx.Respond(p.status())
 	case *OutcomeQuery:
@@ -389,6 +393,9 @@ func (p *participant) tryPrepare(ctx actor.Context, m *messages.Prepare, voteTo 
 		p.vote(ctx, voteTo, m.Tx, messages.VoteNo, err.Error())
 		return
 	}
+	if p.parkOnReaders(ctx, m, voteTo) {
+		return // waits for snapshot reads of its keys, or refused by one
+	}
 	if err := p.locks.acquire(m.Tx, m.Ops, p.value); err != nil {
 		// A key held by others, or a floor that holds only if some of them
 		// abort or commit: wait for them if they are all older.
@@ -496,6 +503,7 @@ func (p *participant) onAppended(ctx actor.Context, m *messages.Appended) {
 		for _, o := range t.ops {
 			messages.Apply(p.kv, o)
 		}
+		p.readsSeeCommit(pa.tx, t.ops) // before settle wakes them
 		p.recentCommits.add(pa.tx, time.Now())
 		p.settle(ctx, pa.tx, t)
 		p.cfg.Steps.report(p.cfg.Node, StepCommittedLogged, pa.tx, pa.tx.Node, 0)
