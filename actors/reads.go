@@ -161,8 +161,19 @@ func containsTx(txs []messages.TxID, tx messages.TxID) bool {
 // mayWait). A read waits only for holders older than itself (or already
 // committing); finding a younger one it fails at once and the reader
 // retries with a fresh, younger begin time. A Prepare meeting a read lock
-// waits if the read is older, else votes no. Every wait is also bounded by
-// the vote timeout, and a read lock by its lease.
+// waits if the read is older; a younger read it breaks (wound-wait): the
+// read's lock goes at once, and its reader learns it (an error if it was
+// still waiting, Held false at the release otherwise) and retries. So a
+// writer is never refused because of a read, and waits at most for reads
+// older than itself, about a round trip each. A read also steps aside for
+// an older Prepare already waiting for its keys, which would otherwise
+// break it a moment later. Every wait is bounded by the vote timeout, and a
+// read lock by its lease.
+//
+// No starvation: a writer waits only for reads begun before it. A read is
+// refused or broken only by transactions begun before it; each retry
+// begins afresh, so only writers in flight at that moment can break it,
+// and the reader gives up after a bounded number of attempts.
 //
 // Nothing is logged: a participant that crashes or restarts loses its read
 // locks, and answers the release with Held false (it does not know the
@@ -226,7 +237,7 @@ func (p *participant) onReadLock(ctx actor.Context, m *messages.ReadLock) {
 		ctx.Respond(&messages.ReadLocked{Reader: m.Reader, From: p.cfg.Node, Err: fmt.Sprintf("node %d: ", p.cfg.Node) + fmt.Sprintf(format, args...)})
 	}
 	if _, gone := rl.released[m.Reader]; gone {
-		refuse("read %v already released here", m.Reader)
+		refuse("read %v already released or broken here", m.Reader)
 		return
 	}
 	if l := rl.byID[m.Reader]; l != nil { // a duplicate
@@ -253,6 +264,16 @@ func (p *participant) onReadLock(ctx actor.Context, m *messages.ReadLock) {
 			}
 			if !containsTx(blockers, h) {
 				blockers = append(blockers, h)
+			}
+		}
+	}
+	for _, w := range p.waits.prepares {
+		if !w.done && holderOlderThanRead(w.prepare.Begun, m.Begun) {
+			for _, o := range w.prepare.Ops {
+				if containsKey(m.Keys, o.Key) {
+					refuse("key %s is wanted by transaction %v, begun before this read and waiting for it", o.Key, w.prepare.Tx)
+					return
+				}
 			}
 		}
 	}
@@ -290,9 +311,15 @@ func (p *participant) onReadRelease(ctx actor.Context, m *messages.ReadRelease) 
 // dropReadLock removes l and tries again the Prepares that waited only for
 // read locks, oldest first.
 func (p *participant) dropReadLock(ctx actor.Context, l *readLock) {
+	p.retryPrepares(ctx, p.unlinkReadLock(l))
+}
+
+// unlinkReadLock removes l and returns the Prepares that waited only for
+// read locks, for retryPrepares.
+func (p *participant) unlinkReadLock(l *readLock) []*waiter {
 	rl := p.readLocks()
 	if rl.byID[l.id] != l {
-		return
+		return nil
 	}
 	delete(rl.byID, l.id)
 	rl.released[l.id] = time.Now()
@@ -320,6 +347,11 @@ func (p *participant) dropReadLock(ctx actor.Context, l *readLock) {
 			ready = append(ready, w)
 		}
 	}
+	return ready
+}
+
+// retryPrepares tries waiting Prepares again, oldest first.
+func (p *participant) retryPrepares(ctx actor.Context, ready []*waiter) {
 	sort.Slice(ready, func(i, j int) bool {
 		a, b := ready[i].prepare, ready[j].prepare
 		return older(a.Begun, a.Tx, b.Begun, b.Tx)
@@ -352,10 +384,10 @@ func (p *participant) expireReadLocks(ctx actor.Context) {
 	}
 }
 
-// parkOnReaders: a Prepare whose keys a snapshot read has locked waits for
-// the read if it is older (it holds the lock for a round trip or so), else
-// votes no; it reports whether it did either. A floor check (adds of 0)
-// changes nothing, so it passes.
+// parkOnReaders: a Prepare whose keys snapshot reads have locked breaks
+// the locks of reads younger than itself, and waits for the older ones
+// (each holds its lock for a round trip or so); it reports whether it
+// waits. A floor check (adds of 0) changes nothing, so it passes.
 func (p *participant) parkOnReaders(ctx actor.Context, m *messages.Prepare, voteTo *actor.PID) bool {
 	if p.rlocks == nil || len(p.rlocks.byID) == 0 || readOnly(m.Ops) {
 		return false
@@ -371,22 +403,56 @@ func (p *participant) parkOnReaders(ctx actor.Context, m *messages.Prepare, vote
 	if len(on) == 0 {
 		return false
 	}
+	var olderReads []*readLock
+	var retry []*waiter // Prepares that waited for a broken lock, tried after this one is placed
 	for _, l := range on {
 		if holderOlderThanRead(m.Begun, l.begun) {
-			p.vote(ctx, voteTo, m.Tx, messages.VoteNo, fmt.Sprintf(
-				"node %d: a snapshot read begun after this transaction is reading its keys", p.cfg.Node))
+			retry = append(retry, p.breakReadLock(ctx, l, m.Tx)...)
+		} else {
+			olderReads = append(olderReads, l)
+		}
+	}
+	if len(olderReads) > 0 {
+		w := &waiter{prepare: m, to: voteTo, readers: len(olderReads), deadline: time.Now().Add(p.timing.VoteTimeout)}
+		p.waits.add(w)
+		for _, l := range olderReads {
+			l.parked = append(l.parked, w)
+		}
+		if p.log.IsDebug() {
+			p.log.Debug("prepare waits for snapshot reads", "tx", m.Tx, "reads", len(olderReads))
+		}
+	}
+	if len(retry) > 0 {
+		// Not before: a retried Prepare could break a lock this one has
+		// just chosen to wait for.
+		defer p.retryPrepares(ctx, retry)
+	}
+	return len(olderReads) > 0
+}
+
+// breakReadLock gives up a read's lock for an older transaction (by): a
+// read still waiting is told to retry; one answered finds out at its
+// release (Held false). It returns the Prepares that waited for it.
+func (p *participant) breakReadLock(ctx actor.Context, l *readLock, by messages.TxID) []*waiter {
+	if l.wait != nil {
+		p.waits.drop(l.wait)
+		ctx.Send(l.wait.to, &messages.ReadLocked{Reader: l.id, From: p.cfg.Node, Err: fmt.Sprintf(
+			"node %d: transaction %v, begun before this read, needs its keys", p.cfg.Node, by)})
+		l.wait = nil
+	}
+	if p.log.IsDebug() {
+		p.log.Debug("snapshot read's lock broken by an older transaction", "read", l.id, "tx", by)
+	}
+	return p.unlinkReadLock(l)
+}
+
+func containsKey(keys []string, k string) bool {
+	for _, x := range keys {
+		if x == k {
 			return true
 		}
 	}
-	w := &waiter{prepare: m, to: voteTo, readers: len(on), deadline: time.Now().Add(p.timing.VoteTimeout)}
-	p.waits.add(w)
-	for _, l := range on {
-		l.parked = append(l.parked, w)
-	}
-	if p.log.IsDebug() {
-		p.log.Debug("prepare waits for snapshot reads", "tx", m.Tx, "reads", len(on))
-	}
-	return true
+	return false
 }
 
 func containsReadLock(ls []*readLock, l *readLock) bool {
