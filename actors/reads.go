@@ -186,6 +186,7 @@ type readLock struct {
 	id    messages.ReadID
 	begun int64
 	keys  []string
+	taken time.Time
 	lease time.Time // given up after this, answered or not
 	wait  *waiter   // waiting for the holders found on arrival; nil once answered
 	reply *messages.ReadLocked
@@ -213,6 +214,13 @@ func (p *participant) readLocks() *readLocks {
 // readLease is how long a read lock is kept without its release: longer
 // than a reader waits for its answers (see cluster.Node.SnapshotRead).
 func (p *participant) readLease() time.Duration { return 2*p.timing.VoteTimeout + time.Second }
+
+// readHold is how long a read lock may keep a waiting Prepare out: a read
+// answered everywhere releases within a round trip, so a lock held longer
+// belongs to a read waiting for a slow owner, or to a reader that is gone
+// or whose release was lost. It is broken then (the reader retries) rather
+// than hold writers up to their vote timeout.
+func (p *participant) readHold() time.Duration { return p.timing.VoteTimeout / 4 }
 
 // holderOlderThanRead orders a transaction and a read by begin time; on a
 // tie the transaction counts as older (in both directions alike, so the
@@ -278,7 +286,7 @@ func (p *participant) onReadLock(ctx actor.Context, m *messages.ReadLock) {
 		}
 	}
 	now := time.Now()
-	l := &readLock{id: m.Reader, begun: m.Begun, keys: m.Keys, lease: now.Add(p.readLease())}
+	l := &readLock{id: m.Reader, begun: m.Begun, keys: m.Keys, taken: now, lease: now.Add(p.readLease())}
 	rl.byID[m.Reader] = l
 	for _, k := range m.Keys {
 		rl.byKey[k] = append(rl.byKey[k], l)
@@ -374,6 +382,15 @@ func (p *participant) expireReadLocks(ctx actor.Context) {
 				p.waits.drop(l.wait)
 			}
 			p.dropReadLock(ctx, l)
+			continue
+		}
+		if now.Sub(l.taken) > p.readHold() {
+			for _, w := range l.parked {
+				if !w.done {
+					p.retryPrepares(ctx, p.breakReadLock(ctx, l, w.prepare.Tx))
+					break
+				}
+			}
 		}
 	}
 	horizon := now.Add(-2 * p.readLease())

@@ -113,5 +113,92 @@ func TestReadWaitingAppliesOnlyWhatItWaitedFor(t *testing.T) {
 	if got := r.read(t, "a"); got != 1005 {
 		t.Fatalf("a = %d, want 1005", got)
 	}
-	_ = time.Second
+}
+
+// --- snapshot read locks ---
+
+func readID(seq uint64) messages.ReadID { return messages.ReadID{Node: 1, Incarnation: 1, Seq: seq} }
+
+// readLock sends a ReadLock begun at testEpoch+begun, answered to probe.
+func (r *participantRig) readLock(id messages.ReadID, begun int64, to *actortest.Probe, keys ...string) {
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.ReadLock{Reader: id, Begun: testEpoch + begun, Keys: keys}, to.PID)
+}
+
+func (r *participantRig) release(t *testing.T, id messages.ReadID, to *actortest.Probe) bool {
+	t.Helper()
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.ReadRelease{Reader: id}, to.PID)
+	rel, _ := actortest.Expect[*messages.ReadReleased](t, to, wait)
+	if rel.Reader != id || rel.From != 0 {
+		t.Fatalf("release answered %+v", rel)
+	}
+	return rel.Held
+}
+
+// A read lock waits for an older holder, answers
+// with its commit, keeps a younger writer out until the release, and the
+// release says it held throughout.
+func TestReadLockWaitsForOlderHolderAndHoldsYoungerWriterOff(t *testing.T) {
+	r := newParticipantRig(t, map[string]int64{"a": 5}, nil)
+	reader := actortest.NewProbe(t, r.sys, "reader")
+	r.readsPrepareYes(t, tx(1), 10, messages.Add("a", 1))
+	r.readLock(readID(1), 20, reader, "a", "b")
+	actortest.ExpectNone(t, reader, 50*time.Millisecond) // waits for +1
+	r.readsCommitStart(t, tx(1))()
+	got, _ := actortest.Expect[*messages.ReadLocked](t, reader, wait)
+	if got.Err != "" || got.Reader != readID(1) || len(got.Values) != 2 || got.Values[0].Value != 6 || got.Values[1].Value != 0 {
+		t.Fatalf("read lock answered %+v, want a = 6, b = 0", got)
+	}
+	// A writer begun after the read waits for its release.
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Set("b", 9)}, Participants: []int32{0, 1}, Begun: testEpoch + 30}, r.txn.PID)
+	actortest.ExpectNone(t, r.wal, 50*time.Millisecond)
+	if st := r.status(t); st.Waiting != 1 {
+		t.Fatalf("want the younger writer waiting for the read: %+v", st)
+	}
+	if !r.release(t, readID(1), reader) {
+		t.Fatal("release says the lock was not held throughout")
+	}
+	app, _ := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if app.Records[0].Kind != messages.RecPrepared || app.Records[0].Tx != tx(2) {
+		t.Fatalf("want the writer prepared after the release, got %+v", app)
+	}
+	// A duplicate ReadLock after the release locks nothing.
+	r.readLock(readID(1), 20, reader, "b")
+	if got, _ := actortest.Expect[*messages.ReadLocked](t, reader, wait); got.Err == "" {
+		t.Fatalf("a ReadLock after its release answered %+v", got)
+	}
+}
+
+// A writer begun before the read breaks the read's lock instead of
+// waiting (no wait from older to younger): the writer prepares at once and
+// the release tells the reader its answer does not hold.
+func TestOlderWriterBreaksReadLock(t *testing.T) {
+	r := newParticipantRig(t, map[string]int64{"a": 5}, nil)
+	reader := actortest.NewProbe(t, r.sys, "reader")
+	r.readLock(readID(1), 20, reader, "a")
+	if got, _ := actortest.Expect[*messages.ReadLocked](t, reader, wait); got.Err != "" || got.Values[0].Value != 5 {
+		t.Fatalf("read lock answered %+v", got)
+	}
+	r.readsPrepareYes(t, tx(1), 10, messages.Add("a", 1)) // older: not held up
+	if r.release(t, readID(1), reader) {
+		t.Fatal("the release says held throughout, but an older writer broke the lock")
+	}
+}
+
+// A read finding a key held by a transaction begun after it does not wait
+// (that could close a cycle of waits across nodes): it is refused, locks
+// nothing, and the reader retries.
+func TestReadLockRefusedByYoungerHolder(t *testing.T) {
+	r := newParticipantRig(t, map[string]int64{"a": 5}, nil)
+	reader := actortest.NewProbe(t, r.sys, "reader")
+	r.readsPrepareYes(t, tx(1), 30, messages.Add("a", 1))
+	r.readLock(readID(1), 20, reader, "a")
+	got, _ := actortest.Expect[*messages.ReadLocked](t, reader, wait)
+	if got.Err == "" || len(got.Values) != 0 {
+		t.Fatalf("read lock behind a younger holder answered %+v, want a refusal", got)
+	}
+	// It holds nothing: a younger writer is not held up.
+	r.readsPrepareYes(t, tx(2), 40, messages.Add("a", 2))
+	if r.release(t, readID(1), reader) {
+		t.Fatal("a refused read lock reported held")
+	}
 }
