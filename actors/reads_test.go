@@ -202,3 +202,28 @@ func TestReadLockRefusedByYoungerHolder(t *testing.T) {
 		t.Fatal("a refused read lock reported held")
 	}
 }
+
+// A read lock kept longer than a quarter of the vote timeout (its reader
+// gone, or its release lost) is broken for a writer waiting for it, well
+// before the writer's own wait would end in a no vote; the release, if it
+// ever comes, says the lock was not held throughout.
+func TestReadLockHeldTooLongIsBrokenForAWaitingWriter(t *testing.T) {
+	r := newTimedParticipantRig(t, Timing{VoteTimeout: 2 * time.Second, InDoubtAfter: 40 * time.Millisecond, MaxQueryInterval: time.Hour}, map[string]int64{"a": 5})
+	reader := actortest.NewProbe(t, r.sys, "reader")
+	r.readLock(readID(1), 20, reader, "a")
+	if got, _ := actortest.Expect[*messages.ReadLocked](t, reader, wait); got.Err != "" {
+		t.Fatalf("read lock answered %+v", got)
+	}
+	// A younger writer waits for the read, which never releases.
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(2), Ops: []messages.Op{messages.Add("a", 1)}, Participants: []int32{0, 1}, Begun: testEpoch + 30}, r.txn.PID)
+	app, _ := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if app.Records[0].Kind != messages.RecPrepared || app.Records[0].Tx != tx(2) {
+		t.Fatalf("want the writer prepared once the stale read lock was broken, got %+v", app)
+	}
+	if len(r.txn.Seen()) != 0 {
+		t.Fatalf("the writer voted before its PREPARED was durable: %+v", r.txn.Seen())
+	}
+	if r.release(t, readID(1), reader) {
+		t.Fatal("the release says held throughout, but the lock was broken")
+	}
+}
