@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"twopc/actors/actortest"
 	"twopc/messages"
 )
@@ -23,6 +25,15 @@ func (r *participantRig) readsPrepareYes(t *testing.T, id messages.TxID, begun i
 	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Tx != id || v.Kind != messages.VoteYes {
 		t.Fatalf("want yes for %v, got %+v", id, v)
 	}
+}
+
+func readsReply(t *testing.T, f *actor.Future) *messages.ReadReply {
+	t.Helper()
+	res, err := f.Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.(*messages.ReadReply)
 }
 
 // readsCommitStart delivers id's Commit and returns the COMMITTED append,
@@ -74,7 +85,7 @@ func TestReadWaitingForAnAddIgnoresAddsPreparedAfterIt(t *testing.T) {
 	r.readsCommitStart(t, tx(3))() // +100 began after +10 returned, and is applied here
 
 	r.readsCommitStart(t, tx(1))() // the read's only blocker commits
-	rep := readReply(t, held)
+	rep := readsReply(t, held)
 	if rep.Err != "" || len(rep.Values) != 1 {
 		t.Fatalf("read answered %+v", rep)
 	}
@@ -106,7 +117,7 @@ func TestReadWaitingAppliesOnlyWhatItWaitedFor(t *testing.T) {
 	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(1)})
 	actortest.Expect[*messages.Append](t, r.wal, wait) // lazy ABORTED
 	r.readsCommitStart(t, tx(2))()
-	rep := readReply(t, held)
+	rep := readsReply(t, held)
 	if rep.Err != "" || len(rep.Values) != 2 || rep.Values[0].Value != 5 || rep.Values[1].Value != 70 {
 		t.Fatalf("read answered %+v, want a = 5 (+1 aborted, +1000 prepared after the read), b = 70", rep)
 	}
@@ -208,7 +219,7 @@ func TestReadLockRefusedByYoungerHolder(t *testing.T) {
 // before the writer's own wait would end in a no vote; the release, if it
 // ever comes, says the lock was not held throughout.
 func TestReadLockHeldTooLongIsBrokenForAWaitingWriter(t *testing.T) {
-	r := newTimedParticipantRig(t, Timing{VoteTimeout: 2 * time.Second, InDoubtAfter: 40 * time.Millisecond, MaxQueryInterval: time.Hour}, map[string]int64{"a": 5})
+	r := buildParticipantRig(t, Timing{VoteTimeout: 2 * time.Second, InDoubtAfter: 40 * time.Millisecond, MaxQueryInterval: time.Hour}, map[string]int64{"a": 5}, nil)
 	reader := actortest.NewProbe(t, r.sys, "reader")
 	r.readLock(readID(1), 20, reader, "a")
 	if got, _ := actortest.Expect[*messages.ReadLocked](t, reader, wait); got.Err != "" {
