@@ -394,7 +394,7 @@ func (p *participant) tryPrepare(ctx actor.Context, m *messages.Prepare, voteTo 
 		return
 	}
 	if p.parkOnReaders(ctx, m, voteTo) {
-		return // waits for snapshot reads of its keys, or refused by one
+		return // waits for older snapshot reads of its keys (reads.go)
 	}
 	if err := p.locks.acquire(m.Tx, m.Ops, p.value); err != nil {
 		// A key held by others, or a floor that holds only if some of them

@@ -153,7 +153,7 @@ func TestRandomizedBankUnderFaultsAndCrashes(t *testing.T) {
 
 		// Readers of every account in one call run beside the transfers:
 		// a read that returns must add up to the bank's total.
-		readers := startTotalReaders(b, c, 2)
+		readers := startTotalReaders(t, b, c, 2)
 		var wg sync.WaitGroup
 		var restarted atomic.Bool
 		restarted.Store(!crash)

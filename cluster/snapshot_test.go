@@ -25,8 +25,12 @@ type totalReaders struct {
 	wrong        []error
 }
 
-func startTotalReaders(b *bank.Bank, c bank.Client, n int) *totalReaders {
+func startTotalReaders(t *testing.T, b *bank.Bank, c bank.Client, n int) *totalReaders {
 	r := &totalReaders{}
+	t.Cleanup(func() { // also when the test ends early
+		r.stop.Store(true)
+		r.wg.Wait()
+	})
 	for i := 0; i < n; i++ {
 		r.wg.Add(1)
 		go func() {
@@ -89,7 +93,7 @@ func TestSnapshotReadSeesTheBankTotalWhileTransfersRun(t *testing.T) {
 	if err := b.Setup(c); err != nil {
 		t.Fatal(err)
 	}
-	readers := startTotalReaders(b, c, 4)
+	readers := startTotalReaders(t, b, c, 4)
 	var wg sync.WaitGroup
 	for w := 0; w < 8; w++ {
 		rng := rand.New(rand.NewSource(seed + int64(w)))
