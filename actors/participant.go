@@ -104,6 +104,8 @@ type participant struct {
 	// waits holds Prepares and reads that wait for transactions holding
 	// their keys to commit or abort.
 	waits *waits
+	// rlocks: snapshot reads' read locks (reads.go); memory only.
+	rlocks *readLocks
 }
 
 type ptxState uint8
@@ -256,6 +258,8 @@ func (p *participant) Receive(ctx actor.Context) {
 		p.onQuery(ctx, m)
 	case *messages.Read:
 		p.onRead(ctx, m)
+	case *messages.ReadLock, *messages.ReadRelease:
+		p.onSnapshotRead(ctx, m)
 	case *ParticipantStatusRequest:
 		ctx.Respond(p.status())
 	case *OutcomeQuery:
@@ -464,6 +468,9 @@ func (p *participant) tryPrepare(ctx actor.Context, m *messages.Prepare, voteTo 
 		p.vote(ctx, voteTo, m.Tx, messages.VoteNo, err.Error())
 		return
 	}
+	if p.parkOnReaders(ctx, m, voteTo) {
+		return // waits for older snapshot reads of its keys (reads.go)
+	}
 	if err := p.locks.acquire(m.Tx, m.Ops, p.value); err != nil {
 		// A key held by others, or a floor that holds only if some of them
 		// abort or commit: wait for them if they are all older.
@@ -562,6 +569,7 @@ func (p *participant) onCommittedLogged(ctx actor.Context, tx messages.TxID, t *
 	for _, o := range t.ops {
 		messages.Apply(p.kv, o)
 	}
+	p.readsSeeCommit(tx, t.ops) // before settle wakes them
 	p.recentCommits.add(tx, time.Now())
 	p.settle(ctx, tx, t)
 	p.cfg.Steps.report(p.cfg.Node, StepCommittedLogged, tx, tx.Node, 0)

@@ -2,7 +2,8 @@ package actors
 
 // Waiting: a Prepare that finds its keys held by older transactions, and a
 // read of keys held by prepared transactions, are held back, holding
-// nothing, until those transactions stop holding their keys here.
+// nothing, until those transactions stop holding their keys here. (What a
+// read answers once they have is in reads.go.)
 
 import (
 	"fmt"
@@ -32,8 +33,11 @@ type waiter struct {
 	deadline time.Time
 	to       *actor.PID        // where the vote or the reply goes
 	prepare  *messages.Prepare // a waiting Prepare; nil for a read
-	keys     []string          // a waiting read's keys
-	done     bool              // woken, expired or given up: ignore it
+	read     *heldRead         // a waiting read (see reads.go)
+	// readers: snapshot read locks a waiting Prepare waits for (not in
+	// blockers: see parkOnReaders); it is tried again when the last goes.
+	readers int
+	done    bool // woken, expired or given up: ignore it
 }
 
 // waits indexes waiters by the transactions they wait for, so that a
@@ -179,7 +183,7 @@ func (p *participant) settle(ctx actor.Context, tx messages.TxID, t *ptx) {
 	var prepares []*waiter
 	for _, w := range p.waits.released(tx) {
 		if w.prepare == nil {
-			ctx.Send(w.to, p.readNow(w.keys))
+			p.answerRead(ctx, w)
 		} else {
 			prepares = append(prepares, w)
 		}
@@ -210,46 +214,14 @@ func (p *participant) expireWaits(ctx actor.Context) {
 				txs = append(txs, tx.String())
 			}
 		}
-		ctx.Send(w.to, &messages.ReadReply{From: p.cfg.Node, Err: fmt.Sprintf(
-			"node %d: key held by transaction(s) %s awaiting their decision; the value is not known yet", p.cfg.Node, strings.Join(txs, ", "))})
-	}
-}
-
-func (p *participant) onRead(ctx actor.Context, m *messages.Read) {
-	// Blockers: the transactions holding these keys that have voted yes. One
-	// still being prepared has not voted, so nobody has been told it
-	// committed: it does not hold the read back.
-	var blockers []messages.TxID
-	for _, k := range m.Keys {
-		for _, h := range p.locks.holders(k) {
-			if t := p.txs[h]; t != nil && t.state != preparing && !containsTx(blockers, h) {
-				blockers = append(blockers, h)
-			}
+		why := fmt.Sprintf("node %d: key held by transaction(s) %s awaiting their decision; the value is not known yet", p.cfg.Node, strings.Join(txs, ", "))
+		if l := w.read.lock; l != nil {
+			// A snapshot read gives its lock up with its wait.
+			ctx.Send(w.to, &messages.ReadLocked{Reader: l.id, From: p.cfg.Node, Err: why})
+			p.dropReadLock(ctx, l)
+			continue
 		}
+		ctx.Send(w.to, &messages.ReadReply{From: p.cfg.Node, Err: why})
 	}
-	if len(blockers) == 0 {
-		ctx.Respond(p.readNow(m.Keys))
-		return
-	}
-	if ctx.Sender() == nil {
-		return // nobody to answer
-	}
-	p.waits.add(&waiter{to: ctx.Sender(), keys: m.Keys, blockers: blockers, deadline: time.Now().Add(p.timing.VoteTimeout)})
-}
-
-func (p *participant) readNow(keys []string) *messages.ReadReply {
-	out := &messages.ReadReply{From: p.cfg.Node, Values: make([]messages.KeyValue, len(keys))}
-	for i, k := range keys {
-		out.Values[i] = messages.KeyValue{Key: k, Value: p.kv[k]}
-	}
-	return out
-}
-
-func containsTx(txs []messages.TxID, tx messages.TxID) bool {
-	for _, t := range txs {
-		if t == tx {
-			return true
-		}
-	}
-	return false
+	p.expireReadLocks(ctx)
 }

@@ -148,6 +148,8 @@ func (b *Bridge) forgery(from int32, body interface{}) (rule, why string) {
 		typ, claimed, tx = "DecisionQuery", m.From, m.Tx
 	case *messages.DecisionReply:
 		typ, claimed, tx = "DecisionReply", m.From, m.Tx
+	case *messages.ReadLock, *messages.ReadRelease, *messages.ReadLocked, *messages.ReadReleased:
+		return readForgery(from, m)
 	default:
 		return "", ""
 	}
@@ -164,6 +166,30 @@ func (b *Bridge) forgery(from int32, body interface{}) (rule, why string) {
 
 // warnForged logs a refused message: at Warn the first time a sender
 // breaks a rule, at Debug afterwards. Called with inboundMu held.
+// readForgery checks a snapshot read's messages: a read lock is taken and
+// released only by the node whose read it is (Reader.Node), and an owner
+// answers only for itself (From). A forged release would otherwise drop
+// another node's read lock early (the reader would then retry), and a
+// forged answer would put values of the sender's choosing in its snapshot.
+func readForgery(from int32, body interface{}) (rule, why string) {
+	var typ string
+	var claimed int32
+	switch m := body.(type) {
+	case *messages.ReadLock:
+		typ, claimed = "ReadLock.Reader.Node", m.Reader.Node
+	case *messages.ReadRelease:
+		typ, claimed = "ReadRelease.Reader.Node", m.Reader.Node
+	case *messages.ReadLocked:
+		typ, claimed = "ReadLocked.From", m.From
+	case *messages.ReadReleased:
+		typ, claimed = "ReadReleased.From", m.From
+	}
+	if claimed != from {
+		return typ, fmt.Sprintf("%s is node %d, but node %d sent it", typ, claimed, from)
+	}
+	return "", ""
+}
+
 func (b *Bridge) warnForged(from int32, rule, why string, m *Msg) {
 	k := forgedKey{from: from, rule: rule}
 	if b.forged[k] || len(b.forged) >= maxWarned {

@@ -95,20 +95,25 @@ func TestInboundRefusesForgedMessages(t *testing.T) {
 
 	tx := func(node int32, seq uint64) messages.TxID { return messages.TxID{Node: node, Incarnation: 1, Seq: seq} }
 	forged := []interface{}{
-		&messages.Vote{Tx: tx(0, 1), From: 2, Kind: messages.VoteYes},    // speaks for node 2
-		&messages.Prepare{Tx: tx(2, 1)},                                  // node 2's transaction
-		&messages.Commit{Tx: tx(0, 1), From: 1},                          // node 0's transaction
-		&messages.Abort{Tx: tx(1, 1), From: 2},                           // its own transaction, as node 2
-		&messages.Ack{Tx: tx(7, 1), From: 1},                             // a coordinator that is no member
-		&messages.DecisionReply{Tx: tx(0, 1), From: 0},                   // speaks for the receiver
-		&messages.DecisionQuery{Tx: tx(-1, 1), From: 1},                  // a negative coordinator
-		&messages.Commit{Tx: tx(1, 1), From: 0},                          // its own transaction, as node 0
-		&messages.Vote{Tx: tx(0, 1), From: 1, Kind: messages.VoteYes},    // the valid one: delivered
-		&messages.Prepare{Tx: tx(1, 2), Participants: []int32{0, 1}},     // valid: delivered
-		&messages.DecisionQuery{Tx: tx(2, 1), From: 1},                   // valid (asking about node 2's): delivered
-		&messages.Abort{Tx: tx(1, 3), From: 1, Reason: "valid, its own"}, // valid: delivered
+		&messages.Vote{Tx: tx(0, 1), From: 2, Kind: messages.VoteYes},                                        // speaks for node 2
+		&messages.Prepare{Tx: tx(2, 1)},                                                                      // node 2's transaction
+		&messages.Commit{Tx: tx(0, 1), From: 1},                                                              // node 0's transaction
+		&messages.Abort{Tx: tx(1, 1), From: 2},                                                               // its own transaction, as node 2
+		&messages.Ack{Tx: tx(7, 1), From: 1},                                                                 // a coordinator that is no member
+		&messages.DecisionReply{Tx: tx(0, 1), From: 0},                                                       // speaks for the receiver
+		&messages.DecisionQuery{Tx: tx(-1, 1), From: 1},                                                      // a negative coordinator
+		&messages.Commit{Tx: tx(1, 1), From: 0},                                                              // its own transaction, as node 0
+		&messages.ReadLock{Reader: messages.ReadID{Node: 2, Incarnation: 1, Seq: 1}},                         // another node's read
+		&messages.ReadRelease{Reader: messages.ReadID{Node: 0, Incarnation: 1, Seq: 1}},                      // the receiver's own read
+		&messages.ReadLocked{From: 2},                                                                        // answers for node 2
+		&messages.ReadReleased{From: 3},                                                                      // answers for node 3
+		&messages.Vote{Tx: tx(0, 1), From: 1, Kind: messages.VoteYes},                                        // the valid one: delivered
+		&messages.Prepare{Tx: tx(1, 2), Participants: []int32{0, 1}},                                         // valid: delivered
+		&messages.DecisionQuery{Tx: tx(2, 1), From: 1},                                                       // valid (asking about node 2's): delivered
+		&messages.Abort{Tx: tx(1, 3), From: 1, Reason: "valid, its own"},                                     // valid: delivered
+		&messages.ReadLock{Reader: messages.ReadID{Node: 1, Incarnation: 1, Seq: 1}, Keys: []string{"n0/a"}}, // valid, its own read
 	}
-	const valid = 4
+	const valid = 5
 	batch := func(seq uint64) *Batch {
 		b := &Batch{Cluster: recv.bridge.cluster, From: 1, FromAddr: members[1], To: 0, Session: 1, Seq: seq}
 		for _, m := range forged {
@@ -145,6 +150,8 @@ func TestInboundRefusesForgedMessages(t *testing.T) {
 		"Vote claims to be from node 2, but node 1 sent it",
 		"Prepare is for transaction 2.1.1, coordinated by node 2, but node 1 sent it",
 		"coordinator node 7 is not a member",
+		"ReadRelease.Reader.Node is node 0, but node 1 sent it",
+		"ReadLocked.From is node 2, but node 1 sent it",
 	} {
 		if !strings.Contains(logs.String(), reason) {
 			t.Errorf("no warning says %q:\n%s", reason, logs.String())

@@ -69,6 +69,10 @@ var wireMessages = []interface{}{
 	&messages.DecisionReply{},
 	&messages.Read{},
 	&messages.ReadReply{},
+	&messages.ReadLock{},
+	&messages.ReadLocked{},
+	&messages.ReadRelease{},
+	&messages.ReadReleased{},
 	// Not Begin and Outcome: clients reach a coordinator through the Client
 	// rpc service, never through a peer, and an Outcome from a peer could
 	// answer another client's Submit.

@@ -60,6 +60,7 @@ func TestRandomizedBankUnderFaultsAndCrashes(t *testing.T) {
 	}
 
 	crashes, partitions := 0, 0
+	var reads [2]int64 // reads of every account: right, failed
 	for round := 0; round < rounds; round++ {
 		f := bridge.Faults{
 			Drop: rng.Float64() * 0.03, Duplicate: rng.Float64() * 0.2, Delay: rng.Float64() * 0.3,
@@ -90,6 +91,9 @@ func TestRandomizedBankUnderFaultsAndCrashes(t *testing.T) {
 		}
 		t.Logf("round %d: faults %+v; %v", round, f, plan)
 
+		// Readers of every account in one call run beside the transfers:
+		// a read that returns must add up to the bank's total.
+		readers := startTotalReaders(t, b, c, 2)
 		var wg sync.WaitGroup
 		var restarted atomic.Bool
 		restarted.Store(!crash)
@@ -119,6 +123,9 @@ func TestRandomizedBankUnderFaultsAndCrashes(t *testing.T) {
 			t.Logf("round %d: node %d restarted; so far %d committed, %d aborted, %d unknown", round, victim, c, a, u)
 		}
 		wg.Wait()
+		good, failed := readers.finish(t, fmt.Sprintf("round %d", round))
+		reads[0] += good
+		reads[1] += failed
 		l.Heal()
 	}
 	if err := l.SetFaults(bridge.Faults{}); err != nil {
@@ -129,6 +136,10 @@ func TestRandomizedBankUnderFaultsAndCrashes(t *testing.T) {
 		rounds, crashes, partitions, committed, aborted, unknown)
 	if committed == 0 {
 		t.Fatal("nothing committed: the test proves nothing")
+	}
+	t.Logf("reads of every account during the transfers: %d added up, %d failed", reads[0], reads[1])
+	if reads[0] == 0 {
+		t.Fatal("no read of every account succeeded: the snapshot check proves nothing")
 	}
 
 	// Every node settles: nothing in doubt, no lock, no undecided commit.

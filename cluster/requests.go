@@ -73,12 +73,18 @@ func (n *Node) clientTimeout() time.Duration {
 
 // Read returns the committed value of each key from the node(s) that own
 // it: one entry per key, or per node for a key held everywhere ("value").
+// Keys on several nodes are read as one snapshot (SnapshotRead); keys of
+// one node are one snapshot of it (see actors/reads.go), each key
+// linearizable.
 func (n *Node) Read(keys ...string) ([]NodeValue, error) {
 	if n.cut.Load() {
 		return nil, fmt.Errorf("node %d: %w", n.cfg.ID, errNodeCrashed)
 	}
 	if len(keys) == 0 {
 		return nil, errors.New("read: no keys given")
+	}
+	if ownedBySeveral(keys, len(n.cfg.Members)) {
+		return n.SnapshotRead(keys...) // one moment on every node (snapshot.go)
 	}
 	members := len(n.cfg.Members)
 	owners := make([][]int32, len(keys))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math/rand"
 	"net"
@@ -141,6 +142,40 @@ func TestProcessSIGKILLBank(t *testing.T) {
 		}()
 	}
 
+	// Two readers read every account in one call while the transfers run
+	// (through the nodes in turn): a read that returns must add up to the
+	// bank's total — reads of several nodes are one snapshot.
+	var goodReads, failedReads atomic.Int64
+	var wrongMu sync.Mutex
+	var wrongReads []error
+	for rd := 0; rd < 2; rd++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := rd; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				cl := newRPCClient(c.peers, i%nodes)
+				err := b.CheckTotal(cl)
+				cl.Close()
+				switch {
+				case err == nil:
+					goodReads.Add(1)
+				case errors.Is(err, bank.ErrReadFailed):
+					failedReads.Add(1)
+					time.Sleep(20 * time.Millisecond) // a node down: do not spin
+				default:
+					wrongMu.Lock()
+					wrongReads = append(wrongReads, err)
+					wrongMu.Unlock()
+				}
+			}
+		}()
+	}
+
 	kills := 0
 	start := time.Now()
 	// Each round: a kill after some transfers, a restart after some more,
@@ -175,6 +210,16 @@ func TestProcessSIGKILLBank(t *testing.T) {
 		c.fatalf("clients still busy 30s after the last round")
 	}
 	load := time.Since(start)
+	t.Logf("reads of every account during the transfers: %d added up, %d failed, %d wrong", goodReads.Load(), failedReads.Load(), len(wrongReads))
+	for i, err := range wrongReads {
+		if i == 5 {
+			break
+		}
+		t.Errorf("%s: a read during the transfers: %v", c.note, err)
+	}
+	if goodReads.Load() == 0 {
+		c.fatalf("no read of every account succeeded during the transfers: the snapshot check proves nothing")
+	}
 
 	// Transactions a kill left undecided are resolved by their
 	// participants' questions and the coordinators' re-driven commits, a
