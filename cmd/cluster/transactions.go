@@ -350,23 +350,49 @@ func generalize(reason string) string {
 
 // --- reading ---
 
-// get reads each key from every node that holds it, each node asked
-// directly: a down or cut-off node costs its own line, not the others'.
+// get reads each key from every node that holds it. Keys held by more than
+// one node, with every owner up, are read as one snapshot (no transaction
+// shows in part). With an owner down no snapshot can be had: each node that
+// is up is asked directly (each value linearizable on its own), and a down
+// or cut-off node costs its own line, not the others'.
 func (r *repl) get(args []string) error {
 	type ask struct {
 		key  string
 		node int32
 	}
 	var asks []ask
+	var keys []string
+	nodes := map[int32]bool{}
+	seen := map[string]bool{}
 	for _, k := range args {
 		owners, err := messages.Owners(k, r.opts.nodes)
 		if err != nil {
 			return err
 		}
 		r.keys.add(k)
+		if seen[k] {
+			continue // each key is listed once, however often it is named
+		}
+		seen[k] = true
+		keys = append(keys, k)
 		for _, o := range owners {
 			asks = append(asks, ask{k, o})
+			nodes[o] = true
 		}
+	}
+	allUp := true
+	for o := range nodes {
+		allUp = allUp && r.c.Up(int(o)) != nil
+	}
+	if len(nodes) > 1 && allUp {
+		vals, err := r.c.SnapshotRead(keys...)
+		if err != nil {
+			return fmt.Errorf("snapshot read of %s: %w", strings.Join(keys, " "), err)
+		}
+		for _, v := range vals {
+			fmt.Fprintf(r.out, "%s = %d  (node %d)\n", v.Key, v.Value, v.Node)
+		}
+		return nil
 	}
 	lines := make([]string, len(asks))
 	var wg sync.WaitGroup

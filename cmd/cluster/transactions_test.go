@@ -94,3 +94,14 @@ func TestSpawnedTransfersUnderConflictsKeepTheTotal(t *testing.T) {
 		t.Errorf("n1/a = %d, n2/b = %d; the committed counts say n1/a = %d", a, b, wantA)
 	}
 }
+
+// A key named twice is listed once: get reads keys, not names.
+func TestGetListsEachKeyOnce(t *testing.T) {
+	got := session(t, t.TempDir(), "set n1/a=3\nget value n1/a value n1/a\nget n1/a n1/a\n")
+	expectLines(t, got,
+		`committed 0\.1\.2 \(\d+ ms\)`,
+		`value = 4  \(node 0\)`, `value = 4  \(node 1\)`, `value = 4  \(node 2\)`, `value = 4  \(node 3\)`,
+		`n1/a = 3  \(node 1\)`,
+		`n1/a = 3  \(node 1\)`,
+	)
+}
