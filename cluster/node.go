@@ -283,7 +283,7 @@ const membershipFile = "CLUSTER"
 func (n *Node) checkMembership(dir string) error {
 	want := fmt.Sprintf("node %d of %d\n", n.cfg.ID, len(n.cfg.Members))
 	path := filepath.Join(dir, membershipFile)
-	got, err := os.ReadFile(path)
+	got, err := persistence.ReadFile(path) // never through a link (see persistence.PrepareDir)
 	switch {
 	case err == nil:
 		if string(got) != want {
@@ -295,7 +295,7 @@ func (n *Node) checkMembership(dir string) error {
 		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
 	}
 	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+	f, err := persistence.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, persistence.FilePerm)
 	if err == nil {
 		_, err = f.WriteString(want)
 		if err == nil {
@@ -314,12 +314,13 @@ func (n *Node) checkMembership(dir string) error {
 	return nil
 }
 
-// lockDir makes sure only one process uses a node's directory.
+// lockDir makes sure only one process uses a node's directory, after
+// making sure the directory is private and holds only regular files.
 func (n *Node) lockDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := persistence.PrepareDir(dir, n.log); err != nil {
 		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := persistence.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, persistence.FilePerm)
 	if err != nil {
 		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
 	}

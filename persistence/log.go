@@ -12,6 +12,9 @@
 //	snap-%016d.snap snapshot N: the fold of every record in segments < N
 //
 // Replay is the newest snapshot N followed by segments N, N+1, ... in order.
+//
+// The directory is 0700 and its files 0600; it holds regular files only, and
+// none is ever opened through a symbolic link (see PrepareDir and OpenFile).
 package persistence
 
 import (
@@ -152,7 +155,9 @@ type Log struct {
 // Open replays the log in opts.Dir (the newest snapshot, then every later
 // segment), trims a torn tail off the last segment, and opens that segment
 // for appending. Damage anywhere else is returned as an error naming the file
-// and offset, and then nothing on disk has been changed.
+// and offset, and then nothing on disk has been changed (but permissions
+// wider than 0700/0600, which PrepareDir tightens first). A symbolic link or
+// any other non-regular file in the directory is refused the same way.
 func Open(opts Options) (*Log, error) {
 	opts = opts.WithDefaults()
 	if err := opts.Validate(); err != nil {
@@ -162,8 +167,9 @@ func Open(opts Options) (*Log, error) {
 	if opts.SnapshotEvery > 0 {
 		l.every = opts.SnapshotEvery // negative: l.every stays 0, never
 	}
-	if err := os.MkdirAll(l.dir, 0o755); err != nil {
-		return nil, fmt.Errorf("persistence: %w", err)
+	// Private, and only regular files in it: see files.go.
+	if err := PrepareDir(l.dir, l.logger); err != nil {
+		return nil, err
 	}
 	segs, snaps, temps, err := l.list()
 	if err != nil {
@@ -188,7 +194,7 @@ func Open(opts Options) (*Log, error) {
 	// segments after it (a crash right after a rotation) do not count.
 	tornable := len(live) - 1
 	for tornable > 0 {
-		st, err := os.Stat(l.path(segName(live[tornable])))
+		st, err := os.Lstat(l.path(segName(live[tornable])))
 		if err != nil {
 			return nil, fmt.Errorf("persistence: %w", err)
 		}
@@ -303,9 +309,9 @@ func (l *Log) checkSequence(snapIdx uint64, live []uint64) error {
 
 func (l *Log) loadSnapshot(idx uint64) error {
 	p := l.path(snapName(idx))
-	data, err := os.ReadFile(p)
+	data, err := ReadFile(p)
 	if err != nil {
-		return fmt.Errorf("persistence: %w", err)
+		return err
 	}
 	payload, err := readSnapshotFrame(data)
 	if err != nil {
@@ -328,7 +334,8 @@ func (l *Log) trim(idx uint64, res segmentScan) error {
 	p := l.path(segName(idx))
 	l.logger.Warn("trimming torn tail of log", "file", p, "offset", res.end,
 		"dropped_bytes", res.size-res.end, "reason", res.torn)
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	// Never through a link: the cut must land on this directory's file.
+	f, err := OpenFile(p, os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("persistence: trim torn tail: %w", err)
 	}
@@ -374,9 +381,9 @@ func (l *Log) removeStale(snapIdx uint64, segs, snaps []uint64, temps []string) 
 // even for bytes an earlier process wrote without forcing.
 func (l *Log) openSegment() error {
 	p := l.path(segName(l.segIndex))
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	f, err := OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
-		return fmt.Errorf("persistence: %w", err)
+		return err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
@@ -399,9 +406,9 @@ func (l *Log) createSegment() error {
 
 func (l *Log) newSegmentFile(idx uint64) (*os.File, error) {
 	p := l.path(segName(idx))
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, FilePerm)
 	if err != nil {
-		return nil, fmt.Errorf("persistence: %w", err)
+		return nil, err
 	}
 	if err := syncDir(l.dir); err != nil {
 		f.Close()
