@@ -59,6 +59,16 @@ type Options struct {
 	// not keep or change recs. Nil: nothing is called, and it has no
 	// default.
 	Written func(recs []messages.Record, forced bool)
+
+	// Failed, if set, is called once, when a write or fsync fails and the
+	// log starts refusing appends for good (see Log.fail): a node cannot go
+	// on without its log, and this is how it learns to stop. It runs on the
+	// goroutine that hit the failure — the persistence actor's — so it
+	// must not block, and above all must not wait for that actor. It is not
+	// called for a simulated power cut (PowerCut, CrashForTest), nor for a
+	// failure while the log is being closed: those are not news to whoever
+	// cut the power or is closing it. Nil: nothing is called.
+	Failed func(err error)
 }
 
 // DefaultSnapshotEvery is the automatic snapshot interval used when
@@ -128,7 +138,8 @@ type Log struct {
 	every  int // records between automatic snapshots; 0: never
 	logger hclog.Logger
 
-	written func([]messages.Record, bool) // Options.Written
+	written  func([]messages.Record, bool) // Options.Written
+	onFailed func(error)                   // Options.Failed; nil once called
 
 	state *State
 
@@ -145,6 +156,10 @@ type Log struct {
 	// powerCut is set by PowerCut, from any goroutine; the owner checks it
 	// before every write and fsync.
 	powerCut atomic.Bool
+
+	// injected is set by FailWritesForTest, from any goroutine: every
+	// later write and fsync fails with it.
+	injected atomic.Pointer[error]
 
 	// Counters read by Stats from any goroutine.
 	appends, records, fsyncs, batches, snapshots atomic.Uint64
@@ -163,7 +178,7 @@ func Open(opts Options) (*Log, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	l := &Log{dir: opts.Dir, logger: opts.Logger, written: opts.Written, state: NewState()}
+	l := &Log{dir: opts.Dir, logger: opts.Logger, written: opts.Written, onFailed: opts.Failed, state: NewState()}
 	if opts.SnapshotEvery > 0 {
 		l.every = opts.SnapshotEvery // negative: l.every stays 0, never
 	}
@@ -454,7 +469,26 @@ func (l *Log) usable() error {
 func (l *Log) fail(err error) error {
 	l.failed = fmt.Errorf("%w (the log refuses appends until the node restarts)", err)
 	l.logger.Error("log failed", "dir", l.dir, "error", err)
+	if l.onFailed != nil && !l.closed && !l.powerCut.Load() {
+		f := l.onFailed
+		l.onFailed = nil // once: later appends are refused, not failed again
+		f(l.failed)
+	}
 	return l.failed
+}
+
+// FailWritesForTest makes every later write and fsync of the log fail with
+// err, as a disk that went bad would: the next append fails, the log stops
+// (fail) and Options.Failed is called. Safe from any goroutine; for tests
+// of what a node does when its log fails.
+func (l *Log) FailWritesForTest(err error) { l.injected.Store(&err) }
+
+// injectedErr is the error FailWritesForTest asked for, or nil.
+func (l *Log) injectedErr() error {
+	if p := l.injected.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // writeBatch writes frames (records records from appends requests) to the
@@ -465,7 +499,10 @@ func (l *Log) writeBatch(frames []byte, records, appends int, force bool) error 
 		return err
 	}
 	if len(frames) > 0 {
-		n, err := l.seg.Write(frames)
+		n, err := 0, l.injectedErr()
+		if err == nil {
+			n, err = l.seg.Write(frames)
+		}
 		l.segSize += int64(n)
 		if err != nil {
 			return l.fail(fmt.Errorf("persistence: %s: write at offset %d: %w",
@@ -490,7 +527,11 @@ func (l *Log) sync() error {
 		// Written but never synced: lost, as after a power cut.
 		return errCrashed
 	}
-	if err := l.seg.Sync(); err != nil {
+	err := l.injectedErr()
+	if err == nil {
+		err = l.seg.Sync()
+	}
+	if err != nil {
 		return l.fail(fmt.Errorf("persistence: %s: fsync: %w", l.path(segName(l.segIndex)), err))
 	}
 	l.fsyncs.Add(1)
