@@ -67,7 +67,9 @@ type Options struct {
 	// must not block, and above all must not wait for that actor. It is not
 	// called for a simulated power cut (PowerCut, CrashForTest), nor for a
 	// failure while the log is being closed: those are not news to whoever
-	// cut the power or is closing it. Nil: nothing is called.
+	// cut the power or is closing it. When it is called, logging the
+	// failure is left to it. Nil: nothing is called, and the log logs the
+	// failure itself.
 	Failed func(err error)
 }
 
@@ -468,12 +470,13 @@ func (l *Log) usable() error {
 // to stop and let recovery read what is really there.
 func (l *Log) fail(err error) error {
 	l.failed = fmt.Errorf("%w (the log refuses appends until the node restarts)", err)
-	l.logger.Error("log failed", "dir", l.dir, "error", err)
 	if l.onFailed != nil && !l.closed && !l.powerCut.Load() {
 		f := l.onFailed
 		l.onFailed = nil // once: later appends are refused, not failed again
-		f(l.failed)
+		f(l.failed)      // the owner logs it, with what it does about it
+		return l.failed
 	}
+	l.logger.Error("log failed", "dir", l.dir, "error", err)
 	return l.failed
 }
 
