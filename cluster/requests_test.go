@@ -192,6 +192,7 @@ func TestInvalidUTF8KeyRefused(t *testing.T) {
 	records := func() [2]uint64 {
 		return [2]uint64{l.Node(0).LogStats().Records, l.Node(1).LogStats().Records}
 	}
+	settled(t, l, 10*time.Second) // the first transaction's END is written after its client hears
 	before := records()
 
 	o, err := l.Node(0).Submit(messages.Set(bad, 1), messages.Set("n1/ab", 8))
