@@ -23,7 +23,14 @@ func (n *Node) logFailed(err error) {
 func (n *Node) failStop(err error) {
 	n.mu.Lock()
 	if n.stopped || !n.started || n.cut.Load() {
+		stopping := n.stopped && !n.cut.Load()
 		n.mu.Unlock()
+		if stopping {
+			// Still a failing disk, worth saying: the log leaves that to
+			// us. (After a power cut it is not real; during Start, Start
+			// returns it.)
+			n.log.Error("log failed while the node was stopping", "error", err)
+		}
 		return
 	}
 	n.stopped = true

@@ -143,6 +143,10 @@ func TestPowerCutAndStopAreNotLogFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	n1.logFailed(errors.New("injected: reported after the stop"))
+	// Not a reason to stop, but still a failing disk: said once, as such.
+	waitFor(t, "the late failure logged", func() bool {
+		return strings.Contains(logs.String(), `node-1: log failed while the node was stopping: error="injected: reported after the stop"`)
+	})
 
 	for _, n := range []*Node{cut, n1} {
 		if f := n.Failure(); f != nil {
