@@ -69,6 +69,10 @@ func TestLogFailureStopsTheNodeAndRestartRecovers(t *testing.T) {
 		c.Close()
 		t.Fatal("node 1's port still accepts connections")
 	}
+	// Its peers find it gone: a transaction it takes part in cannot commit.
+	if o, err := l.Node(0).Submit(messages.Set("n0/c", 1), messages.Set("n1/c", 1)); err == nil && o.Committed {
+		t.Fatal("committed a transaction on node 1 while it was down")
+	}
 	tx := *failedTx.Load()
 	for _, i := range []int{0, 2} {
 		waitStatus(t, l, i, "in doubt on "+tx.String(), func(st *actors.ParticipantStatus) bool {
