@@ -23,7 +23,7 @@ func (n *Node) logFailed(err error) {
 func (n *Node) failStop(err error) {
 	n.mu.Lock()
 	if n.stopped || !n.started || n.cut.Load() {
-		stopping := n.stopped && !n.cut.Load()
+		stopping := n.stopped && n.started && !n.cut.Load()
 		n.mu.Unlock()
 		if stopping {
 			// Still a failing disk, worth saying: the log leaves that to
