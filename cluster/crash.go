@@ -40,6 +40,7 @@ func (n *Node) Crash() {
 	n.mu.Lock()
 	if n.stopped {
 		n.mu.Unlock()
+		n.waitFailStop()
 		return
 	}
 	n.stopped = true

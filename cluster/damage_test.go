@@ -82,3 +82,113 @@ func TestDamagedLogStopsTheNodeAndChangesNothing(t *testing.T) {
 		t.Fatalf("n1/x after trimming: %v %v, want 5", vals, err)
 	}
 }
+
+// After a run, a node's directory is 0700 and every file in it (segments,
+// CLUSTER, LOCK) 0600; a symbolic link in place of CLUSTER or LOCK, or of
+// the node's directory itself, stops the node with an error naming it, and
+// the file it points to is left alone.
+func TestDamageLinksRefusedAndFilesPrivate(t *testing.T) {
+	data := t.TempDir()
+	l, err := StartLocal(LocalConfig{Nodes: 2, DataDir: data, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop() })
+	if o, err := l.Node(0).Submit(messages.Set("n1/x", 1), messages.Set("n0/y", 1)); err != nil || !o.Committed {
+		t.Fatalf("%v %v", o, err)
+	}
+	if err := l.StopNode(1); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(data, "node-1")
+	wantPrivateDir(t, dir, membershipFile, "LOCK", filepath.Base(onlySegment(t, dir)))
+
+	outside := filepath.Join(t.TempDir(), "outside")
+	for _, name := range []string{membershipFile, "LOCK"} {
+		p := filepath.Join(dir, name)
+		saved, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(outside, saved, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(outside, p); err != nil {
+			t.Fatal(err)
+		}
+		err = l.RestartNode(1)
+		if want := p + " is a symbolic link (to " + outside + ")"; err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "node 1") {
+			t.Fatalf("restart with %s a link: %v, want an error naming node 1 and saying %q", name, err, want)
+		}
+		if st, err := os.Stat(outside); err != nil || st.Mode().Perm() != 0o644 {
+			t.Fatalf("the link's target was changed: %v %v", st, err)
+		}
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, saved, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	real := filepath.Join(data, "node-1-real")
+	if err := os.Rename(dir, real); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, dir); err != nil {
+		t.Fatal(err)
+	}
+	err = l.RestartNode(1)
+	if want := "data directory " + dir + " is a symbolic link"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("restart with the node's directory a link: %v, want %q", err, want)
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(real, dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RestartNode(1); err != nil {
+		t.Fatal(err)
+	}
+	vals, err := l.Node(0).Read("n1/x")
+	if err != nil || vals[0].Value != 1 {
+		t.Fatalf("n1/x after the links were undone: %v %v, want 1", vals, err)
+	}
+}
+
+// wantPrivateDir checks dir is 0700 and every entry a 0600 regular file,
+// the names given among them.
+func wantPrivateDir(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	st, err := os.Lstat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode() != os.ModeDir|0o700 {
+		t.Errorf("%s: mode %v, want drwx------", dir, st.Mode())
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[e.Name()] = true
+		if info.Mode() != 0o600 {
+			t.Errorf("%s: mode %v, want -rw-------", e.Name(), info.Mode())
+		}
+	}
+	for _, n := range names {
+		if !seen[n] {
+			t.Errorf("%s: no %s to check (have %v)", dir, n, seen)
+		}
+	}
+}

@@ -95,12 +95,20 @@ func (l *Local) start(i int, lis net.Listener) error {
 		ID: int32(i), Members: l.members, DataDir: l.cfg.DataDir, Timing: l.cfg.Timing,
 		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Steps: l.stepHook(), Tracer: l.cfg.Tracer,
 		BridgeReady: func(b *bridge.Bridge) { l.bridgeReady(i, b) },
+		FailStopped: func(n *Node) { l.failStopped(i, n) },
 	})
 	if err != nil {
 		return err
 	}
 	l.applyFaults(i, n)
 	l.mu.Lock()
+	if n.Failure() != nil {
+		// Its log failed already: it is stopping itself, and its
+		// FailStopped found nothing to take down (or will).
+		l.mu.Unlock()
+		<-n.FailStopped()
+		return fmt.Errorf("node %d stopped at once: %w", i, n.Failure())
+	}
 	l.nodes[i] = n
 	l.mu.Unlock()
 	return nil
@@ -183,10 +191,12 @@ func (l *Local) Stop() error {
 	return errors.Join(errs...)
 }
 
-// Up returns node i if it is running: started, and its power not cut (a
-// node whose power was cut stays in the Local until Crash tears it down).
+// Up returns node i if it is running: started, its power not cut (a node
+// whose power was cut stays in the Local until Crash tears it down), and
+// not stopping itself after a log failure (it leaves the Local once
+// stopped, for `restart` to bring it back).
 func (l *Local) Up(i int) *Node {
-	if n := l.Node(i); n != nil && !n.Crashed() {
+	if n := l.Node(i); n != nil && !n.Crashed() && n.Failure() == nil {
 		return n
 	}
 	return nil

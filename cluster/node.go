@@ -46,6 +46,11 @@ type Config struct {
 	// Listener, if set, is used instead of listening on Members[ID]: tests
 	// reserve a free port this way.
 	Listener net.Listener
+
+	// FailStopped, if set, is called once, on a goroutine of its own, after
+	// the node stopped itself because its log failed (see
+	// Node.FailStopped): where a Local marks the node down.
+	FailStopped func(*Node)
 }
 
 // Validate names the first field of c that breaks its rule. Start calls it
@@ -103,6 +108,12 @@ type Node struct {
 
 	preparesAfter time.Time // see PreparesAfter
 
+	// Fail-stop (failstop.go). started and failure are guarded by mu.
+	logErr      atomic.Pointer[error] // the first failure the log reported, stored at once
+	started     bool                  // Start has finished: a log failure now stops the node
+	failure     error                 // the log failure that stopped the node
+	failStopped chan struct{}         // closed once that stop is complete
+
 	tracer *nodeTracer // nil unless cfg.Tracer is set
 }
 
@@ -131,11 +142,14 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.Info})
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.Named(fmt.Sprintf("node-%d", cfg.ID)), cutCh: make(chan struct{}), stopCh: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.Named(fmt.Sprintf("node-%d", cfg.ID)), cutCh: make(chan struct{}), stopCh: make(chan struct{}), failStopped: make(chan struct{})}
 	n.tracer = newNodeTracer(n)
 	n.cfg.Steps = n.tracer.steps(n.cfg.Steps) // decisions recorded (unchanged without a tracer)
 	if err := n.start(); err != nil {
 		n.teardown(false)
+		return nil, err
+	}
+	if err := n.serving(); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -161,7 +175,8 @@ func (n *Node) start() error {
 	if err := n.checkMembership(dir); err != nil {
 		return err
 	}
-	wal, err := persistence.Open(persistence.Options{Dir: dir, SnapshotEvery: n.cfg.SnapshotEvery, Logger: n.log.Named("wal"), Written: n.tracer.written()})
+	wal, err := persistence.Open(persistence.Options{Dir: dir, SnapshotEvery: n.cfg.SnapshotEvery, Logger: n.log.Named("wal"),
+		Written: n.tracer.written(), Failed: n.logFailed})
 	if err != nil {
 		return fmt.Errorf("node %d: recovering from %s: %w", n.cfg.ID, dir, err)
 	}
@@ -283,7 +298,7 @@ const membershipFile = "CLUSTER"
 func (n *Node) checkMembership(dir string) error {
 	want := fmt.Sprintf("node %d of %d\n", n.cfg.ID, len(n.cfg.Members))
 	path := filepath.Join(dir, membershipFile)
-	got, err := os.ReadFile(path)
+	got, err := persistence.ReadFile(path) // never through a link (see persistence.PrepareDir)
 	switch {
 	case err == nil:
 		if string(got) != want {
@@ -295,7 +310,7 @@ func (n *Node) checkMembership(dir string) error {
 		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
 	}
 	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+	f, err := persistence.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, persistence.FilePerm)
 	if err == nil {
 		_, err = f.WriteString(want)
 		if err == nil {
@@ -314,12 +329,13 @@ func (n *Node) checkMembership(dir string) error {
 	return nil
 }
 
-// lockDir makes sure only one process uses a node's directory.
+// lockDir makes sure only one process uses a node's directory, after
+// making sure the directory is private and holds only regular files.
 func (n *Node) lockDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := persistence.PrepareDir(dir, n.log); err != nil {
 		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := persistence.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, persistence.FilePerm)
 	if err != nil {
 		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
 	}
@@ -337,6 +353,7 @@ func (n *Node) Stop() error {
 	n.mu.Lock()
 	if n.stopped {
 		n.mu.Unlock()
+		n.waitFailStop() // a node stopping itself: done once that is
 		return nil
 	}
 	n.stopped = true

@@ -179,3 +179,46 @@ func TestSubmitEndsWhenItsNodeStops(t *testing.T) {
 		<-submitted
 	}
 }
+
+// A key that is not valid UTF-8 is refused on submit and on read, through
+// a node and through the client service, with the key quoted; nothing is
+// logged or changed on any node.
+func TestInvalidUTF8KeyRefused(t *testing.T) {
+	l := testCluster(t, 2, actors.Timing{})
+	c := dial(t, l, 0)
+	mustCommit(t, c, messages.Set("n1/ab", 7))
+	const bad = "n1/a\xffb"
+	want := `key "n1/a\xffb": not valid UTF-8`
+	records := func() [2]uint64 {
+		return [2]uint64{l.Node(0).LogStats().Records, l.Node(1).LogStats().Records}
+	}
+	settled(t, l, 10*time.Second) // the first transaction's END is written after its client hears
+	before := records()
+
+	o, err := l.Node(0).Submit(messages.Set(bad, 1), messages.Set("n1/ab", 8))
+	if err != nil || o.Committed || o.Reason != want {
+		t.Fatalf("Node.Submit with %q: %v %v, want refused with %q", bad, outcomeString(o), err, want)
+	}
+	o, err = c.Submit(messages.Add(bad, 1))
+	if err != nil || o.Committed || o.Reason != want {
+		t.Fatalf("Client.Submit with %q: %v %v, want refused with %q", bad, outcomeString(o), err, want)
+	}
+	if _, err := l.Node(0).Read("n1/ab", bad); err == nil || err.Error() != want {
+		t.Fatalf("Node.Read of %q: %v, want %q", bad, err, want)
+	}
+	if _, err := l.Node(1).ReadLocal(bad); err == nil || err.Error() != want {
+		t.Fatalf("Node.ReadLocal of %q: %v, want %q", bad, err, want)
+	}
+	if _, err := c.Read(bad); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Client.Read of %q: %v, want an error containing %q", bad, err, want)
+	}
+
+	if after := records(); after != before {
+		t.Fatalf("log records per node went from %v to %v: a refused key reached a log", before, after)
+	}
+	// U+FFFD is what a lenient decoder would have made of the bad byte.
+	vals, err := l.Node(0).Read("n1/ab", "n1/a\uFFFDb")
+	if err != nil || len(vals) != 2 || vals[0].Value != 7 || vals[1].Value != 0 {
+		t.Fatalf("values after the refusals: %v %v, want n1/ab=7 and nothing else", vals, err)
+	}
+}

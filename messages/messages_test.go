@@ -1,6 +1,7 @@
 package messages
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -59,6 +60,26 @@ func TestValidateKey(t *testing.T) {
 	for _, good := range []string{"value", "n0/x", "alice", "acct-1", "ü"} {
 		if err := ValidateKey(good); err != nil {
 			t.Errorf("ValidateKey(%q): %v", good, err)
+		}
+	}
+}
+
+// Invalid UTF-8 is refused wherever a key is checked, with the key quoted
+// (%q), so the error shows its bytes instead of printing U+FFFD for them.
+func TestValidateKeyRefusesInvalidUTF8(t *testing.T) {
+	for _, bad := range []string{"n1/a\xffb", "a\xff", "\xc3", "n0/\xed\xa0\x80"} { // the last: an encoded surrogate
+		want := fmt.Sprintf("key %q: not valid UTF-8", bad)
+		if err := ValidateKey(bad); err == nil || err.Error() != want {
+			t.Errorf("ValidateKey(%q) = %v, want %q", bad, err, want)
+		}
+		if _, err := Owners(bad, 4); err == nil || err.Error() != want {
+			t.Errorf("Owners(%q) = %v, want %q", bad, err, want)
+		}
+		if _, _, err := Split([]Op{Set("n0/ok", 1), Set(bad, 1)}, 4); err == nil || err.Error() != want {
+			t.Errorf("Split with %q = %v, want %q", bad, err, want)
+		}
+		if err := CheckOwned([]Op{Set(bad, 1)}, 0, 4); err == nil || err.Error() != want {
+			t.Errorf("CheckOwned with %q = %v, want %q", bad, err, want)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // OpKind is what an operation does to its key.
@@ -73,14 +74,20 @@ const EverywhereKey = "value"
 const MaxKeyLen = 256
 
 // ValidateKey says what is wrong with a key, or nil. Keys are non-empty,
-// printable, without spaces or '='; a key beginning with "n" followed by
-// digits and "/" names its owner explicitly (e.g. "n2/alice").
+// valid UTF-8, printable, without spaces or '='; a key beginning with "n"
+// followed by digits and "/" names its owner explicitly (e.g. "n2/alice").
 func ValidateKey(key string) error {
 	if key == "" {
 		return errors.New("empty key")
 	}
 	if len(key) > MaxKeyLen {
 		return fmt.Errorf("key %.20q...: longer than %d bytes", key, MaxKeyLen)
+	}
+	// Checked before the runes: ranging over a string turns each bad byte
+	// into U+FFFD, which is printable, so the loop below would let it pass
+	// and two different byte strings could print as the same key.
+	if !utf8.ValidString(key) {
+		return fmt.Errorf("key %q: not valid UTF-8", key)
 	}
 	for _, r := range key {
 		if r == '=' || unicode.IsSpace(r) || !unicode.IsPrint(r) {

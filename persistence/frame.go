@@ -86,9 +86,9 @@ type segmentScan struct {
 // *DamageError. The file is only read.
 func scanSegment(path string, last bool, apply func(messages.Record)) (segmentScan, error) {
 	var res segmentScan
-	f, err := os.Open(path)
+	f, err := OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
-		return res, fmt.Errorf("persistence: %w", err)
+		return res, err
 	}
 	defer f.Close()
 	st, err := f.Stat()

@@ -12,6 +12,9 @@
 //	snap-%016d.snap snapshot N: the fold of every record in segments < N
 //
 // Replay is the newest snapshot N followed by segments N, N+1, ... in order.
+//
+// The directory is 0700 and its files 0600; it holds regular files only, and
+// none is ever opened through a symbolic link (see PrepareDir and OpenFile).
 package persistence
 
 import (
@@ -56,6 +59,18 @@ type Options struct {
 	// not keep or change recs. Nil: nothing is called, and it has no
 	// default.
 	Written func(recs []messages.Record, forced bool)
+
+	// Failed, if set, is called once, when a write or fsync fails and the
+	// log starts refusing appends for good (see Log.fail): a node cannot go
+	// on without its log, and this is how it learns to stop. It runs on the
+	// goroutine that hit the failure — the persistence actor's — so it
+	// must not block, and above all must not wait for that actor. It is not
+	// called for a simulated power cut (PowerCut, CrashForTest), nor for a
+	// failure while the log is being closed: those are not news to whoever
+	// cut the power or is closing it. When it is called, logging the
+	// failure is left to it. Nil: nothing is called, and the log logs the
+	// failure itself.
+	Failed func(err error)
 }
 
 // DefaultSnapshotEvery is the automatic snapshot interval used when
@@ -125,7 +140,8 @@ type Log struct {
 	every  int // records between automatic snapshots; 0: never
 	logger hclog.Logger
 
-	written func([]messages.Record, bool) // Options.Written
+	written  func([]messages.Record, bool) // Options.Written
+	onFailed func(error)                   // Options.Failed; nil once called
 
 	state *State
 
@@ -143,6 +159,10 @@ type Log struct {
 	// before every write and fsync.
 	powerCut atomic.Bool
 
+	// injected is set by FailWritesForTest, from any goroutine: every
+	// later write and fsync fails with it.
+	injected atomic.Pointer[error]
+
 	// Counters read by Stats from any goroutine.
 	appends, records, fsyncs, batches, snapshots atomic.Uint64
 	logBytes                                     atomic.Int64
@@ -152,18 +172,21 @@ type Log struct {
 // Open replays the log in opts.Dir (the newest snapshot, then every later
 // segment), trims a torn tail off the last segment, and opens that segment
 // for appending. Damage anywhere else is returned as an error naming the file
-// and offset, and then nothing on disk has been changed.
+// and offset, and then nothing on disk has been changed (but permissions
+// wider than 0700/0600, which PrepareDir tightens first). A symbolic link or
+// any other non-regular file in the directory is refused the same way.
 func Open(opts Options) (*Log, error) {
 	opts = opts.WithDefaults()
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	l := &Log{dir: opts.Dir, logger: opts.Logger, written: opts.Written, state: NewState()}
+	l := &Log{dir: opts.Dir, logger: opts.Logger, written: opts.Written, onFailed: opts.Failed, state: NewState()}
 	if opts.SnapshotEvery > 0 {
 		l.every = opts.SnapshotEvery // negative: l.every stays 0, never
 	}
-	if err := os.MkdirAll(l.dir, 0o755); err != nil {
-		return nil, fmt.Errorf("persistence: %w", err)
+	// Private, and only regular files in it: see files.go.
+	if err := PrepareDir(l.dir, l.logger); err != nil {
+		return nil, err
 	}
 	segs, snaps, temps, err := l.list()
 	if err != nil {
@@ -188,7 +211,7 @@ func Open(opts Options) (*Log, error) {
 	// segments after it (a crash right after a rotation) do not count.
 	tornable := len(live) - 1
 	for tornable > 0 {
-		st, err := os.Stat(l.path(segName(live[tornable])))
+		st, err := os.Lstat(l.path(segName(live[tornable])))
 		if err != nil {
 			return nil, fmt.Errorf("persistence: %w", err)
 		}
@@ -303,9 +326,9 @@ func (l *Log) checkSequence(snapIdx uint64, live []uint64) error {
 
 func (l *Log) loadSnapshot(idx uint64) error {
 	p := l.path(snapName(idx))
-	data, err := os.ReadFile(p)
+	data, err := ReadFile(p)
 	if err != nil {
-		return fmt.Errorf("persistence: %w", err)
+		return err
 	}
 	payload, err := readSnapshotFrame(data)
 	if err != nil {
@@ -328,7 +351,8 @@ func (l *Log) trim(idx uint64, res segmentScan) error {
 	p := l.path(segName(idx))
 	l.logger.Warn("trimming torn tail of log", "file", p, "offset", res.end,
 		"dropped_bytes", res.size-res.end, "reason", res.torn)
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	// Never through a link: the cut must land on this directory's file.
+	f, err := OpenFile(p, os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("persistence: trim torn tail: %w", err)
 	}
@@ -374,9 +398,9 @@ func (l *Log) removeStale(snapIdx uint64, segs, snaps []uint64, temps []string) 
 // even for bytes an earlier process wrote without forcing.
 func (l *Log) openSegment() error {
 	p := l.path(segName(l.segIndex))
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	f, err := OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
-		return fmt.Errorf("persistence: %w", err)
+		return err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
@@ -399,9 +423,9 @@ func (l *Log) createSegment() error {
 
 func (l *Log) newSegmentFile(idx uint64) (*os.File, error) {
 	p := l.path(segName(idx))
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, FilePerm)
 	if err != nil {
-		return nil, fmt.Errorf("persistence: %w", err)
+		return nil, err
 	}
 	if err := syncDir(l.dir); err != nil {
 		f.Close()
@@ -446,8 +470,28 @@ func (l *Log) usable() error {
 // to stop and let recovery read what is really there.
 func (l *Log) fail(err error) error {
 	l.failed = fmt.Errorf("%w (the log refuses appends until the node restarts)", err)
+	if l.onFailed != nil && !l.closed && !l.powerCut.Load() {
+		f := l.onFailed
+		l.onFailed = nil // once: later appends are refused, not failed again
+		f(l.failed)      // the owner logs it, with what it does about it
+		return l.failed
+	}
 	l.logger.Error("log failed", "dir", l.dir, "error", err)
 	return l.failed
+}
+
+// FailWritesForTest makes every later write and fsync of the log fail with
+// err, as a disk that went bad would: the next append fails, the log stops
+// (fail) and Options.Failed is called. Safe from any goroutine; for tests
+// of what a node does when its log fails.
+func (l *Log) FailWritesForTest(err error) { l.injected.Store(&err) }
+
+// injectedErr is the error FailWritesForTest asked for, or nil.
+func (l *Log) injectedErr() error {
+	if p := l.injected.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // writeBatch writes frames (records records from appends requests) to the
@@ -458,7 +502,10 @@ func (l *Log) writeBatch(frames []byte, records, appends int, force bool) error 
 		return err
 	}
 	if len(frames) > 0 {
-		n, err := l.seg.Write(frames)
+		n, err := 0, l.injectedErr()
+		if err == nil {
+			n, err = l.seg.Write(frames)
+		}
 		l.segSize += int64(n)
 		if err != nil {
 			return l.fail(fmt.Errorf("persistence: %s: write at offset %d: %w",
@@ -483,7 +530,11 @@ func (l *Log) sync() error {
 		// Written but never synced: lost, as after a power cut.
 		return errCrashed
 	}
-	if err := l.seg.Sync(); err != nil {
+	err := l.injectedErr()
+	if err == nil {
+		err = l.seg.Sync()
+	}
+	if err != nil {
 		return l.fail(fmt.Errorf("persistence: %s: fsync: %w", l.path(segName(l.segIndex)), err))
 	}
 	l.fsyncs.Add(1)

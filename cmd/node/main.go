@@ -11,7 +11,10 @@
 // stdout; its log goes to stderr. SIGINT or SIGTERM stops it cleanly
 // (pending log appends flushed, listener and connections closed) and it
 // prints "node <id> stopped" and exits 0. A second signal while stopping
-// exits at once with 1. Usage errors exit 2, a failed start 1.
+// exits at once with 1. Usage errors exit 2, a failed start 1. A node whose
+// log fails (a write or fsync error: a full or failing disk) stops serving
+// at once and exits 3, so that a supervisor restarts it: started again, it
+// recovers from what its log really holds.
 package main
 
 import (
@@ -52,18 +55,39 @@ func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
 
+// exitLogFailed is the exit code of a node that stopped because its log
+// failed: distinct from usage (2) and start failures (1), so a supervisor
+// can tell "restart me" from "fix my command line".
+const exitLogFailed = 3
+
+// logFailedError ends a node whose log failed (cluster.Node.FailStopped).
+type logFailedError struct {
+	id  int32
+	err error
+}
+
+func (e *logFailedError) Error() string {
+	return fmt.Sprintf("node %d stopped: its log failed: %v; start it again to recover from its log", e.id, e.err)
+}
+
+func (e *logFailedError) Unwrap() error { return e.err }
+
 // errSecondSignal ends a shutdown that the operator no longer waits for.
 var errSecondSignal = errors.New("second signal during shutdown: exiting without waiting")
 
 // exitCode reports err on stderr and maps it to the process's exit code.
 func exitCode(err error, stderr io.Writer) int {
 	var ue *usageError
+	var lf *logFailedError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "node: %v\nrun 'node -h' for usage\n", err)
 		return 2
+	case errors.As(err, &lf):
+		fmt.Fprintf(stderr, "node: %v\n", err)
+		return exitLogFailed
 	}
 	fmt.Fprintf(stderr, "node: %v\n", err)
 	return 1
@@ -209,7 +233,13 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) erro
 	}
 	fmt.Fprintf(stdout, "node %d serving on %s (incarnation %d)\n", o.id, n.Addr(), n.Incarnation())
 
-	s := <-signals
+	var s os.Signal
+	select {
+	case s = <-signals:
+	case <-n.FailStopped():
+		// The node has stopped itself, logging why; nothing is left to stop.
+		return &logFailedError{id: o.id, err: n.Failure()}
+	}
 	logger.Named(fmt.Sprintf("node-%d", o.id)).Info("stopping", "signal", fmt.Sprint(s))
 	if err := shutdown(n.Stop, signals); err != nil {
 		return err

@@ -350,3 +350,18 @@ func TestSecondRunOnSameDataDirRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A log failure has its own exit code, distinct from usage (2) and start
+// failures (1), and the report says what to do.
+func TestLogFailureExitCode(t *testing.T) {
+	disk := errors.New("write at offset 50: file too large")
+	var report bytes.Buffer
+	err := error(&logFailedError{id: 2, err: disk})
+	if code := exitCode(err, &report); code != 3 {
+		t.Fatalf("exit code %d, want 3", code)
+	}
+	want := "node: node 2 stopped: its log failed: write at offset 50: file too large; start it again to recover from its log\n"
+	if report.String() != want || !errors.Is(err, disk) {
+		t.Fatalf("report %q, want %q", report.String(), want)
+	}
+}
