@@ -82,6 +82,7 @@ func (t Timing) Validate() error {
 	d := DefaultTiming
 	for i, f := range t.fields() {
 		if *f.val < 0 {
+			//lint:ignore ST1005 the message starts with the field's Go name, Timing.<Field>
 			return fmt.Errorf("Timing.%s (%v) must not be negative (zero means the default, %v)", f.name, *f.val, *d.fields()[i].val)
 		}
 	}
