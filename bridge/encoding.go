@@ -75,7 +75,7 @@ func (e *Encoder) Strings(ss []string) {
 
 // Minimum encoded sizes of one slice element, for Decoder.Count.
 const (
-	minStringSize = 1               // an empty string is its zero length
+	minStringSize = 1                 // an empty string is its zero length
 	minOpSize     = minStringSize + 4 // key, kind, value, floor, has-floor
 	minInt32Size  = 1
 	minMsgSize    = 3*minStringSize + 1 // To, SenderAddr, SenderID, body tag

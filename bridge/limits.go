@@ -75,7 +75,7 @@ func (l Limits) WithDefaults() Limits {
 const (
 	maxVarint    = 10
 	maxOpEncoded = maxVarint + messages.MaxKeyLen + 1 + 2*maxVarint + 1 // key length, key, kind, value, floor, has-floor
-	frameSlack   = 4 << 10                                               // headers, ids, addresses and the batch around one message
+	frameSlack   = 4 << 10                                              // headers, ids, addresses and the batch around one message
 )
 
 // maxTxFrame is the encoded size of the largest legal Prepare (or Submit).

@@ -81,7 +81,6 @@ var wireMessages = []interface{}{
 // lookups need no lock.
 var wireTypes = map[reflect.Type]bool{}
 
-
 // wireable reports whether body can be sent to a peer: a wire message type,
 // and not a nil pointer (which no receiver could act on).
 func wireable(body interface{}) bool {
