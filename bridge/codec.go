@@ -143,18 +143,21 @@ func decodeValue(d *Decoder, v any) error {
 
 // budget is one connection's calls and request bytes in flight.
 type budget struct {
-	mu    sync.Mutex
-	cond  sync.Cond
-	calls int
-	bytes int
-	held  map[uint64][]int // request seq → frame lengths held (a client may reuse a seq)
+	mu      sync.Mutex
+	cond    sync.Cond
+	calls   int
+	bytes   int
+	waiting int              // the reader is waiting for room (a test watches this)
+	held    map[uint64][]int // request seq → frame lengths held (a client may reuse a seq)
 }
 
 func (b *budget) acquire(lim *Limits, n int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for b.calls >= lim.MaxCallsPerConn || b.bytes+n > lim.MaxConnBytes {
+		b.waiting++
 		b.cond.Wait()
+		b.waiting--
 	}
 	b.calls++
 	b.bytes += n

@@ -19,7 +19,7 @@ const (
 	DefaultMaxKeysPerRead  = 1024
 	DefaultMaxParticipants = 1024
 	DefaultMaxCallsPerConn = 128
-	DefaultMaxConnBytes    = 2 << 20 // 2 MiB
+	DefaultMaxConnBytes    = DefaultMaxFrame
 )
 
 // Limits bound what one connection may make a node hold. Every size and
