@@ -549,3 +549,68 @@ func gobRegister() {
 }
 
 var _ = io.EOF
+
+// Limits' defaults are valid; a limit that would refuse legal traffic, or
+// a negative one, is refused with its name.
+func TestLimitsValidate(t *testing.T) {
+	if err := (Limits{}).WithDefaults().Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	cases := []struct {
+		l    Limits
+		want string
+	}{
+		{Limits{MaxFrame: -1}, "MaxFrame = -1: must be positive"},
+		{Limits{MaxFrame: 64 << 10}, "a transaction of MaxOpsPerTx = 1024 operations"},
+		{Limits{MaxFrame: 4 << 20, MaxConnBytes: 2 << 20}, "MaxConnBytes = 2097152 is less than MaxFrame"},
+		{Limits{MaxCallsPerConn: -3}, "MaxCallsPerConn = -3"},
+	}
+	for _, c := range cases {
+		if err := c.l.WithDefaults().Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want %q", c.l, err, c.want)
+		}
+	}
+	_, err := New(actor.NewActorSystem(quietActors), Config{Members: []string{"127.0.0.1:1", "127.0.0.1:2"}, BatchLimit: 100, Limits: Limits{MaxMsgsPerBatch: 10}})
+	if err == nil || !strings.Contains(err.Error(), "BatchLimit = 100 is more than Limits.MaxMsgsPerBatch = 10") {
+		t.Errorf("a batch limit its peers would refuse: %v", err)
+	}
+}
+
+// The sender cuts its queue into batches that fit the peer's frame, in
+// order; a message too large for any frame is dropped, not sent to make
+// the peer close the connection.
+func TestBridgeSplitsBatchesToFitFrames(t *testing.T) {
+	checkNoLeaks(t)
+	small := Limits{MaxFrame: 8 << 10, MaxOpsPerTx: 1, MaxParticipants: 1, MaxKeysPerRead: 1}
+	lnA, lnB := listenLoopback(t), listenLoopback(t)
+	members := []string{lnA.Addr().String(), lnB.Addr().String()}
+	a := startNode(t, 0, members, lnA, func(c *Config) { c.Limits = small }, nil)
+	b := startNode(t, 1, members, lnB, func(c *Config) { c.Limits = small }, nil)
+	const n = 300
+	got := spawnProbe(t, b.sys, "recorder", n+16)
+	target := actor.NewPID(b.addr, "recorder")
+	reason := strings.Repeat("r", 200) // 300 votes: about 70 KiB, some 9 frames
+	type start struct{}
+	sender := spawnNamed(t, a.sys, "sender", func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*start); ok {
+			for i := uint64(1); i <= n; i++ {
+				if i == n/2 {
+					ctx.Send(target, &messages.Vote{Tx: messages.TxID{Node: 0, Incarnation: 1, Seq: 0}, From: 0, Reason: strings.Repeat("x", 9<<10)})
+				}
+				ctx.Send(target, &messages.Vote{Tx: messages.TxID{Node: 0, Incarnation: 1, Seq: i}, From: 0, Reason: reason})
+			}
+		}
+	})
+	a.sys.Root.Send(sender, &start{})
+	for i := uint64(1); i <= n; i++ {
+		e := receive(t, got, "a vote")
+		if v := e.msg.(*messages.Vote); v.Tx.Seq != i {
+			t.Fatalf("vote %d arrived as number %d", v.Tx.Seq, i)
+		}
+	}
+	waitFor(t, "the last batch's answer", func() bool { return a.bridge.Stats().SentMessages == n })
+	st := a.bridge.Stats()
+	if st.SentBatches < 9 || st.DroppedMessages != 1 || st.DroppedBatches != 0 {
+		t.Errorf("sender stats %+v: want the votes in 9 or more batches, the oversized one dropped and no batch refused", st)
+	}
+}
