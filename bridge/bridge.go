@@ -715,7 +715,8 @@ func (a *bridgeActor) onDelivered(m *delivered) {
 		// The peer answered, so the connection is sound; only this batch is lost.
 		b.droppedMsgs.Add(uint64(m.msgs))
 		b.droppedBatches.Add(1)
-		b.log.Warn("peer refused batch", "peer", p.id, "addr", p.addr, "dropped", m.msgs, "error", m.err)
+		// The peer's error text is its own: quoted, cut short and rate-limited.
+		b.refusals.refuse("peer-refused-batch", "peer refused batch", "peer", p.id, "addr", p.addr, "dropped", m.msgs, "error", sanitizeN(m.err.Error(), 256))
 	default:
 		// Lost messages are the protocol's to recover (timeouts, retries);
 		// the bridge only has to get the connection back.

@@ -276,8 +276,11 @@ type WireValue interface {
 // sanitize renders text from the wire for a log line or an error: quoted,
 // and cut to 64 bytes, so a sender can neither forge log lines nor make
 // them long.
-func sanitize(s string) string {
-	const limit = 64
+func sanitize(s string) string { return sanitizeN(s, 64) }
+
+// sanitizeN is sanitize with another length; for text a member wrote, such
+// as a peer's error, which may be longer and is still not trusted.
+func sanitizeN(s string, limit int) string {
 	if len(s) > limit {
 		return fmt.Sprintf("%q... (%d bytes)", s[:limit], len(s))
 	}
