@@ -21,6 +21,7 @@ import (
 	"io"
 	"net/rpc"
 	"reflect"
+	"slices"
 	"sync"
 )
 
@@ -66,7 +67,7 @@ func (f *frameReader) payload(n int) ([]byte, error) {
 	buf := make([]byte, 0, min(n, readChunk))
 	for len(buf) < n {
 		if len(buf) == cap(buf) {
-			buf = append(buf, make([]byte, min(cap(buf), n-len(buf)))...)[:len(buf)]
+			buf = slices.Grow(buf, min(cap(buf), n-len(buf)))
 		}
 		m, err := f.r.Read(buf[len(buf):min(cap(buf), n)])
 		buf = buf[:len(buf)+m]

@@ -386,6 +386,35 @@ func TestInFlightCallsBoundedPerConnection(t *testing.T) {
 	}
 }
 
+// bigReply answers with a reply larger than a frame may be.
+type bigReply struct{}
+
+func (bigReply) Get(args *Ack, reply *Batch) error {
+	reply.FromAddr = strings.Repeat("x", args.Accepted)
+	return nil
+}
+
+// A reply too large for a frame is answered with an error saying so, and
+// the connection stays usable.
+func TestReplyLargerThanAFrameBecomesAnError(t *testing.T) {
+	srv := rpc.NewServer()
+	if err := srv.RegisterName("Big", bigReply{}); err != nil {
+		t.Fatal(err)
+	}
+	lim := Limits{MaxOpsPerTx: 1, MaxParticipants: 1, MaxKeysPerRead: 1, MaxFrame: 8 << 10}
+	conn, _, _ := pipeServer(t, srv, lim, nil)
+	client := rpc.NewClientWithCodec(NewClientCodec(conn, lim))
+	defer client.Close()
+	var got Batch
+	err := client.Call("Big.Get", &Ack{Accepted: 9 << 10}, &got)
+	if err == nil || !strings.Contains(err.Error(), "exceeds MaxFrame = 8192") {
+		t.Errorf("a reply of 9 KiB under an 8 KiB frame: %v", err)
+	}
+	if err := client.Call("Big.Get", &Ack{Accepted: 10}, &got); err != nil || len(got.FromAddr) != 10 {
+		t.Errorf("the next call: %v, %d bytes", err, len(got.FromAddr))
+	}
+}
+
 // A flood of refusals logs at most one line per reason per interval, with
 // the count of those not logged.
 func TestRefusalFloodIsRateLimited(t *testing.T) {
