@@ -6,7 +6,6 @@ import (
 	"encoding/gob"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/rpc"
 	"reflect"
@@ -577,7 +576,6 @@ func gobRegister() {
 	})
 }
 
-var _ = io.EOF
 
 // Limits' defaults are valid; a limit that would refuse legal traffic, or
 // a negative one, is refused with its name.
