@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/rpc"
 	"reflect"
@@ -51,6 +52,9 @@ type Config struct {
 	// connection attempts to an unreachable peer.
 	RedialMin time.Duration
 	RedialMax time.Duration
+	// Limits bound what one inbound connection may make this node hold
+	// (limits.go); zero fields take their defaults.
+	Limits Limits
 }
 
 // WithDefaults returns c with each optional field left at zero set to its
@@ -78,6 +82,7 @@ func (c Config) WithDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
 	}
+	c.Limits = c.Limits.WithDefaults()
 	return c
 }
 
@@ -118,6 +123,12 @@ func (c Config) Validate() error {
 	}
 	if c.RedialMax < c.RedialMin {
 		return fmt.Errorf("bridge: RedialMax = %v is shorter than RedialMin = %v: the backoff must be allowed to grow", c.RedialMax, c.RedialMin)
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return err
+	}
+	if c.BatchLimit > c.Limits.MaxMsgsPerBatch {
+		return fmt.Errorf("bridge: BatchLimit = %d is more than Limits.MaxMsgsPerBatch = %d: peers would refuse full batches", c.BatchLimit, c.Limits.MaxMsgsPerBatch)
 	}
 	return nil
 }
@@ -169,6 +180,8 @@ type Bridge struct {
 	droppedMsgs, droppedBatches atomic.Uint64
 	refusedBatches, skippedMsgs atomic.Uint64
 	connects                    atomic.Uint64
+
+	refusals *RefusalLog // inbound refusals, logged at a bounded rate
 
 	cluster uint64 // ClusterID(Members)
 	session int64  // this bridge's start; each bridge actor instance adds its epoch (its batches' session)
@@ -228,6 +241,7 @@ func New(sys *actor.ActorSystem, cfg Config) (*Bridge, error) {
 		session: time.Now().UnixNano(),
 		inbound: make(map[int32][]linkPosition),
 	}
+	b.refusals = NewRefusalLog(cfg.Logger, DefaultRefusalInterval)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 
 	sys.ProcessRegistry.Address = b.self
@@ -258,6 +272,15 @@ func (b *Bridge) Register(srv *rpc.Server) error {
 	}
 	return nil
 }
+
+// ServerCodec serves net/rpc on an accepted connection with the wire's
+// framing and this node's Limits: use it as srv.ServeCodec(b.ServerCodec(c)).
+func (b *Bridge) ServerCodec(c io.ReadWriteCloser) rpc.ServerCodec {
+	return NewServerCodec(c, b.cfg.Limits, b.refusals)
+}
+
+// Limits are the bounds this node enforces on its input.
+func (b *Bridge) Limits() Limits { return b.cfg.Limits }
 
 // PID is the bridge actor's PID.
 func (b *Bridge) PID() *actor.PID { return b.pid }
@@ -376,7 +399,7 @@ func (b *Bridge) dial(epoch uint64, peer int32, delay time.Duration) {
 				}
 				continue
 			}
-			c := rpc.NewClient(conn)
+			c := rpc.NewClientWithCodec(NewClientCodec(conn, b.cfg.Limits))
 			if !b.track(c) {
 				_ = c.Close()
 				return
@@ -495,6 +518,7 @@ type bridgeActor struct {
 	warnedAddrs map[string]bool
 	warnedTypes map[reflect.Type]bool
 	fx          actorFaults // the fault state this actor works with (faults.go)
+	scratch     Encoder     // measures messages for fitting
 }
 
 func (b *Bridge) newActor() actor.Actor {
@@ -589,8 +613,12 @@ func (a *bridgeActor) flush(p *peerLink) {
 		a.dial(p)
 		return
 	}
+	n := a.fitting(p)
+	if n == 0 {
+		return // the queue held only messages too large for any frame
+	}
 	var msgs []Msg
-	if n := a.b.cfg.BatchLimit; len(p.queue) > n {
+	if len(p.queue) > n {
 		msgs = append(make([]Msg, 0, n), p.queue[:n]...)
 		clear(p.queue[:n])
 		p.queue = p.queue[n:]
@@ -609,6 +637,40 @@ func (a *bridgeActor) flush(p *peerLink) {
 		Cluster: a.b.cluster, From: a.b.cfg.Self, FromAddr: a.b.self, To: p.id,
 		Session: a.session, Seq: p.seq, Msgs: msgs,
 	})
+}
+
+// batchOverhead bounds a Deliver request's frame around its messages:
+// the request header and the batch's fixed fields (FromAddr is added).
+const batchOverhead = 128
+
+// fitting is how many messages from the front of p's queue make one batch
+// the peer accepts: at most BatchLimit, and all of them within MaxFrame
+// once encoded. A message too large for any frame is dropped here, with a
+// warning, rather than make the peer close the connection.
+func (a *bridgeActor) fitting(p *peerLink) int {
+	b := a.b
+	room := b.cfg.Limits.MaxFrame - batchOverhead - len(b.self)
+	n, size := 0, 0
+	for n < len(p.queue) && n < b.cfg.BatchLimit {
+		a.scratch.buf = a.scratch.buf[:0]
+		encodeMsg(&a.scratch, &p.queue[n])
+		m := len(a.scratch.buf)
+		if m > room {
+			b.droppedMsgs.Add(1)
+			b.log.Warn("dropping a message larger than a frame may be", "peer", p.id, "type", fmt.Sprintf("%T", p.queue[n].Body), "bytes", m, "max_frame", b.cfg.Limits.MaxFrame)
+			p.queue = append(p.queue[:n], p.queue[n+1:]...)
+			continue
+		}
+		if size+m > room {
+			break
+		}
+		size += m
+		n++
+	}
+	if cap(a.scratch.buf) > keepBuffer {
+		a.scratch.buf = nil
+	}
+	return n
 }
 
 func (a *bridgeActor) dial(p *peerLink) {
@@ -653,7 +715,8 @@ func (a *bridgeActor) onDelivered(m *delivered) {
 		// The peer answered, so the connection is sound; only this batch is lost.
 		b.droppedMsgs.Add(uint64(m.msgs))
 		b.droppedBatches.Add(1)
-		b.log.Warn("peer refused batch", "peer", p.id, "addr", p.addr, "dropped", m.msgs, "error", m.err)
+		// The peer's error text is its own: quoted, cut short and rate-limited.
+		b.refusals.refuse("peer-refused-batch", "peer refused batch", "peer", p.id, "addr", p.addr, "dropped", m.msgs, "error", sanitizeN(m.err.Error(), 256))
 	default:
 		// Lost messages are the protocol's to recover (timeouts, retries);
 		// the bridge only has to get the connection back.
@@ -706,7 +769,7 @@ func (a *bridgeActor) warnType(to *actor.PID, msg interface{}) {
 	}
 	a.warnedTypes[t] = true
 	if msg != nil && wireTypes[t] {
-		a.b.log.Warn("dropping nil messages (gob cannot encode a nil pointer)", "type", t, "to", to)
+		a.b.log.Warn("dropping nil messages (no receiver could act on one)", "type", t, "to", to)
 		return
 	}
 	a.b.log.Warn("dropping messages of a type not carried on the wire (add it to wireMessages in bridge/wire.go)", "type", t, "to", to)

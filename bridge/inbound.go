@@ -34,7 +34,7 @@ func (b *Bridge) admit(from int32, batch *Batch) error {
 		if batch.Seq <= known[i].seq {
 			b.refusedBatches.Add(1)
 			b.droppedMsgs.Add(uint64(len(batch.Msgs)))
-			b.log.Warn("refused a late batch: newer ones from this peer were delivered already", "from", from, "seq", batch.Seq, "newest", known[i].seq)
+			b.refusals.refuse("late-batch", "refused a late batch: newer ones from this peer were delivered already", "from", from, "seq", batch.Seq, "newest", known[i].seq)
 			return fmt.Errorf("node %d refuses batch %d from node %d: batch %d was delivered already", b.cfg.Self, batch.Seq, from, known[i].seq)
 		}
 		known[i].seq = batch.Seq
@@ -51,7 +51,7 @@ func (b *Bridge) deliver(batch *Batch, ack *Ack) error {
 	from := batch.From
 	if from < 0 || int(from) >= len(b.cfg.Members) || from == b.cfg.Self {
 		b.refusedBatches.Add(1)
-		b.log.Warn("refused batch from a node that is not a peer", "from", from, "msgs", len(batch.Msgs))
+		b.refusals.refuse("not-a-peer", "refused batch from a node that is not a peer", "from", from, "msgs", len(batch.Msgs))
 		return fmt.Errorf("node %d refuses batch from node %d: not a peer (members are 0-%d)", b.cfg.Self, from, len(b.cfg.Members)-1)
 	}
 	b.stopMu.RLock()
@@ -63,9 +63,9 @@ func (b *Bridge) deliver(batch *Batch, ack *Ack) error {
 	}
 	if batch.Cluster != b.cluster || batch.FromAddr != b.cfg.Members[from] || batch.To != b.cfg.Self {
 		b.refusedBatches.Add(1)
-		b.log.Warn("refused batch from outside this cluster", "from", from, "from_addr", batch.FromAddr, "to", batch.To, "msgs", len(batch.Msgs))
+		b.refusals.refuse("outside-cluster", "refused batch from outside this cluster", "from", from, "from_addr", sanitize(batch.FromAddr), "to", batch.To, "msgs", len(batch.Msgs))
 		return fmt.Errorf("node %d refuses batch from node %d at %s addressed to node %d: not a member of this cluster %v (or sent to the wrong node)",
-			b.cfg.Self, from, batch.FromAddr, batch.To, b.cfg.Members)
+			b.cfg.Self, from, sanitize(batch.FromAddr), batch.To, b.cfg.Members)
 	}
 	b.inboundMu.Lock()
 	defer b.inboundMu.Unlock()
@@ -100,7 +100,7 @@ func (b *Bridge) deliver(batch *Batch, ack *Ack) error {
 		accepted++
 	}
 	if skipped > 0 {
-		b.log.Warn("skipped malformed messages (no body or no target)", "from", from, "skipped", skipped, "accepted", accepted)
+		b.refusals.refuse("malformed", "skipped malformed messages (no body, no target or a type peers may not send)", "from", from, "skipped", skipped, "accepted", accepted)
 	}
 	b.skippedMsgs.Add(uint64(skipped + forged))
 	b.recvMsgs.Add(uint64(accepted))
@@ -164,8 +164,6 @@ func (b *Bridge) forgery(from int32, body interface{}) (rule, why string) {
 	return "", ""
 }
 
-// warnForged logs a refused message: at Warn the first time a sender
-// breaks a rule, at Debug afterwards. Called with inboundMu held.
 // readForgery checks a snapshot read's messages: a read lock is taken and
 // released only by the node whose read it is (Reader.Node), and an owner
 // answers only for itself (From). A forged release would otherwise drop
@@ -190,15 +188,18 @@ func readForgery(from int32, body interface{}) (rule, why string) {
 	return "", ""
 }
 
+// warnForged logs a refused message: at Warn the first time a sender
+// breaks a rule, then at most once per interval for all kinds together.
+// Called with inboundMu held.
 func (b *Bridge) warnForged(from int32, rule, why string, m *Msg) {
 	k := forgedKey{from: from, rule: rule}
 	if b.forged[k] || len(b.forged) >= maxWarned {
-		b.log.Debug("refused a forged message", "from", from, "to", m.To, "reason", why)
+		b.refusals.refuse("forged", "more forged messages, of kinds warned about before", "from", from, "to", sanitize(m.To), "rule", rule, "why", why)
 		return
 	}
 	if b.forged == nil {
 		b.forged = make(map[forgedKey]bool)
 	}
 	b.forged[k] = true
-	b.log.Warn("refused a forged message (further ones of this kind from this node are logged at debug level)", "from", from, "to", m.To, "rule", rule, "reason", why)
+	b.log.Warn("refused a forged message (further ones of this kind from this node are logged at a bounded rate)", "from", from, "to", sanitize(m.To), "rule", rule, "reason", why)
 }

@@ -3,7 +3,6 @@ package bridge
 import (
 	"fmt"
 	"net"
-	"net/rpc"
 	"strings"
 	"testing"
 	"time"
@@ -87,7 +86,7 @@ func TestInboundRefusesForgedMessages(t *testing.T) {
 		c.Logger = logger
 	}, nil)
 	got := spawnProbe(t, recv.sys, "recorder", 16)
-	c, err := rpc.Dial("tcp", recv.addr)
+	c, err := dialCodec(recv.addr)
 	if err != nil {
 		t.Fatalf("dial node 0: %v", err)
 	}
@@ -176,7 +175,7 @@ func TestInboundRefusesBatches(t *testing.T) {
 	nodes := startCluster(t, 2)
 	b := nodes[1]
 	got := spawnProbe(t, b.sys, "recorder", 16)
-	c, err := rpc.Dial("tcp", b.addr)
+	c, err := dialCodec(b.addr)
 	if err != nil {
 		t.Fatalf("dial node 1: %v", err)
 	}

@@ -146,7 +146,7 @@ func startNode(tb testing.TB, self int32, members []string, ln net.Listener, tun
 	if ready != nil {
 		ready(n)
 	}
-	n.server = serveConns(ln, func(c net.Conn) { srv.ServeConn(c) })
+	n.server = serveConns(ln, func(c net.Conn) { srv.ServeCodec(b.ServerCodec(c)) })
 	tb.Cleanup(n.close)
 	return n
 }
@@ -521,4 +521,14 @@ func connectedPair(t *testing.T) (a, b *testNode, gotA, gotB <-chan envelope, to
 func newBufferLogger(level hclog.Level) (hclog.Logger, *actortest.Buffer) {
 	buf := &actortest.Buffer{}
 	return hclog.New(&hclog.LoggerOptions{Name: "test", Level: level, Output: buf}), buf
+}
+
+// dialCodec connects to a node as a peer or client does: net/rpc over the
+// wire's codec with the default limits.
+func dialCodec(addr string) (*rpc.Client, error) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return rpc.NewClientWithCodec(NewClientCodec(conn, Limits{})), nil
 }

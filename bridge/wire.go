@@ -1,7 +1,7 @@
 package bridge
 
 import (
-	"encoding/gob"
+	"fmt"
 	"hash/fnv"
 	"reflect"
 
@@ -10,16 +10,16 @@ import (
 	"twopc/messages"
 )
 
-// The wire types hold no maps: gob pre-allocates a map from the element count
-// the sender claims, so a few hostile bytes could make a node allocate
-// gigabytes. Fixed-size fields, strings and slices only.
+// The wire types hold no maps and travel in the bridge's own binary encoding
+// (encoding.go, codec.go), never gob: gob allocates what the sender claims
+// (a map or a slice of the announced size) before anything can check it.
 
 // Msg is one actor message crossing from one node to another.
 type Msg struct {
 	To         string      // target actor id on the receiving node (e.g. "participant", "coordinator/0.1.5", "future$12")
 	SenderAddr string      // sender PID address ("" if no sender)
 	SenderID   string      // sender PID id ("" if no sender)
-	Body       interface{} // one of the gob-registered protocol messages
+	Body       interface{} // one of wireMessages (nil travels as tag 0)
 }
 
 // Batch is what one Bridge.Deliver call carries: everything queued for a
@@ -55,10 +55,9 @@ type Ack struct {
 	Accepted int // messages handed to local actors (malformed ones are skipped)
 }
 
-// wireMessages lists every message type that may cross nodes. gob can only
-// decode an interface{} field into a registered type, and encoding an
-// unregistered one fails the whole batch, so the bridge refuses anything not
-// listed here before it is queued.
+// wireMessages lists every message type that may cross nodes inside a
+// Batch; the bridge refuses anything else before it is queued, and skips
+// anything else that arrives.
 var wireMessages = []interface{}{
 	&messages.Prepare{},
 	&messages.Vote{},
@@ -86,18 +85,313 @@ var wireMessages = []interface{}{
 // lookups need no lock.
 var wireTypes = map[reflect.Type]bool{}
 
-func init() {
-	for _, m := range wireMessages {
-		gob.Register(m)
-		wireTypes[reflect.TypeOf(m)] = true
-	}
-}
-
-// wireable reports whether body can be encoded on the wire: a registered type
-// and, since gob refuses nil pointers, not a nil one.
+// wireable reports whether body can be sent to a peer: a wire message type,
+// and not a nil pointer (which no receiver could act on).
 func wireable(body interface{}) bool {
 	if body == nil || !wireTypes[reflect.TypeOf(body)] {
 		return false
 	}
 	return !reflect.ValueOf(body).IsNil()
 }
+
+// A body's encoding is its tag (a uvarint) and then its fields in order.
+// Tag 0 is a nil body. To carry a new message type: give it the next tag in
+// bodyCodecs with an encode and a decode function (decode allocates slices
+// only through Decoder.Count), and list it in wireMessages if peers may
+// send it to each other. Tags are never reused: a node of an older build
+// refuses a batch holding a tag it does not know, naming the tag.
+type bodyCodec struct {
+	tag uint64
+	typ reflect.Type // a pointer type
+	enc func(*Encoder, any)
+	dec func(*Decoder) any
+}
+
+// body makes the table entry for *T.
+func body[T any](tag uint64, enc func(*Encoder, *T), dec func(*Decoder, *T)) bodyCodec {
+	return bodyCodec{
+		tag: tag,
+		typ: reflect.TypeOf((*T)(nil)),
+		enc: func(e *Encoder, v any) { enc(e, v.(*T)) },
+		dec: func(d *Decoder) any {
+			v := new(T)
+			dec(d, v)
+			return v
+		},
+	}
+}
+
+var bodyCodecs = []bodyCodec{
+	body(1, func(e *Encoder, m *messages.Prepare) {
+		e.TxID(m.Tx)
+		e.Ops(m.Ops)
+		e.Count(len(m.Participants))
+		for _, p := range m.Participants {
+			e.Varint(int64(p))
+		}
+		e.Varint(m.Begun)
+	}, func(d *Decoder, m *messages.Prepare) {
+		m.Tx = d.TxID()
+		m.Ops = d.Ops()
+		if n := d.Count("participants (MaxParticipants)", d.lim.MaxParticipants, minInt32Size); n > 0 {
+			m.Participants = make([]int32, n)
+			for i := range m.Participants {
+				m.Participants[i] = d.Int32()
+			}
+		}
+		m.Begun = d.Varint()
+	}),
+	body(2, func(e *Encoder, m *messages.Vote) {
+		e.TxID(m.Tx)
+		e.Varint(int64(m.From))
+		e.Byte(byte(m.Kind))
+		e.String(m.Reason)
+	}, func(d *Decoder, m *messages.Vote) {
+		m.Tx, m.From, m.Kind, m.Reason = d.TxID(), d.Int32(), messages.VoteKind(d.Byte()), d.String()
+	}),
+	body(3, func(e *Encoder, m *messages.Commit) {
+		e.TxID(m.Tx)
+		e.Varint(int64(m.From))
+	}, func(d *Decoder, m *messages.Commit) {
+		m.Tx, m.From = d.TxID(), d.Int32()
+	}),
+	body(4, func(e *Encoder, m *messages.Abort) {
+		e.TxID(m.Tx)
+		e.Varint(int64(m.From))
+		e.String(m.Reason)
+	}, func(d *Decoder, m *messages.Abort) {
+		m.Tx, m.From, m.Reason = d.TxID(), d.Int32(), d.String()
+	}),
+	body(5, func(e *Encoder, m *messages.Ack) {
+		e.TxID(m.Tx)
+		e.Varint(int64(m.From))
+		e.Bool(m.Heuristic)
+	}, func(d *Decoder, m *messages.Ack) {
+		m.Tx, m.From, m.Heuristic = d.TxID(), d.Int32(), d.Bool()
+	}),
+	body(6, func(e *Encoder, m *messages.DecisionQuery) {
+		e.TxID(m.Tx)
+		e.Varint(int64(m.From))
+		e.Varint(m.Begun)
+	}, func(d *Decoder, m *messages.DecisionQuery) {
+		m.Tx, m.From, m.Begun = d.TxID(), d.Int32(), d.Varint()
+	}),
+	body(7, func(e *Encoder, m *messages.DecisionReply) {
+		e.TxID(m.Tx)
+		e.Varint(int64(m.From))
+		e.Byte(byte(m.Decision))
+		e.Bool(m.Presumed)
+	}, func(d *Decoder, m *messages.DecisionReply) {
+		m.Tx, m.From, m.Decision, m.Presumed = d.TxID(), d.Int32(), messages.Decision(d.Byte()), d.Bool()
+	}),
+	body(8, func(e *Encoder, m *messages.Read) {
+		e.Strings(m.Keys)
+	}, func(d *Decoder, m *messages.Read) {
+		m.Keys = d.Keys()
+	}),
+	body(9, func(e *Encoder, m *messages.ReadReply) {
+		e.Varint(int64(m.From))
+		e.Count(len(m.Values))
+		for _, kv := range m.Values {
+			e.String(kv.Key)
+			e.Varint(kv.Value)
+		}
+		e.String(m.Err)
+	}, func(d *Decoder, m *messages.ReadReply) {
+		m.From = d.Int32()
+		if n := d.Count("values per read reply (MaxKeysPerRead)", d.lim.MaxKeysPerRead, minStringSize+1); n > 0 {
+			m.Values = make([]messages.KeyValue, n)
+			for i := range m.Values {
+				m.Values[i] = messages.KeyValue{Key: d.String(), Value: d.Varint()}
+			}
+		}
+		m.Err = d.String()
+	}),
+	body(10, func(e *Encoder, m *actor.DeadLetterResponse) {
+		e.Bool(m.Target != nil)
+		if m.Target != nil {
+			e.String(m.Target.Address)
+			e.String(m.Target.Id)
+			e.Uvarint(uint64(m.Target.RequestId))
+		}
+	}, func(d *Decoder, m *actor.DeadLetterResponse) {
+		if d.Bool() {
+			m.Target = &actor.PID{Address: d.String(), Id: d.String(), RequestId: d.Uint32()}
+		}
+	}),
+	// Not wire messages between peers (see wireMessages), but the Client
+	// service's reply (Outcome) and the coordinator's vocabulary.
+	body(11, func(e *Encoder, m *messages.Outcome) {
+		e.TxID(m.Tx)
+		e.Bool(m.Committed)
+		e.Bool(m.Unknown)
+		e.String(m.Reason)
+	}, func(d *Decoder, m *messages.Outcome) {
+		m.Tx, m.Committed, m.Unknown, m.Reason = d.TxID(), d.Bool(), d.Bool(), d.String()
+	}),
+	body(12, func(e *Encoder, m *messages.Begin) {
+		e.Ops(m.Ops)
+		e.Bool(m.NotifyBegun)
+	}, func(d *Decoder, m *messages.Begin) {
+		m.Ops, m.NotifyBegun = d.Ops(), d.Bool()
+	}),
+	body(13, func(e *Encoder, m *messages.Begun) {
+		e.TxID(m.Tx)
+	}, func(d *Decoder, m *messages.Begun) {
+		m.Tx = d.TxID()
+	}),
+	// A snapshot read's lock and release (messages/reads.go).
+	body(14, func(e *Encoder, m *messages.ReadLock) {
+		encodeReadID(e, m.Reader)
+		e.Varint(m.Begun)
+		e.Strings(m.Keys)
+	}, func(d *Decoder, m *messages.ReadLock) {
+		m.Reader, m.Begun, m.Keys = decodeReadID(d), d.Varint(), d.Keys()
+	}),
+	body(15, func(e *Encoder, m *messages.ReadLocked) {
+		encodeReadID(e, m.Reader)
+		e.Varint(int64(m.From))
+		e.Count(len(m.Values))
+		for _, kv := range m.Values {
+			e.String(kv.Key)
+			e.Varint(kv.Value)
+		}
+		e.String(m.Err)
+	}, func(d *Decoder, m *messages.ReadLocked) {
+		m.Reader, m.From = decodeReadID(d), d.Int32()
+		if n := d.Count("values per read lock (MaxKeysPerRead)", d.lim.MaxKeysPerRead, minStringSize+1); n > 0 {
+			m.Values = make([]messages.KeyValue, n)
+			for i := range m.Values {
+				m.Values[i] = messages.KeyValue{Key: d.String(), Value: d.Varint()}
+			}
+		}
+		m.Err = d.String()
+	}),
+	body(16, func(e *Encoder, m *messages.ReadRelease) {
+		encodeReadID(e, m.Reader)
+	}, func(d *Decoder, m *messages.ReadRelease) {
+		m.Reader = decodeReadID(d)
+	}),
+	body(17, func(e *Encoder, m *messages.ReadReleased) {
+		encodeReadID(e, m.Reader)
+		e.Varint(int64(m.From))
+		e.Bool(m.Held)
+	}, func(d *Decoder, m *messages.ReadReleased) {
+		m.Reader, m.From, m.Held = decodeReadID(d), d.Int32(), d.Bool()
+	}),
+}
+
+func encodeReadID(e *Encoder, r messages.ReadID) {
+	e.Varint(int64(r.Node))
+	e.Uvarint(uint64(r.Incarnation))
+	e.Uvarint(r.Seq)
+}
+
+func decodeReadID(d *Decoder) messages.ReadID {
+	return messages.ReadID{Node: d.Int32(), Incarnation: d.Uint32(), Seq: d.Uvarint()}
+}
+
+// bodyByType and bodyByTag index bodyCodecs; filled by init, read-only after.
+var (
+	bodyByType = map[reflect.Type]*bodyCodec{}
+	bodyByTag  = map[uint64]*bodyCodec{}
+)
+
+func init() {
+	for i := range bodyCodecs {
+		c := &bodyCodecs[i]
+		if c.tag == 0 || bodyByTag[c.tag] != nil || bodyByType[c.typ] != nil {
+			panic(fmt.Sprintf("bridge: bodyCodecs: tag %d (%v) is 0 or used twice", c.tag, c.typ))
+		}
+		bodyByType[c.typ], bodyByTag[c.tag] = c, c
+	}
+	for _, m := range wireMessages {
+		wireTypes[reflect.TypeOf(m)] = true
+	}
+}
+
+// encodeBody writes a message body: its tag and fields, or tag 0 for nil.
+func encodeBody(e *Encoder, body any) error {
+	if body == nil {
+		e.Uvarint(0)
+		return nil
+	}
+	c := bodyByType[reflect.TypeOf(body)]
+	if c == nil {
+		return fmt.Errorf("message type %T has no wire encoding (add it to bodyCodecs in bridge/wire.go)", body)
+	}
+	if reflect.ValueOf(body).IsNil() {
+		e.Uvarint(0)
+		return nil
+	}
+	e.Uvarint(c.tag)
+	c.enc(e, body)
+	return nil
+}
+
+// decodeBody reads a body written by encodeBody; an unknown tag fails the
+// decoder, naming the tag (a number: nothing the sender wrote is echoed).
+func decodeBody(d *Decoder) any {
+	tag := d.Uvarint()
+	if d.err != nil || tag == 0 {
+		return nil
+	}
+	c := bodyByTag[tag]
+	if c == nil {
+		d.Fail(fmt.Errorf("unknown message type tag %d", tag))
+		return nil
+	}
+	return c.dec(d)
+}
+
+func (b *Batch) EncodeWire(e *Encoder) {
+	e.Uvarint(b.Cluster)
+	e.Varint(int64(b.From))
+	e.String(b.FromAddr)
+	e.Varint(int64(b.To))
+	e.Varint(b.Session)
+	e.Uvarint(b.Seq)
+	e.Count(len(b.Msgs))
+	for i := range b.Msgs {
+		encodeMsg(e, &b.Msgs[i])
+	}
+}
+
+// encodeMsg writes one message; a body without an encoding travels as nil
+// (the sender checks wireable before queueing, so only a test sees this).
+func encodeMsg(e *Encoder, m *Msg) {
+	e.String(m.To)
+	e.String(m.SenderAddr)
+	e.String(m.SenderID)
+	mark := len(e.buf)
+	if err := encodeBody(e, m.Body); err != nil {
+		e.buf = e.buf[:mark]
+		e.Uvarint(0)
+	}
+}
+
+func (b *Batch) DecodeWire(d *Decoder) {
+	b.Cluster = d.Uvarint()
+	b.From = d.Int32()
+	b.FromAddr = d.String()
+	b.To = d.Int32()
+	b.Session = d.Varint()
+	b.Seq = d.Uvarint()
+	n := d.Count("messages per batch (MaxMsgsPerBatch)", d.lim.MaxMsgsPerBatch, minMsgSize)
+	if n == 0 {
+		return
+	}
+	b.Msgs = make([]Msg, n)
+	for i := range b.Msgs {
+		m := &b.Msgs[i]
+		m.To, m.SenderAddr, m.SenderID = d.String(), d.String(), d.String()
+		m.Body = decodeBody(d)
+		if d.err != nil {
+			b.Msgs = nil
+			return
+		}
+	}
+}
+
+func (a *Ack) EncodeWire(e *Encoder) { e.Varint(int64(a.Accepted)) }
+func (a *Ack) DecodeWire(d *Decoder) { a.Accepted = d.Int() }

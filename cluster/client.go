@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"fmt"
+	"net"
 	"net/rpc"
 	"time"
 
+	"twopc/bridge"
 	"twopc/messages"
 )
 
@@ -20,6 +22,38 @@ type ReadArgs struct {
 // ReadResult answers a read: one entry per key per owning node.
 type ReadResult struct {
 	Values []NodeValue
+}
+
+// The Client service's arguments and replies travel in the wire's encoding
+// (bridge.WireValue): every count is checked against bridge.Limits before
+// anything is allocated for it.
+
+func (a *SubmitArgs) EncodeWire(e *bridge.Encoder) { e.Ops(a.Ops) }
+func (a *SubmitArgs) DecodeWire(d *bridge.Decoder) { a.Ops = d.Ops() }
+func (a *ReadArgs) EncodeWire(e *bridge.Encoder)   { e.Strings(a.Keys) }
+func (a *ReadArgs) DecodeWire(d *bridge.Decoder)   { a.Keys = d.Keys() }
+
+func (r *ReadResult) EncodeWire(e *bridge.Encoder) {
+	e.Count(len(r.Values))
+	for _, v := range r.Values {
+		e.String(v.Key)
+		e.Varint(int64(v.Node))
+		e.Varint(v.Value)
+	}
+}
+
+// DecodeWire reads a read's answer: one value per key per owner, so up to
+// MaxKeysPerRead × MaxParticipants of them.
+func (r *ReadResult) DecodeWire(d *bridge.Decoder) {
+	lim := d.Limits()
+	n := d.Count("values per read (MaxKeysPerRead × MaxParticipants)", lim.MaxKeysPerRead*lim.MaxParticipants, 3)
+	if n == 0 {
+		return
+	}
+	r.Values = make([]NodeValue, n)
+	for i := range r.Values {
+		r.Values[i] = NodeValue{Key: d.String(), Node: d.Int32(), Value: d.Varint()}
+	}
 }
 
 // clientService is the net/rpc face a node shows to clients.
@@ -59,10 +93,11 @@ const DefaultClientTimeout = 15 * time.Second
 
 // Dial connects to the node at addr.
 func Dial(addr string) (*Client, error) {
-	c, err := rpc.Dial("tcp", addr)
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect to node at %s: %w", addr, err)
 	}
+	c := rpc.NewClientWithCodec(bridge.NewClientCodec(conn, bridge.Limits{}))
 	return &Client{addr: addr, rpc: c, timeout: DefaultClientTimeout}, nil
 }
 

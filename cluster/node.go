@@ -34,6 +34,7 @@ type Config struct {
 	SnapshotEvery int             // log records between snapshots (persistence.DefaultSnapshotEvery)
 	Logger        hclog.Logger    // default: INFO to stderr, named node-<ID>
 	Steps         actors.StepHook // told of every protocol step; for tests (nil: none)
+	Limits        bridge.Limits   // bounds on what a connection may send (zero fields: bridge's defaults)
 	// BridgeReady, if set, is called with the node's bridge as soon as it
 	// exists, before the node recovers its roles or serves: where a Local
 	// applies the message faults and cuts it remembers.
@@ -184,7 +185,7 @@ func (n *Node) start() error {
 	state := wal.State()
 
 	n.sys = actor.NewActorSystem(ActorSystemLogging(n.log))
-	n.bridge, err = bridge.New(n.sys, bridge.Config{Self: n.cfg.ID, Members: n.cfg.Members, Logger: n.log.Named("bridge")})
+	n.bridge, err = bridge.New(n.sys, bridge.Config{Self: n.cfg.ID, Members: n.cfg.Members, Logger: n.log.Named("bridge"), Limits: n.cfg.Limits})
 	if err != nil {
 		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
 	}
@@ -261,7 +262,7 @@ func (n *Node) start() error {
 	if err := srv.RegisterName("Client", &clientService{n: n}); err != nil {
 		return fmt.Errorf("node %d: register client service: %w", n.cfg.ID, err)
 	}
-	n.server = serveConns(n.lis, func(c net.Conn) { srv.ServeConn(c) })
+	n.server = serveConns(n.lis, func(c net.Conn) { srv.ServeCodec(n.bridge.ServerCodec(c)) })
 	n.log.Info("node started", "addr", addr, "incarnation", n.incarnation, "keys", recoveredKeys, "dir", dir)
 	return nil
 }

@@ -47,6 +47,9 @@ var errNodeStopping = errors.New("node stopping")
 // When no outcome comes (timeout, crash, stop, no coordinator) the error is a
 // *NoOutcomeError naming the transaction if the coordinator named it.
 func (n *Node) Submit(ops ...messages.Op) (*messages.Outcome, error) {
+	if err := messages.CheckOpCount(len(ops), n.cfg.Limits.WithDefaults().MaxOpsPerTx); err != nil {
+		return nil, fmt.Errorf("node %d: %w", n.cfg.ID, err)
+	}
 	r, err := n.request(n.coordinator, &messages.Begin{Ops: ops, NotifyBegun: true})
 	if err != nil {
 		return nil, err
@@ -82,6 +85,9 @@ func (n *Node) Read(keys ...string) ([]NodeValue, error) {
 	}
 	if len(keys) == 0 {
 		return nil, errors.New("read: no keys given")
+	}
+	if limit := n.cfg.Limits.WithDefaults().MaxKeysPerRead; len(keys) > limit {
+		return nil, fmt.Errorf("read: %d keys: more than the limit of %d per read (MaxKeysPerRead)", len(keys), limit)
 	}
 	if ownedBySeveral(keys, len(n.cfg.Members)) {
 		return n.SnapshotRead(keys...) // one moment on every node (snapshot.go)

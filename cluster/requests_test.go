@@ -1,8 +1,8 @@
 package cluster
 
 import (
-	"encoding/gob"
 	"errors"
+	"net"
 	"net/rpc"
 	"strings"
 	"sync/atomic"
@@ -108,10 +108,9 @@ func TestPeerCannotAnswerAnotherNodesSubmit(t *testing.T) {
 
 	// Node 2 (a member, at its own address, of this cluster) sends an
 	// Outcome to each of the next reply-box names. Outcome is no longer a
-	// wire type; a hostile build registers it with gob anyway (and so, in
-	// this one process, the receiver can decode it: the bridge must refuse
-	// it by type, not rely on gob).
-	gob.Register(&messages.Outcome{})
+	// wire type between peers, but the wire's encoding has a tag for it (it
+	// is the Client service's reply), so the receiver can decode it: the
+	// bridge must refuse it by type, not rely on the codec.
 	fake := messages.TxID{Node: 0, Incarnation: 1, Seq: 999}
 	batch := &bridge.Batch{
 		Cluster: bridge.ClusterID(l.Members()), From: 2, FromAddr: l.Members()[2], To: 0,
@@ -120,10 +119,11 @@ func TestPeerCannotAnswerAnotherNodesSubmit(t *testing.T) {
 	for k := first; k < first+200; k++ {
 		batch.Msgs = append(batch.Msgs, bridge.Msg{To: replyBoxID(k), Body: &messages.Outcome{Tx: fake, Committed: true}})
 	}
-	c, err := rpc.Dial("tcp", l.Members()[0])
+	conn, err := net.Dial("tcp", l.Members()[0])
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := rpc.NewClientWithCodec(bridge.NewClientCodec(conn, bridge.Limits{}))
 	defer c.Close()
 	var ack bridge.Ack
 	if err := c.Call("Bridge.Deliver", batch, &ack); err != nil {

@@ -119,3 +119,13 @@ func TestRecordKindNumbersAreStable(t *testing.T) {
 		t.Errorf("String() = %q", got)
 	}
 }
+
+func TestCheckOpCountNamesTheLimit(t *testing.T) {
+	if err := CheckOpCount(DefaultMaxOpsPerTx, DefaultMaxOpsPerTx); err != nil {
+		t.Errorf("exactly the limit: %v", err)
+	}
+	err := CheckOpCount(DefaultMaxOpsPerTx+1, DefaultMaxOpsPerTx)
+	if err == nil || !strings.Contains(err.Error(), "MaxOpsPerTx") || !strings.Contains(err.Error(), "1025 operations") {
+		t.Errorf("one over the limit: %v", err)
+	}
+}

@@ -241,3 +241,17 @@ func Apply(kv map[string]int64, o Op) {
 		delete(kv, o.Key)
 	}
 }
+
+// DefaultMaxOpsPerTx is how many operations a transaction may have unless a
+// node is configured otherwise (bridge.Limits.MaxOpsPerTx): the wire refuses
+// a longer one before decoding it, and a node refuses it at Submit.
+const DefaultMaxOpsPerTx = 1024
+
+// CheckOpCount refuses a transaction of more than limit operations, naming
+// the limit, so a caller learns which knob it ran into.
+func CheckOpCount(n, limit int) error {
+	if n > limit {
+		return fmt.Errorf("transaction has %d operations: more than the limit of %d per transaction (MaxOpsPerTx)", n, limit)
+	}
+	return nil
+}
