@@ -282,8 +282,7 @@ func TestOversizedFrameRefusedWithoutAllocation(t *testing.T) {
 	now := time.Unix(1000, 0)
 	refusals.now = func() time.Time { return now } // a stopped clock: however slow the machine, one line
 	for _, n := range []uint32{DefaultMaxFrame + 1, 1<<32 - 1} {
-		var got uint64
-		got = allocated(func() {
+		got := allocated(func() {
 			conn, _, done := pipeServer(t, rpc.NewServer(), Limits{}, refusals)
 			if _, err := conn.Write(frameHeaderBytes(n)); err != nil {
 				t.Fatal(err)
