@@ -55,6 +55,9 @@ type Config struct {
 	// Limits bound what one inbound connection may make this node hold
 	// (limits.go); zero fields take their defaults.
 	Limits Limits
+	// Backlog, if set, counts the node's roles' queued messages; inbound
+	// batches wait while it is over its limit (see Backlog). Nil: no wait.
+	Backlog *Backlog
 }
 
 // WithDefaults returns c with each optional field left at zero set to its

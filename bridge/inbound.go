@@ -67,6 +67,11 @@ func (b *Bridge) deliver(batch *Batch, ack *Ack) error {
 		return fmt.Errorf("node %d refuses batch from node %d at %s addressed to node %d: not a member of this cluster %v (or sent to the wrong node)",
 			b.cfg.Self, from, sanitize(batch.FromAddr), batch.To, b.cfg.Members)
 	}
+	// Back-pressure before the lock: a wait must not hold up Cut or Isolate.
+	if !b.cfg.Backlog.wait(b.ctx) {
+		b.refusedBatches.Add(1)
+		return fmt.Errorf("node %d refuses batch from node %d: bridge stopped", b.cfg.Self, from)
+	}
 	b.inboundMu.Lock()
 	defer b.inboundMu.Unlock()
 	if err := b.refuseCut(from, batch); err != nil {

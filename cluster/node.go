@@ -35,6 +35,7 @@ type Config struct {
 	Logger        hclog.Logger    // default: INFO to stderr, named node-<ID>
 	Steps         actors.StepHook // told of every protocol step; for tests (nil: none)
 	Limits        bridge.Limits   // bounds on what a connection may send (zero fields: bridge's defaults)
+	MaxBacklog    int             // messages queued at the roles before inbound batches wait (bridge.DefaultMaxBacklog)
 	// BridgeReady, if set, is called with the node's bridge as soon as it
 	// exists, before the node recovers its roles or serves: where a Local
 	// applies the message faults and cuts it remembers.
@@ -74,6 +75,9 @@ func (c Config) Validate() error {
 		}
 		seen[addr] = i
 	}
+	if c.MaxBacklog < 0 {
+		return fmt.Errorf("cluster: MaxBacklog = %d: must not be negative (0 takes bridge.DefaultMaxBacklog)", c.MaxBacklog)
+	}
 	if err := c.Timing.Validate(); err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
@@ -87,13 +91,14 @@ const DefaultDataDir = "./logs"
 // a participant, a persistence actor and a bridge, serving net/rpc for peers
 // (service "Bridge") and clients (service "Client").
 type Node struct {
-	cfg    Config
-	log    hclog.Logger
-	sys    *actor.ActorSystem
-	wal    *persistence.Log
-	bridge *bridge.Bridge
-	lis    net.Listener
-	lock   *os.File
+	cfg     Config
+	log     hclog.Logger
+	sys     *actor.ActorSystem
+	wal     *persistence.Log
+	bridge  *bridge.Bridge
+	backlog *bridge.Backlog
+	lis     net.Listener
+	lock    *os.File
 
 	coordinator, participant, persistencePID *actor.PID
 	incarnation                              uint32
@@ -185,7 +190,11 @@ func (n *Node) start() error {
 	state := wal.State()
 
 	n.sys = actor.NewActorSystem(ActorSystemLogging(n.log))
-	n.bridge, err = bridge.New(n.sys, bridge.Config{Self: n.cfg.ID, Members: n.cfg.Members, Logger: n.log.Named("bridge"), Limits: n.cfg.Limits})
+	// The roles' mailboxes are counted, and peers' batches wait while too
+	// much is queued (bridge.Backlog): the network cannot grow them without
+	// bound.
+	n.backlog = bridge.NewBacklog(n.cfg.MaxBacklog)
+	n.bridge, err = bridge.New(n.sys, bridge.Config{Self: n.cfg.ID, Members: n.cfg.Members, Logger: n.log.Named("bridge"), Limits: n.cfg.Limits, Backlog: n.backlog})
 	if err != nil {
 		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
 	}
@@ -230,7 +239,7 @@ func (n *Node) start() error {
 		Node: n.cfg.ID, Members: len(n.cfg.Members), Incarnation: n.incarnation,
 		Persistence: n.persistencePID, Directory: dirOf, Timing: n.cfg.Timing,
 		Logger: n.log.Named("coordinator"), Steps: n.cfg.Steps, TxnProps: n.tracer.txnProps(),
-	})), actors.CoordinatorName)
+	}).Configure(actor.WithMailbox(n.backlog.Mailbox()))), actors.CoordinatorName)
 	if err != nil {
 		return fmt.Errorf("node %d: spawn coordinator: %w", n.cfg.ID, err)
 	}
@@ -238,7 +247,7 @@ func (n *Node) start() error {
 		Node: n.cfg.ID, Members: len(n.cfg.Members), Persistence: n.persistencePID, Directory: dirOf,
 		Timing: n.cfg.Timing, Logger: n.log.Named("participant"), KV: state.KV, InDoubt: inDoubt,
 		Heuristic: state.Heuristic, Reload: n.reloadParticipant, Steps: n.cfg.Steps, Fresh: n.incarnation == 1,
-	})), actors.ParticipantName)
+	}).Configure(actor.WithMailbox(n.backlog.Mailbox()))), actors.ParticipantName)
 	if err != nil {
 		return fmt.Errorf("node %d: spawn participant: %w", n.cfg.ID, err)
 	}
