@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net"
 	"net/rpc"
 	"time"
 
@@ -57,13 +59,45 @@ type Client struct {
 // unless it hangs or the network between them is cut.
 const DefaultClientTimeout = 15 * time.Second
 
-// Dial connects to the node at addr.
-func Dial(addr string) (*Client, error) {
-	c, err := rpc.Dial("tcp", addr)
+// DialOption configures Dial.
+type DialOption func(*dialOptions)
+
+type dialOptions struct {
+	tls     *tls.Config
+	timeout time.Duration
+}
+
+// WithTLS makes Dial speak mutual TLS with cfg: typically a client's or
+// admin's identity.Identity.ClientConfig(), which presents that
+// certificate and accepts only a node of the same cluster. The server
+// name, if cfg has none, is the host of the address dialled.
+func WithTLS(cfg *tls.Config) DialOption { return func(o *dialOptions) { o.tls = cfg } }
+
+// WithConnectTimeout bounds connecting, TLS handshake included
+// (default 10 s).
+func WithConnectTimeout(d time.Duration) DialOption { return func(o *dialOptions) { o.timeout = d } }
+
+// Dial connects to the node at addr. Without WithTLS it speaks plain TCP,
+// which only a node started without TLS (insecure) accepts.
+func Dial(addr string, opts ...DialOption) (*Client, error) {
+	o := dialOptions{timeout: 10 * time.Second}
+	for _, f := range opts {
+		f(&o)
+	}
+	d := &net.Dialer{Timeout: o.timeout}
+	var (
+		conn net.Conn
+		err  error
+	)
+	if o.tls != nil {
+		conn, err = (&tls.Dialer{NetDialer: d, Config: o.tls}).Dial("tcp", addr)
+	} else {
+		conn, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connect to node at %s: %w", addr, err)
 	}
-	return &Client{addr: addr, rpc: c, timeout: DefaultClientTimeout}, nil
+	return &Client{addr: addr, rpc: rpc.NewClient(conn), timeout: DefaultClientTimeout}, nil
 }
 
 // SetTimeout changes how long a call waits for its answer (DefaultClientTimeout).
@@ -83,11 +117,11 @@ func (c *Client) call(method string, args, reply any) error {
 	}
 }
 
-// DialTimeout is Dial with a bound on connecting.
-func DialTimeout(addr string, d time.Duration) (*Client, error) {
+// DialTimeout is Dial retried until it succeeds or d has passed.
+func DialTimeout(addr string, d time.Duration, opts ...DialOption) (*Client, error) {
 	deadline := time.Now().Add(d)
 	for {
-		c, err := Dial(addr)
+		c, err := Dial(addr, opts...)
 		if err == nil || time.Now().After(deadline) {
 			return c, err
 		}

@@ -18,6 +18,7 @@ import (
 
 	"twopc/actors"
 	"twopc/bridge"
+	"twopc/identity"
 	"twopc/messages"
 	"twopc/persistence"
 	"twopc/trace"
@@ -46,6 +47,15 @@ type Config struct {
 	// Listener, if set, is used instead of listening on Members[ID]: tests
 	// reserve a free port this way.
 	Listener net.Listener
+
+	// TLS is this node's identity: its certificate must name node ID. With
+	// it every connection, to peers and from clients, is mutual TLS 1.3,
+	// and each is served as the identity its peer's certificate proves (a
+	// member only as itself, a client or admin only as a client). Nil:
+	// plaintext, anyone who reaches the port is believed (insecure).
+	TLS *identity.Identity
+	// Limits bound the connections the node accepts (ConnLimits).
+	Limits ConnLimits
 }
 
 // Validate names the first field of c that breaks its rule. Start calls it
@@ -70,6 +80,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Timing.Validate(); err != nil {
 		return fmt.Errorf("cluster: %w", err)
+	}
+	if c.TLS != nil && c.TLS.Peer != identity.Node(c.ID) {
+		return fmt.Errorf("cluster: TLS: the certificate is %v's, but this is node %d", c.TLS.Peer, c.ID)
 	}
 	return nil
 }
@@ -169,7 +182,11 @@ func (n *Node) start() error {
 	state := wal.State()
 
 	n.sys = actor.NewActorSystem(ActorSystemLogging(n.log))
-	n.bridge, err = bridge.New(n.sys, bridge.Config{Self: n.cfg.ID, Members: n.cfg.Members, Logger: n.log.Named("bridge")})
+	bcfg := bridge.Config{Self: n.cfg.ID, Members: n.cfg.Members, Logger: n.log.Named("bridge")}
+	if id := n.cfg.TLS; id != nil {
+		bcfg.PeerTLS = id.NodeConfig
+	}
+	n.bridge, err = bridge.New(n.sys, bcfg)
 	if err != nil {
 		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
 	}
@@ -239,16 +256,74 @@ func (n *Node) start() error {
 		n.log.Warn("recovered unfinished transactions", "in_doubt", len(inDoubt), "commits_to_redrive", len(pending))
 	}
 
-	srv := rpc.NewServer()
-	if err := n.bridge.Register(srv); err != nil {
+	handle, err := n.rpcServers()
+	if err != nil {
 		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
 	}
-	if err := srv.RegisterName("Client", &clientService{n: n}); err != nil {
-		return fmt.Errorf("node %d: register client service: %w", n.cfg.ID, err)
+	opts := connOptions{Limits: n.cfg.Limits, Members: len(n.cfg.Members), Self: n.cfg.ID, Log: n.log.Named("conns")}
+	if n.cfg.TLS != nil {
+		opts.TLS = n.cfg.TLS.ServerConfig()
 	}
-	n.server = serveConns(n.lis, func(c net.Conn) { srv.ServeConn(c) })
+	n.server = serveConnsWith(n.lis, opts, handle)
 	n.log.Info("node started", "addr", addr, "incarnation", n.incarnation, "keys", recoveredKeys, "dir", dir)
 	return nil
+}
+
+// rpcServers makes the rpc services each kind of connection may call and
+// returns the handler serving a connection as its peer's identity. With TLS
+// there is one server per identity: node j's connections reach only a
+// Bridge bound to j, clients' and admins' only the Client service, so a
+// client certificate has no Bridge.Deliver to call at all. Without TLS
+// every connection gets everything, as before.
+func (n *Node) rpcServers() (func(identity.Peer, net.Conn), error) {
+	client := func(srv *rpc.Server) error {
+		if err := srv.RegisterName("Client", &clientService{n: n}); err != nil {
+			return fmt.Errorf("register client service: %w", err)
+		}
+		return nil
+	}
+	if n.cfg.TLS == nil {
+		srv := rpc.NewServer()
+		if err := n.bridge.Register(srv); err != nil {
+			return nil, err
+		}
+		if err := client(srv); err != nil {
+			return nil, err
+		}
+		return func(_ identity.Peer, c net.Conn) { srv.ServeConn(c) }, nil
+	}
+	peers := make([]*rpc.Server, len(n.cfg.Members))
+	for j := range peers {
+		if int32(j) == n.cfg.ID {
+			continue
+		}
+		peers[j] = rpc.NewServer()
+		if err := n.bridge.RegisterPeer(peers[j], int32(j)); err != nil {
+			return nil, err
+		}
+	}
+	clients := rpc.NewServer()
+	if err := client(clients); err != nil {
+		return nil, err
+	}
+	// Admins may do what clients may; the operator's services are added
+	// to this server only, as they are put on the wire.
+	admins := rpc.NewServer()
+	if err := client(admins); err != nil {
+		return nil, err
+	}
+	return func(p identity.Peer, c net.Conn) {
+		switch {
+		case p.IsNode() && int(p.Node) < len(peers) && peers[p.Node] != nil:
+			peers[p.Node].ServeConn(c)
+		case p.IsAdmin():
+			admins.ServeConn(c)
+		case p.MayUseClient():
+			clients.ServeConn(c)
+		default: // the connection server admits no one else; closing is the safe answer
+			c.Close()
+		}
+	}, nil
 }
 
 // reloadParticipant gives a participant that failed and is being restarted

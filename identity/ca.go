@@ -87,7 +87,9 @@ func LoadCA(certPEM, keyPEM []byte) (*CA, error) {
 }
 
 // CertPEM is the authority's certificate (ca.crt).
-func (ca *CA) CertPEM() []byte { return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.der}) }
+func (ca *CA) CertPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.der})
+}
 
 // KeyPEM is the authority's private key (ca.key): whoever holds it can make
 // any identity of the cluster.
@@ -193,4 +195,3 @@ func parseCertPEM(b []byte) (*x509.Certificate, error) {
 	}
 	return x509.ParseCertificate(blk.Bytes)
 }
-
