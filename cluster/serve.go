@@ -89,7 +89,7 @@ type connServer struct {
 	log    hclog.Logger
 
 	mu       sync.Mutex
-	conns    map[net.Conn]struct{} // every open connection
+	conns    map[net.Conn]struct{}  // every open connection
 	pending  map[net.Conn]time.Time // accepted, not yet authenticated (TLS) → when
 	clients  int                    // authenticated client/admin (or, in plaintext, all) connections
 	peers    map[int32][]net.Conn   // member connections by node, oldest first
@@ -208,8 +208,9 @@ func (s *connServer) refuse(msg string, args ...interface{}) {
 
 // serve authenticates c (with TLS), admits it within the limits and hands
 // it to the handler.
-func (s *connServer) serve(c net.Conn) {
+func (s *connServer) serve(raw net.Conn) {
 	var peer identity.Peer
+	c := raw
 	if s.opts.TLS != nil {
 		tc := tls.Server(c, s.opts.TLS)
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Limits.HandshakeTimeout)
@@ -227,7 +228,7 @@ func (s *connServer) serve(c net.Conn) {
 		}
 		c = tc
 	}
-	release, ok := s.admit(c, peer)
+	release, ok := s.admit(raw, peer) // counted by the accepted conn, which closing closes c too
 	if !ok {
 		c.Close()
 		return
