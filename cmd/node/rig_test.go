@@ -229,7 +229,7 @@ type procCluster struct {
 	logDir  string   // each node's stderr, appended across restarts
 	extra   []string // flags every node gets
 	certs   *testCerts
-	note    string   // prefix of every failure (the seed)
+	note    string // prefix of every failure (the seed)
 
 	mu    sync.Mutex
 	procs []*nodeProc // nil while down
