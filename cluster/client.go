@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/rpc"
+	"sync"
 	"time"
 
 	"twopc/messages"
@@ -50,8 +52,12 @@ func (s *clientService) Read(args *ReadArgs, out *ReadResult) error {
 // A Client is safe for concurrent use.
 type Client struct {
 	addr    string
-	rpc     *rpc.Client
+	opts    dialOptions
 	timeout time.Duration
+
+	mu     sync.Mutex
+	rpc    *rpc.Client
+	closed bool // Close was called
 }
 
 // DefaultClientTimeout bounds a Client's wait for one answer: a node answers
@@ -84,20 +90,49 @@ func Dial(addr string, opts ...DialOption) (*Client, error) {
 	for _, f := range opts {
 		f(&o)
 	}
-	d := &net.Dialer{Timeout: o.timeout}
+	c := &Client{addr: addr, opts: o, timeout: DefaultClientTimeout}
+	var err error
+	if c.rpc, err = c.connect(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Client) connect() (*rpc.Client, error) {
+	d := &net.Dialer{Timeout: c.opts.timeout}
 	var (
 		conn net.Conn
 		err  error
 	)
-	if o.tls != nil {
-		conn, err = (&tls.Dialer{NetDialer: d, Config: o.tls}).Dial("tcp", addr)
+	if c.opts.tls != nil {
+		conn, err = (&tls.Dialer{NetDialer: d, Config: c.opts.tls}).Dial("tcp", c.addr)
 	} else {
-		conn, err = d.Dial("tcp", addr)
+		conn, err = d.Dial("tcp", c.addr)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("connect to node at %s: %w", addr, err)
+		return nil, fmt.Errorf("connect to node at %s: %w", c.addr, err)
 	}
-	return &Client{addr: addr, rpc: rpc.NewClient(conn), timeout: DefaultClientTimeout}, nil
+	return rpc.NewClient(conn), nil
+}
+
+// conn is the open connection, dialled again if the node closed the last
+// one (it closes connections idle longer than its IdleTimeout).
+func (c *Client) conn(stale *rpc.Client) (*rpc.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, rpc.ErrShutdown
+	}
+	if c.rpc != stale {
+		return c.rpc, nil // another call dialled already
+	}
+	fresh, err := c.connect()
+	if err != nil {
+		return nil, err
+	}
+	c.rpc = fresh
+	stale.Close()
+	return fresh, nil
 }
 
 // SetTimeout changes how long a call waits for its answer (DefaultClientTimeout).
@@ -106,7 +141,26 @@ func (c *Client) SetTimeout(d time.Duration) { c.timeout = d }
 
 // call is rpc.Call with the client's timeout.
 func (c *Client) call(method string, args, reply any) error {
-	call := c.rpc.Go(method, args, reply, make(chan *rpc.Call, 1))
+	c.mu.Lock()
+	cl := c.rpc
+	c.mu.Unlock()
+	call := cl.Go(method, args, reply, make(chan *rpc.Call, 1))
+	select {
+	case done := <-call.Done:
+		// Done at once: net/rpc refuses a call on a connection that has
+		// ended (an idle one the node closed) without sending it. Calls in
+		// flight when a connection breaks end with another error, so only
+		// this one is safe to send again on a new connection, even a Submit.
+		if !errors.Is(done.Error, rpc.ErrShutdown) {
+			return done.Error
+		}
+		var err error
+		if cl, err = c.conn(cl); err != nil {
+			return err
+		}
+		call = cl.Go(method, args, reply, make(chan *rpc.Call, 1))
+	default:
+	}
 	t := time.NewTimer(c.timeout)
 	defer t.Stop()
 	select {
@@ -150,4 +204,9 @@ func (c *Client) Read(keys ...string) ([]NodeValue, error) {
 }
 
 // Close ends the connection.
-func (c *Client) Close() error { return c.rpc.Close() }
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	return c.rpc.Close()
+}

@@ -371,3 +371,24 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A Client whose connection has ended (the node closes connections idle
+// past IdleTimeout) dials again on its next call: net/rpc refused that call
+// without sending it, so even a Submit is safe to send on the new one.
+func TestClientDialsAgainAfterItsConnectionEnded(t *testing.T) {
+	l, ca := tlsCluster(t, 2, ConnLimits{})
+	c := dialAs(t, l, 0, issue(t, ca, identity.Client))
+	mustCommit(t, c, messages.Set("n1/x", 1))
+	c.mu.Lock()
+	ended := c.rpc
+	c.mu.Unlock()
+	ended.Close() // as net/rpc marks a connection whose peer closed it
+	mustCommit(t, c, messages.Add("n1/x", 1))
+	if v := values(t, c, "n1/x")[1]; v != 2 {
+		t.Errorf("n1/x = %d, want 2: the Submit after the reconnect ran %d times", v, v-1)
+	}
+	c.Close()
+	if _, err := c.Read("n1/x"); err == nil {
+		t.Error("a closed Client dialled again")
+	}
+}
