@@ -392,3 +392,37 @@ func TestClientDialsAgainAfterItsConnectionEnded(t *testing.T) {
 		t.Error("a closed Client dialled again")
 	}
 }
+
+// Hundreds of silent connections — more than MaxHandshakes — hold no more
+// than MaxHandshakes slots, and a client is served among them.
+func TestManySilentConnectionsLeaveTheNodeServing(t *testing.T) {
+	l, ca := tlsCluster(t, 1, ConnLimits{})
+	var silent []net.Conn
+	defer func() {
+		for _, c := range silent {
+			c.Close()
+		}
+	}()
+	for range 300 {
+		c, err := net.Dial("tcp", l.Members()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		silent = append(silent, c)
+	}
+	c := dialAs(t, l, 0, issue(t, ca, identity.Client))
+	if _, err := c.Read("n0/x"); err != nil {
+		t.Fatalf("a client among 300 silent connections: %v", err)
+	}
+	s := l.Node(0).server
+	s.mu.Lock()
+	pending := len(s.pending)
+	s.mu.Unlock()
+	if pending > DefaultMaxHandshakes {
+		t.Errorf("%d connections handshaking, above the cap of %d", pending, DefaultMaxHandshakes)
+	}
+	// The oldest silent connections were closed to make room.
+	if _, err := silent[0].Read(make([]byte, 1)); err == nil {
+		t.Error("the first silent connection is still open")
+	}
+}

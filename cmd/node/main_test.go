@@ -59,6 +59,7 @@ func TestFlagErrors(t *testing.T) {
 		{"bad duration", []string{"--id", "0", "--peers", "a:1", "--vote-timeout", "soon"}, "-vote-timeout"},
 		{"negative duration", []string{"--id", "0", "--peers", "a:1", "--in-doubt-after", "-1s"}, "--in-doubt-after -1s: must not be negative"},
 		{"empty data dir", []string{"--id", "0", "--peers", "a:1", "--data-dir", ""}, "--data-dir is empty"},
+		{"negative max conns", []string{"--id", "0", "--peers", "a:1", "--max-conns", "-1"}, "--max-conns -1: must not be negative"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
