@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -58,6 +59,9 @@ type Config struct {
 	// Backlog, if set, counts the node's roles' queued messages; inbound
 	// batches wait while it is over its limit (see Backlog). Nil: no wait.
 	Backlog *Backlog
+	// PeerTLS, if set, gives the TLS settings to dial each peer with (they
+	// must check the server is that node); nil dials plain TCP (insecure).
+	PeerTLS func(peer int32) *tls.Config
 }
 
 // WithDefaults returns c with each optional field left at zero set to its
@@ -196,6 +200,11 @@ type Bridge struct {
 	inboundMu sync.Mutex
 	inbound   map[int32][]linkPosition
 	forged    map[forgedKey]bool // forged-message warnings given (guarded by inboundMu)
+	// fromHeader is, per member, the header its inbound messages carry
+	// (SenderHeader); impostors limits the log of batches refused for
+	// claiming another sender than their connection's certificate.
+	fromHeader []map[string]string
+	impostors  logEvery
 
 	// The fault state is the bridge actor's (faults.go); inbound batches
 	// see only the cuts it publishes in links.
@@ -243,6 +252,8 @@ func New(sys *actor.ActorSystem, cfg Config) (*Bridge, error) {
 		cluster: ClusterID(cfg.Members),
 		session: time.Now().UnixNano(),
 		inbound: make(map[int32][]linkPosition),
+
+		fromHeader: senderHeaders(len(cfg.Members)),
 	}
 	b.refusals = NewRefusalLog(cfg.Logger, DefaultRefusalInterval)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
@@ -270,7 +281,24 @@ func (b *Bridge) Register(srv *rpc.Server) error {
 	if srv == nil {
 		return errors.New("bridge: rpc server is nil")
 	}
-	if err := srv.RegisterName("Bridge", &bridgeService{b: b}); err != nil {
+	if err := srv.RegisterName("Bridge", &bridgeService{b: b, peer: unbound}); err != nil {
+		return fmt.Errorf("bridge: register rpc service %q: %w", "Bridge", err)
+	}
+	return nil
+}
+
+// RegisterPeer adds the inbound "Bridge" service to srv, bound to one
+// peer: srv serves only connections authenticated as that node, and a
+// batch claiming any other sender is refused before its messages are
+// looked at.
+func (b *Bridge) RegisterPeer(srv *rpc.Server, peer int32) error {
+	if srv == nil {
+		return errors.New("bridge: rpc server is nil")
+	}
+	if peer < 0 || int(peer) >= len(b.cfg.Members) || peer == b.cfg.Self {
+		return fmt.Errorf("bridge: node %d is not a peer (members are 0-%d, this is %d)", peer, len(b.cfg.Members)-1, b.cfg.Self)
+	}
+	if err := srv.RegisterName("Bridge", &bridgeService{b: b, peer: peer}); err != nil {
 		return fmt.Errorf("bridge: register rpc service %q: %w", "Bridge", err)
 	}
 	return nil
@@ -388,8 +416,7 @@ func (b *Bridge) dial(epoch uint64, peer int32, delay time.Duration) {
 				}
 			}
 			delay = b.nextDelay(delay)
-			d := net.Dialer{Timeout: b.cfg.DialTimeout}
-			conn, err := d.DialContext(b.ctx, "tcp", addr)
+			conn, err := b.dialConn(peer, addr)
 			if err != nil {
 				if b.ctx.Err() != nil {
 					return
@@ -419,6 +446,17 @@ func (b *Bridge) dial(epoch uint64, peer int32, delay time.Duration) {
 			return
 		}
 	}()
+}
+
+// dialConn opens a connection to peer: TLS when configured, where the
+// timeout covers the handshake too, and the server must prove it is peer.
+func (b *Bridge) dialConn(peer int32, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: b.cfg.DialTimeout}
+	if b.cfg.PeerTLS == nil {
+		return d.DialContext(b.ctx, "tcp", addr)
+	}
+	td := &tls.Dialer{NetDialer: d, Config: b.cfg.PeerTLS(peer)}
+	return td.DialContext(b.ctx, "tcp", addr)
 }
 
 // call sends one batch off the bridge actor and reports how it went.

@@ -5,6 +5,9 @@ package bridge
 
 import (
 	"fmt"
+	"strconv"
+	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -12,13 +15,62 @@ import (
 )
 
 // bridgeService is the inbound rpc service; a separate type keeps the
-// Bridge's other exported methods off the wire.
-type bridgeService struct{ b *Bridge }
+// Bridge's other exported methods off the wire. peer is the node the
+// connection's certificate proves (RegisterPeer), or unbound.
+type bridgeService struct {
+	b    *Bridge
+	peer int32
+}
+
+// unbound marks a service with no authenticated sender (plaintext, insecure).
+const unbound int32 = -1
 
 // Deliver hands a peer's batch to local actors, in order. It runs on
 // net/rpc's per-call goroutine and never blocks: sends only enqueue.
 func (s *bridgeService) Deliver(batch *Batch, ack *Ack) error {
+	if s.peer != unbound && batch.From != s.peer {
+		// A member speaking for another: refused whole, before any of its
+		// messages is looked at. Logged at a bounded rate, numbers only.
+		s.b.refusedBatches.Add(1)
+		if ok, missed := s.b.impostors.allow(); ok {
+			s.b.log.Warn("refused a batch claiming another sender than the connection's certificate", "certificate", s.peer, "claimed", batch.From, "refusals_not_logged", missed)
+		}
+		return fmt.Errorf("node %d refuses batch: the connection is node %d's, the batch claims node %d", s.b.cfg.Self, s.peer, batch.From)
+	}
 	return s.b.deliver(batch, ack)
+}
+
+// SenderHeader is the message header under which the bridge tells a local
+// actor which node a message came from: the batch's sender, which with
+// TLS is the node its connection's certificate proves. Messages sent
+// within a node carry no such header.
+const SenderHeader = "twopc-from-node"
+
+// SentBy reads the sending node from a bridged message's header; ok is
+// false for a message that did not cross the wire.
+func SentBy(h actor.ReadonlyMessageHeader) (node int32, ok bool) {
+	if h == nil {
+		return 0, false
+	}
+	v := h.Get(SenderHeader)
+	if v == "" {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(v, 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return int32(id), true
+}
+
+// senderHeaders are the headers each peer's messages carry, made once:
+// a header is only read, so every message from a peer may share it.
+func senderHeaders(members int) []map[string]string {
+	h := make([]map[string]string, members)
+	for i := range h {
+		h[i] = map[string]string{SenderHeader: strconv.Itoa(i)}
+	}
+	return h
 }
 
 // admit records batch as the newest of its link, or refuses it when a newer
@@ -93,15 +145,17 @@ func (b *Bridge) deliver(batch *Batch, ack *Ack) error {
 			continue
 		}
 		target := actor.NewPID(b.self, m.To)
-		if m.SenderID == "" {
-			b.sys.Root.Send(target, m.Body)
-		} else {
+		env := &actor.MessageEnvelope{Header: b.fromHeader[from], Message: m.Body}
+		if m.SenderID != "" {
 			addr := m.SenderAddr
 			if addr == "" { // a sender with no address can only live on the sending node
 				addr = b.cfg.Members[from]
 			}
-			b.sys.Root.RequestWithCustomSender(target, m.Body, actor.NewPID(addr, m.SenderID))
+			env.Sender = actor.NewPID(addr, m.SenderID)
 		}
+		// The envelope goes to the mailbox as is: its header tells the
+		// receiver (a reply box, say) which node sent the message.
+		b.sys.Root.Send(target, env)
 		accepted++
 	}
 	if skipped > 0 {
@@ -207,4 +261,25 @@ func (b *Bridge) warnForged(from int32, rule, why string, m *Msg) {
 	}
 	b.forged[k] = true
 	b.log.Warn("refused a forged message (further ones of this kind from this node are logged at a bounded rate)", "from", from, "to", sanitize(m.To), "rule", rule, "reason", why)
+}
+
+// logEvery lets one log line through per interval and counts the rest, so
+// a peer cannot flood the log with refusals.
+type logEvery struct {
+	mu     sync.Mutex
+	last   time.Time
+	missed int
+}
+
+const logInterval = 10 * time.Second
+
+func (l *logEvery) allow() (ok bool, missed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now := time.Now(); l.last.IsZero() || now.Sub(l.last) >= logInterval {
+		l.last, missed, l.missed = now, l.missed, 0
+		return true, missed
+	}
+	l.missed++
+	return false, 0
 }

@@ -1,9 +1,12 @@
 package cluster
 
 import (
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/rpc"
+	"sync"
 	"time"
 
 	"twopc/bridge"
@@ -82,8 +85,12 @@ func (s *clientService) Read(args *ReadArgs, out *ReadResult) error {
 // A Client is safe for concurrent use.
 type Client struct {
 	addr    string
-	rpc     *rpc.Client
+	opts    dialOptions
 	timeout time.Duration
+
+	mu     sync.Mutex
+	rpc    *rpc.Client
+	closed bool // Close was called
 }
 
 // DefaultClientTimeout bounds a Client's wait for one answer: a node answers
@@ -91,14 +98,74 @@ type Client struct {
 // unless it hangs or the network between them is cut.
 const DefaultClientTimeout = 15 * time.Second
 
-// Dial connects to the node at addr.
-func Dial(addr string) (*Client, error) {
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("connect to node at %s: %w", addr, err)
+// DialOption configures Dial.
+type DialOption func(*dialOptions)
+
+type dialOptions struct {
+	tls     *tls.Config
+	timeout time.Duration
+}
+
+// WithTLS makes Dial speak mutual TLS with cfg: typically a client's or
+// admin's identity.Identity.ClientConfig(), which presents that
+// certificate and accepts only a node of the same cluster. The server
+// name, if cfg has none, is the host of the address dialled.
+func WithTLS(cfg *tls.Config) DialOption { return func(o *dialOptions) { o.tls = cfg } }
+
+// WithConnectTimeout bounds connecting, TLS handshake included
+// (default 10 s).
+func WithConnectTimeout(d time.Duration) DialOption { return func(o *dialOptions) { o.timeout = d } }
+
+// Dial connects to the node at addr. Without WithTLS it speaks plain TCP,
+// which only a node started without TLS (insecure) accepts.
+func Dial(addr string, opts ...DialOption) (*Client, error) {
+	o := dialOptions{timeout: 10 * time.Second}
+	for _, f := range opts {
+		f(&o)
 	}
-	c := rpc.NewClientWithCodec(bridge.NewClientCodec(conn, bridge.Limits{}))
-	return &Client{addr: addr, rpc: c, timeout: DefaultClientTimeout}, nil
+	c := &Client{addr: addr, opts: o, timeout: DefaultClientTimeout}
+	var err error
+	if c.rpc, err = c.connect(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Client) connect() (*rpc.Client, error) {
+	d := &net.Dialer{Timeout: c.opts.timeout}
+	var (
+		conn net.Conn
+		err  error
+	)
+	if c.opts.tls != nil {
+		conn, err = (&tls.Dialer{NetDialer: d, Config: c.opts.tls}).Dial("tcp", c.addr)
+	} else {
+		conn, err = d.Dial("tcp", c.addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connect to node at %s: %w", c.addr, err)
+	}
+	return rpc.NewClientWithCodec(bridge.NewClientCodec(conn, bridge.Limits{})), nil
+}
+
+// conn is the open connection, dialled again if the node closed the last
+// one (it closes connections idle longer than its IdleTimeout).
+func (c *Client) conn(stale *rpc.Client) (*rpc.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, rpc.ErrShutdown
+	}
+	if c.rpc != stale {
+		return c.rpc, nil // another call dialled already
+	}
+	fresh, err := c.connect()
+	if err != nil {
+		return nil, err
+	}
+	c.rpc = fresh
+	stale.Close()
+	return fresh, nil
 }
 
 // SetTimeout changes how long a call waits for its answer (DefaultClientTimeout).
@@ -107,7 +174,26 @@ func (c *Client) SetTimeout(d time.Duration) { c.timeout = d }
 
 // call is rpc.Call with the client's timeout.
 func (c *Client) call(method string, args, reply any) error {
-	call := c.rpc.Go(method, args, reply, make(chan *rpc.Call, 1))
+	c.mu.Lock()
+	cl := c.rpc
+	c.mu.Unlock()
+	call := cl.Go(method, args, reply, make(chan *rpc.Call, 1))
+	select {
+	case done := <-call.Done:
+		// Done at once: net/rpc refuses a call on a connection that has
+		// ended (an idle one the node closed) without sending it. Calls in
+		// flight when a connection breaks end with another error, so only
+		// this one is safe to send again on a new connection, even a Submit.
+		if !errors.Is(done.Error, rpc.ErrShutdown) {
+			return done.Error
+		}
+		var err error
+		if cl, err = c.conn(cl); err != nil {
+			return err
+		}
+		call = cl.Go(method, args, reply, make(chan *rpc.Call, 1))
+	default:
+	}
 	t := time.NewTimer(c.timeout)
 	defer t.Stop()
 	select {
@@ -118,11 +204,11 @@ func (c *Client) call(method string, args, reply any) error {
 	}
 }
 
-// DialTimeout is Dial with a bound on connecting.
-func DialTimeout(addr string, d time.Duration) (*Client, error) {
+// DialTimeout is Dial retried until it succeeds or d has passed.
+func DialTimeout(addr string, d time.Duration, opts ...DialOption) (*Client, error) {
 	deadline := time.Now().Add(d)
 	for {
-		c, err := Dial(addr)
+		c, err := Dial(addr, opts...)
 		if err == nil || time.Now().After(deadline) {
 			return c, err
 		}
@@ -151,4 +237,9 @@ func (c *Client) Read(keys ...string) ([]NodeValue, error) {
 }
 
 // Close ends the connection.
-func (c *Client) Close() error { return c.rpc.Close() }
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	return c.rpc.Close()
+}

@@ -10,6 +10,7 @@ import (
 
 	"twopc/actors"
 	"twopc/bridge"
+	"twopc/identity"
 	"twopc/trace"
 )
 
@@ -30,6 +31,12 @@ type LocalConfig struct {
 	// the crashes, restarts, stops and partitions around them, for the
 	// operator's trace command (see Config.Tracer). Nil: no tracing.
 	Tracer *trace.Recorder
+	// TLS, if set, gives node i its identity (Config.TLS): the nodes then
+	// talk mutual TLS, and clients need a certificate of the same cluster.
+	// Nil: plaintext.
+	TLS func(node int32) (*identity.Identity, error)
+	// ConnLimits bound each node's connections (Config.ConnLimits).
+	ConnLimits ConnLimits
 }
 
 // Local is a cluster of in-process nodes: the four-node demo, the
@@ -91,7 +98,18 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 }
 
 func (l *Local) start(i int, lis net.Listener) error {
+	var id *identity.Identity
+	if l.cfg.TLS != nil {
+		var err error
+		if id, err = l.cfg.TLS(int32(i)); err != nil {
+			if lis != nil {
+				lis.Close()
+			}
+			return fmt.Errorf("node %d: %w", i, err)
+		}
+	}
 	n, err := Start(Config{
+		TLS: id, ConnLimits: l.cfg.ConnLimits,
 		ID: int32(i), Members: l.members, DataDir: l.cfg.DataDir, Timing: l.cfg.Timing,
 		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Steps: l.stepHook(), Tracer: l.cfg.Tracer,
 		BridgeReady: func(b *bridge.Bridge) { l.bridgeReady(i, b) },

@@ -18,6 +18,7 @@ import (
 
 	"twopc/actors"
 	"twopc/bridge"
+	"twopc/identity"
 	"twopc/messages"
 	"twopc/persistence"
 	"twopc/trace"
@@ -53,6 +54,14 @@ type Config struct {
 	// the node stopped itself because its log failed (see
 	// Node.FailStopped): where a Local marks the node down.
 	FailStopped func(*Node)
+	// TLS is this node's identity: its certificate must name node ID. With
+	// it every connection, to peers and from clients, is mutual TLS 1.3,
+	// and each is served as the identity its peer's certificate proves (a
+	// member only as itself, a client or admin only as a client). Nil:
+	// plaintext, anyone who reaches the port is believed (insecure).
+	TLS *identity.Identity
+	// ConnLimits bound the connections the node accepts.
+	ConnLimits ConnLimits
 }
 
 // Validate names the first field of c that breaks its rule. Start calls it
@@ -80,6 +89,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Timing.Validate(); err != nil {
 		return fmt.Errorf("cluster: %w", err)
+	}
+	if c.TLS != nil && c.TLS.Peer != identity.Node(c.ID) {
+		return fmt.Errorf("cluster: TLS: the certificate is %v's, but this is node %d", c.TLS.Peer, c.ID)
 	}
 	return nil
 }
@@ -194,7 +206,11 @@ func (n *Node) start() error {
 	// much is queued (bridge.Backlog): the network cannot grow them without
 	// bound.
 	n.backlog = bridge.NewBacklog(n.cfg.MaxBacklog)
-	n.bridge, err = bridge.New(n.sys, bridge.Config{Self: n.cfg.ID, Members: n.cfg.Members, Logger: n.log.Named("bridge"), Limits: n.cfg.Limits, Backlog: n.backlog})
+	bcfg := bridge.Config{Self: n.cfg.ID, Members: n.cfg.Members, Logger: n.log.Named("bridge"), Limits: n.cfg.Limits, Backlog: n.backlog}
+	if id := n.cfg.TLS; id != nil {
+		bcfg.PeerTLS = id.NodeConfig
+	}
+	n.bridge, err = bridge.New(n.sys, bcfg)
 	if err != nil {
 		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
 	}
@@ -264,16 +280,74 @@ func (n *Node) start() error {
 		n.log.Warn("recovered unfinished transactions", "in_doubt", len(inDoubt), "commits_to_redrive", len(pending))
 	}
 
-	srv := rpc.NewServer()
-	if err := n.bridge.Register(srv); err != nil {
+	handle, err := n.rpcServers()
+	if err != nil {
 		return fmt.Errorf("node %d: %w", n.cfg.ID, err)
 	}
-	if err := srv.RegisterName("Client", &clientService{n: n}); err != nil {
-		return fmt.Errorf("node %d: register client service: %w", n.cfg.ID, err)
+	opts := connOptions{Limits: n.cfg.ConnLimits, Members: len(n.cfg.Members), Self: n.cfg.ID, Log: n.log.Named("conns")}
+	if n.cfg.TLS != nil {
+		opts.TLS = n.cfg.TLS.ServerConfig()
 	}
-	n.server = serveConns(n.lis, func(c net.Conn) { srv.ServeCodec(n.bridge.ServerCodec(c)) })
+	n.server = serveConnsWith(n.lis, opts, handle)
 	n.log.Info("node started", "addr", addr, "incarnation", n.incarnation, "keys", recoveredKeys, "dir", dir)
 	return nil
+}
+
+// rpcServers makes the rpc services each kind of connection may call and
+// returns the handler serving a connection as its peer's identity. With TLS
+// there is one server per identity: node j's connections reach only a
+// Bridge bound to j, clients' and admins' only the Client service, so a
+// client certificate has no Bridge.Deliver to call at all. Without TLS
+// every connection gets everything, as before.
+func (n *Node) rpcServers() (func(identity.Peer, net.Conn), error) {
+	client := func(srv *rpc.Server) error {
+		if err := srv.RegisterName("Client", &clientService{n: n}); err != nil {
+			return fmt.Errorf("register client service: %w", err)
+		}
+		return nil
+	}
+	if n.cfg.TLS == nil {
+		srv := rpc.NewServer()
+		if err := n.bridge.Register(srv); err != nil {
+			return nil, err
+		}
+		if err := client(srv); err != nil {
+			return nil, err
+		}
+		return func(_ identity.Peer, c net.Conn) { srv.ServeCodec(n.bridge.ServerCodec(c)) }, nil
+	}
+	peers := make([]*rpc.Server, len(n.cfg.Members))
+	for j := range peers {
+		if int32(j) == n.cfg.ID {
+			continue
+		}
+		peers[j] = rpc.NewServer()
+		if err := n.bridge.RegisterPeer(peers[j], int32(j)); err != nil {
+			return nil, err
+		}
+	}
+	clients := rpc.NewServer()
+	if err := client(clients); err != nil {
+		return nil, err
+	}
+	// Admins may do what clients may; the operator's services are added
+	// to this server only, as they are put on the wire.
+	admins := rpc.NewServer()
+	if err := client(admins); err != nil {
+		return nil, err
+	}
+	return func(p identity.Peer, c net.Conn) {
+		switch {
+		case p.IsNode() && int(p.Node) < len(peers) && peers[p.Node] != nil:
+			peers[p.Node].ServeCodec(n.bridge.ServerCodec(c))
+		case p.IsAdmin():
+			admins.ServeCodec(n.bridge.ServerCodec(c))
+		case p.MayUseClient():
+			clients.ServeCodec(n.bridge.ServerCodec(c))
+		default: // the connection server admits no one else; closing is the safe answer
+			c.Close()
+		}
+	}, nil
 }
 
 // reloadParticipant gives a participant that failed and is being restarted

@@ -6,16 +6,20 @@ package cluster
 // crash or stop.
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
 	"twopc/actors"
+	"twopc/bridge"
 	"twopc/messages"
 )
 
@@ -235,8 +239,20 @@ func nodeList(ids []int32) string {
 // stops (its dead roles will never answer), and a Future cannot be
 // selected on.
 func (n *Node) request(target *actor.PID, msg interface{}) (*pendingReply, error) {
-	box := &replyBox{ch: make(chan interface{}, 1)}
-	pid, ok := n.sys.ProcessRegistry.Add(box, "reply"+n.sys.ProcessRegistry.NextId())
+	box := &replyBox{ch: make(chan interface{}, 1), asked: n.cfg.ID}
+	for i, addr := range n.cfg.Members {
+		if addr == target.Address {
+			box.asked = int32(i)
+		}
+	}
+	// A reply address another node could guess would let it answer in the
+	// place of the node asked (the box checks the sender too): a random
+	// part makes it unguessable.
+	var nonce [12]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, fmt.Errorf("node %d: reply address: %w", n.cfg.ID, err)
+	}
+	pid, ok := n.sys.ProcessRegistry.Add(box, "reply"+n.sys.ProcessRegistry.NextId()+"-"+hex.EncodeToString(nonce[:]))
 	if !ok {
 		return nil, fmt.Errorf("node %d: cannot register a reply address", n.cfg.ID)
 	}
@@ -307,10 +323,19 @@ func (n *Node) ask(target *actor.PID, msg interface{}, d time.Duration) (interfa
 type replyBox struct {
 	ch    chan interface{}
 	begun txNote
+	// asked is the node the request went to. An answer that came over the
+	// wire is kept only if that node sent it (the bridge names the sender
+	// its connection proves); what this node's own actors send is trusted.
+	asked   int32
+	ignored atomic.Uint64 // answers from a node not asked
 }
 
 func (r *replyBox) SendUserMessage(_ *actor.PID, m interface{}) {
-	_, msg, _ := actor.UnwrapEnvelope(m)
+	hdr, msg, _ := actor.UnwrapEnvelope(m)
+	if from, bridged := bridge.SentBy(hdr); bridged && from != r.asked {
+		r.ignored.Add(1)
+		return
+	}
 	if b, ok := msg.(*messages.Begun); ok {
 		r.begun.set(b.Tx)
 		return

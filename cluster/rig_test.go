@@ -1,10 +1,12 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/rpc"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +19,7 @@ import (
 
 	"twopc/actors"
 	"twopc/actors/actortest"
+	"twopc/identity"
 	"twopc/internal/bank"
 	"twopc/messages"
 	"twopc/trace"
@@ -638,4 +641,58 @@ func render(t *testing.T, rec *trace.Recorder, tx messages.TxID) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// tlsCluster is testCluster with mutual TLS: an in-memory CA issues every
+// node's certificate (host 127.0.0.1), and limits bound its connections.
+func tlsCluster(t *testing.T, n int, limits ConnLimits) (*Local, *identity.CA) {
+	t.Helper()
+	ca, err := identity.NewCA("test cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := StartLocal(LocalConfig{
+		Nodes: n, DataDir: t.TempDir(), ConnLimits: limits,
+		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn}),
+		TLS:    func(i int32) (*identity.Identity, error) { return ca.Issue(identity.Node(i), "127.0.0.1") },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop() })
+	return l, ca
+}
+
+// issue makes p's identity or fails the test.
+func issue(t *testing.T, ca *identity.CA, p identity.Peer, hosts ...string) *identity.Identity {
+	t.Helper()
+	id, err := ca.Issue(p, hosts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// dialAs connects a Client to node with id's certificate.
+func dialAs(t *testing.T, l *Local, node int, id *identity.Identity) *Client {
+	t.Helper()
+	c, err := Dial(l.Members()[node], WithTLS(id.ClientConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// rpcAs opens a raw rpc connection to node with id's certificate, for
+// calling services by name as an attacker holding that certificate would.
+func rpcAs(t *testing.T, l *Local, node int, id *identity.Identity) *rpc.Client {
+	t.Helper()
+	conn, err := tls.Dial("tcp", l.Members()[node], id.ClientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rpc.NewClient(conn)
+	t.Cleanup(func() { c.Close() })
+	return c
 }

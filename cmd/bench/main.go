@@ -23,6 +23,7 @@ import (
 
 	"twopc/actors"
 	"twopc/cluster"
+	"twopc/identity"
 	"twopc/messages"
 )
 
@@ -35,6 +36,7 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	txs := flag.Int64("txs", 0, "stop after this many commits instead of after --duration")
 	memProfile := flag.String("memprofile", "", "with --memory: write a heap profile, taken once finished transactions are forgotten, to this file")
+	useTLS := flag.Bool("tls", true, "mutual TLS between the nodes and from the clients (an in-memory CA); --tls=false measures plain TCP")
 	memory := flag.Bool("memory", false, "after the run, report heap and on-disk size once the cluster settled and again once finished transactions are forgotten")
 	flag.Parse()
 	if *clients < 1 || *nodes < 2 || *duration <= 0 || *txs < 0 {
@@ -71,7 +73,7 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	heapProfile = *memProfile
-	r, err := run(*clients, *nodes, *duration, *txs, *memory, filepath.Join(dir, "cluster"), *mode)
+	r, err := run(*clients, *nodes, *duration, *txs, *memory, *useTLS, filepath.Join(dir, "cluster"), *mode)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
@@ -87,8 +89,8 @@ func main() {
 	fmt.Printf("latency: p50 %v  p90 %v  p99 %v  max %v\n", r.pct(50), r.pct(90), r.pct(99), r.pct(100))
 	fmt.Printf("log: %d appends, %d fsyncs, %d records (%.1f records per fsync)\n", r.appends, r.fsyncs, r.records, float64(r.records)/float64(max(r.fsyncs, 1)))
 	tps := float64(r.committed) / r.elapsed.Seconds()
-	fmt.Printf("bench: clients=%d nodes=%d keys=%s commits/s=%.0f p50=%v p99=%v fsyncs/commit=%.2f raw-fsync/s=%.0f commits-per-raw-fsync=%.2fx\n",
-		*clients, *nodes, *mode, tps, r.pct(50), r.pct(99), float64(r.fsyncs)/float64(max(r.committed, 1)), raw, tps/raw)
+	fmt.Printf("bench: tls=%v clients=%d nodes=%d keys=%s commits/s=%.0f p50=%v p99=%v fsyncs/commit=%.2f raw-fsync/s=%.0f commits-per-raw-fsync=%.2fx\n",
+		*useTLS, *clients, *nodes, *mode, tps, r.pct(50), r.pct(99), float64(r.fsyncs)/float64(max(r.committed, 1)), raw, tps/raw)
 }
 
 // rawFsyncRate is the disk's speed for the naive design: append a small
@@ -130,18 +132,32 @@ func (r *result) pct(p int) time.Duration {
 	return r.latencies[i].Round(10 * time.Microsecond)
 }
 
-func run(clients, nodes int, d time.Duration, txs int64, memory bool, dir, mode string) (*result, error) {
-	l, err := cluster.StartLocal(cluster.LocalConfig{
+func run(clients, nodes int, d time.Duration, txs int64, memory, useTLS bool, dir, mode string) (*result, error) {
+	cfg := cluster.LocalConfig{
 		Nodes: nodes, DataDir: dir,
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.Warn}),
-	})
+	}
+	var dial []cluster.DialOption
+	if useTLS {
+		ca, err := identity.NewCA("twopc bench CA")
+		if err != nil {
+			return nil, err
+		}
+		client, err := ca.Issue(identity.Client)
+		if err != nil {
+			return nil, err
+		}
+		cfg.TLS = func(i int32) (*identity.Identity, error) { return ca.Issue(identity.Node(i), "127.0.0.1") }
+		dial = append(dial, cluster.WithTLS(client.ClientConfig()))
+	}
+	l, err := cluster.StartLocal(cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer l.Stop()
 	conns := make([]*cluster.Client, nodes)
 	for i, addr := range l.Members() {
-		if conns[i], err = cluster.Dial(addr); err != nil {
+		if conns[i], err = cluster.Dial(addr, dial...); err != nil {
 			return nil, err
 		}
 		defer conns[i].Close()

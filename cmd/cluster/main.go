@@ -8,6 +8,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 
 	"twopc/actors"
 	"twopc/cluster"
+	"twopc/identity"
 	"twopc/messages"
 )
 
@@ -38,6 +40,7 @@ type options struct {
 	history      string
 	voteTimeout  time.Duration
 	inDoubtAfter time.Duration
+	tlsDir       string // "": an in-memory CA made at start
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -51,6 +54,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.history, "history", defaultHistory(), "file keeping the prompt's command history across runs (\"\" keeps none)")
 	fs.DurationVar(&o.voteTimeout, "vote-timeout", actors.DefaultTiming.VoteTimeout, "how long a coordinator waits for votes before it aborts")
 	fs.DurationVar(&o.inDoubtAfter, "in-doubt-after", actors.DefaultTiming.InDoubtAfter, "how long a prepared participant waits for the decision before it asks")
+	fs.StringVar(&o.tlsDir, "tls-dir", "", "directory with the cluster's certificates (go run ./cmd/certs --hosts 127.0.0.1 makes them); default: a CA made in memory at start")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -134,11 +138,15 @@ func startREPL(o *options, stderr io.Writer) (*repl, error) {
 	logOut := &switchWriter{w: stderr}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.LevelFromString(o.logLevel), Output: logOut})
 	r := newREPL(o, logger, logOut)
+	nodeTLS, client, err := tlsSetup(o.tlsDir)
+	if err != nil {
+		return nil, err
+	}
 	c, err := startCluster(cluster.LocalConfig{
 		Nodes: o.nodes, BasePort: o.basePort, DataDir: o.dataDir, Logger: logger,
 		Timing: actors.Timing{VoteTimeout: o.voteTimeout, InDoubtAfter: o.inDoubtAfter},
-		Tracer: r.tracer, CrashAtSteps: true,
-	})
+		Tracer: r.tracer, CrashAtSteps: true, TLS: nodeTLS,
+	}, cluster.WithTLS(client))
 	if err != nil {
 		return nil, err
 	}
@@ -155,14 +163,37 @@ type localCluster struct {
 	clients []*cluster.Client
 }
 
-func startCluster(cfg cluster.LocalConfig) (*localCluster, error) {
+// tlsSetup gives the nodes' identities and the demo client's TLS settings:
+// from the files in dir, or, with no dir, from a CA made in memory now
+// (so `make run` stays one command and its nodes still talk TLS; nothing
+// outside this process holds a certificate of that cluster).
+func tlsSetup(dir string) (func(int32) (*identity.Identity, error), *tls.Config, error) {
+	if dir != "" {
+		client, err := identity.Load(dir, identity.Client)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--tls-dir %s: %w", dir, err)
+		}
+		return func(i int32) (*identity.Identity, error) { return identity.Load(dir, identity.Node(i)) }, client.ClientConfig(), nil
+	}
+	ca, err := identity.NewCA("twopc in-memory CA")
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := ca.Issue(identity.Client)
+	if err != nil {
+		return nil, nil, err
+	}
+	return func(i int32) (*identity.Identity, error) { return ca.Issue(identity.Node(i), "127.0.0.1") }, client.ClientConfig(), nil
+}
+
+func startCluster(cfg cluster.LocalConfig, dial ...cluster.DialOption) (*localCluster, error) {
 	l, err := cluster.StartLocal(cfg)
 	if err != nil {
 		return nil, err
 	}
 	c := &localCluster{Local: l}
 	for _, addr := range l.Members() {
-		cl, err := cluster.Dial(addr)
+		cl, err := cluster.Dial(addr, dial...)
 		if err != nil {
 			c.stop()
 			return nil, err

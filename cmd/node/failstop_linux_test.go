@@ -25,7 +25,7 @@ func TestProcessLogFailureExitsThree(t *testing.T) {
 		t.Skip("starts node processes")
 	}
 	c := startProcCluster(t, 3, "log failure", "--log-level", "warn")
-	cl := newRPCClient(c.peers, 0)
+	cl := newRPCClient(c.peers, c.certs, 0)
 	defer cl.Close()
 	if o, err := cl.Submit(0, messages.Set("n1/x", 7), messages.Set("n0/y", 7)); err != nil || !o.Committed {
 		t.Fatalf("submit: %v %v", o, err)

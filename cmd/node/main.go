@@ -1,7 +1,13 @@
 // Command node runs one twopc node in this process, so the members of a
 // cluster can run as separate processes, on one host or several:
 //
-//	node --id N --peers host:port,host:port,... [--data-dir ./logs] [--log-level info]
+//	node --id N --peers host:port,host:port,... --tls-dir DIR [--data-dir ./logs] [--log-level info]
+//
+// --tls-dir holds the cluster's certificates as cmd/certs writes them
+// (ca.crt, node-<id>.crt, node-<id>.key): every connection, to peers and
+// from clients, is then mutual TLS. Without it the node refuses to start
+// (exit 2) unless --insecure is given, which serves plain TCP and believes
+// anyone who can reach the port; it says so in a warning.
 //
 // --peers lists every member in node-id order, this node's own address
 // included, so every process is given the same list. The node listens on
@@ -34,6 +40,7 @@ import (
 
 	"twopc/actors"
 	"twopc/cluster"
+	"twopc/identity"
 )
 
 func main() {
@@ -100,6 +107,10 @@ type options struct {
 	dataDir string
 	level   hclog.Level
 	timing  actors.Timing
+
+	tlsDir   string // "" only with insecure
+	insecure bool
+	maxConns int // client connections (0: cluster.DefaultMaxConns)
 }
 
 // parseArgs reads the command line; every error is a *usageError naming
@@ -114,6 +125,9 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	logLevel := fs.String("log-level", "info", "trace, debug, info, warn or error")
 	voteTimeout := fs.Duration("vote-timeout", 0, "how long a coordinator waits for votes (0: "+actors.DefaultTiming.VoteTimeout.String()+"); every node should use the same")
 	inDoubtAfter := fs.Duration("in-doubt-after", 0, "how long a prepared participant waits before asking for the decision (0: "+actors.DefaultTiming.InDoubtAfter.String()+")")
+	tlsDir := fs.String("tls-dir", "", "directory with ca.crt, node-<id>.crt and node-<id>.key (go run ./cmd/certs makes them); required unless --insecure")
+	insecure := fs.Bool("insecure", false, "serve plain TCP without certificates: anyone who reaches the port is believed to be a member")
+	maxConns := fs.Int("max-conns", 0, fmt.Sprintf("client and admin connections served at once (0: %d); members' connections do not count", cluster.DefaultMaxConns))
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: node --id N --peers host:port,host:port,... [flags]\n\nRuns one twopc node; it listens on its own entry of --peers.\n\n")
 		fs.PrintDefaults()
@@ -166,7 +180,23 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 		}
 	}
 	o.timing = actors.Timing{VoteTimeout: *voteTimeout, InDoubtAfter: *inDoubtAfter}
+	if *maxConns < 0 {
+		return nil, usagef("--max-conns %d: must not be negative", *maxConns)
+	}
+	o.tlsDir, o.insecure, o.maxConns = *tlsDir, *insecure, *maxConns
 	return o, nil
+}
+
+// requireTLS is the secure default: a node serves TLS from --tls-dir, or
+// plain TCP only when told so with --insecure.
+func requireTLS(o *options) error {
+	switch {
+	case o.tlsDir != "" && o.insecure:
+		return usagef("--tls-dir and --insecure together: choose one")
+	case o.tlsDir == "" && !o.insecure:
+		return usagef("missing --tls-dir DIR: the cluster's certificates (make them with go run ./cmd/certs), or --insecure to serve without TLS")
+	}
+	return nil
 }
 
 // parsePeers checks every entry of --peers: peers on other hosts will dial
@@ -224,9 +254,19 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) erro
 	if err != nil {
 		return err
 	}
+	if err := requireTLS(o); err != nil {
+		return err
+	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: o.level, Output: stderr})
+	var id *identity.Identity
+	if o.insecure {
+		logger.Warn("INSECURE: --insecure given: serving plain TCP without certificates; anyone who can reach " + o.peers[o.id] + " can act as any member or client")
+	} else if id, err = identity.Load(o.tlsDir, identity.Node(o.id)); err != nil {
+		return fmt.Errorf("--tls-dir %s: %w", o.tlsDir, err)
+	}
 	n, err := cluster.Start(cluster.Config{
 		ID: o.id, Members: o.peers, DataDir: o.dataDir, Timing: o.timing, Logger: logger,
+		TLS: id, ConnLimits: cluster.ConnLimits{MaxConns: o.maxConns},
 	})
 	if err != nil {
 		return err

@@ -59,6 +59,7 @@ func TestFlagErrors(t *testing.T) {
 		{"bad duration", []string{"--id", "0", "--peers", "a:1", "--vote-timeout", "soon"}, "-vote-timeout"},
 		{"negative duration", []string{"--id", "0", "--peers", "a:1", "--in-doubt-after", "-1s"}, "--in-doubt-after -1s: must not be negative"},
 		{"empty data dir", []string{"--id", "0", "--peers", "a:1", "--data-dir", ""}, "--data-dir is empty"},
+		{"negative max conns", []string{"--id", "0", "--peers", "a:1", "--max-conns", "-1"}, "--max-conns -1: must not be negative"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -120,7 +121,7 @@ func TestStartFailureExitsOne(t *testing.T) {
 	}
 	defer lis.Close()
 	addr := lis.Addr().String()
-	err = run([]string{"--id", "0", "--peers", addr, "--data-dir", t.TempDir(), "--log-level", "off"}, io.Discard, io.Discard, nil)
+	err = run(makeCerts(t, 1).args("--id", "0", "--peers", addr, "--data-dir", t.TempDir(), "--log-level", "off"), io.Discard, io.Discard, nil)
 	var report bytes.Buffer
 	if code := exitCode(err, &report); code != 1 || !strings.Contains(report.String(), "cannot listen on "+addr) {
 		t.Fatalf("exit code %d: %s", code, report.String())
@@ -133,7 +134,8 @@ func TestStartFailureExitsOne(t *testing.T) {
 func TestRunServesAndStopsOnSignal(t *testing.T) {
 	addr := freePorts(t, 1)[0]
 	dir := t.TempDir()
-	args := []string{"--id", "0", "--peers", addr, "--data-dir", dir, "--log-level", "warn"}
+	certs := makeCerts(t, 1)
+	args := certs.args("--id", "0", "--peers", addr, "--data-dir", dir, "--log-level", "warn")
 	for inc, sig := range []os.Signal{syscall.SIGTERM, os.Interrupt} {
 		var stdout, stderr actortest.Buffer
 		signals := make(chan os.Signal, 2)
@@ -141,7 +143,7 @@ func TestRunServesAndStopsOnSignal(t *testing.T) {
 		go func() { done <- run(args, &stdout, &stderr, signals) }()
 		waitFor(t, &stdout, fmt.Sprintf("node 0 serving on %s (incarnation %d)\n", addr, inc+1), 10*time.Second)
 
-		c, err := cluster.Dial(addr)
+		c, err := certs.dial(addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -247,9 +249,10 @@ func TestPeersIPv6KeepsBrackets(t *testing.T) {
 func TestStartOnDamagedLogExitsOneAndChangesNothing(t *testing.T) {
 	addr := freePorts(t, 1)[0]
 	dir := t.TempDir()
-	args := []string{"--id", "0", "--peers", addr, "--data-dir", dir, "--log-level", "off"}
+	certs := makeCerts(t, 1)
+	args := certs.args("--id", "0", "--peers", addr, "--data-dir", dir, "--log-level", "off")
 	_, stop := serve(t, args)
-	c, err := cluster.Dial(addr)
+	c, err := certs.dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +317,7 @@ func TestSignalDuringStartStopsCleanly(t *testing.T) {
 	signals := make(chan os.Signal, 2)
 	signals <- syscall.SIGTERM
 	var stdout actortest.Buffer
-	err := run([]string{"--id", "0", "--peers", addr, "--data-dir", t.TempDir(), "--log-level", "off"}, &stdout, io.Discard, signals)
+	err := run(makeCerts(t, 1).args("--id", "0", "--peers", addr, "--data-dir", t.TempDir(), "--log-level", "off"), &stdout, io.Discard, signals)
 	if err != nil || exitCode(err, io.Discard) != 0 {
 		t.Fatalf("run: %v", err)
 	}
@@ -329,16 +332,17 @@ func TestSignalDuringStartStopsCleanly(t *testing.T) {
 func TestSecondRunOnSameDataDirRefused(t *testing.T) {
 	addrs := freePorts(t, 2)
 	dir := t.TempDir()
-	_, stop := serve(t, []string{"--id", "0", "--peers", addrs[0], "--data-dir", dir, "--log-level", "off"})
+	certs := makeCerts(t, 1)
+	_, stop := serve(t, certs.args("--id", "0", "--peers", addrs[0], "--data-dir", dir, "--log-level", "off"))
 	signals := make(chan os.Signal, 1)
 	signals <- syscall.SIGTERM
-	err := run([]string{"--id", "0", "--peers", addrs[1], "--data-dir", dir, "--log-level", "off"}, io.Discard, io.Discard, signals)
+	err := run(certs.args("--id", "0", "--peers", addrs[1], "--data-dir", dir, "--log-level", "off"), io.Discard, io.Discard, signals)
 	var report bytes.Buffer
 	if code := exitCode(err, &report); code != 1 || !strings.Contains(report.String(), "in use by another process") ||
 		!strings.Contains(report.String(), filepath.Join(dir, "node-0")) {
 		t.Fatalf("second run: exit %d: %s", code, report.String())
 	}
-	c, err := cluster.Dial(addrs[0])
+	c, err := certs.dial(addrs[0])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func TestProcessCleanShutdown(t *testing.T) {
 		t.Skip("starts node processes")
 	}
 	c := startProcCluster(t, 4, "clean shutdown")
-	cl := newRPCClient(c.peers, 0)
+	cl := newRPCClient(c.peers, c.certs, 0)
 	defer cl.Close()
 	o, err := cl.Submit(0, messages.Set("n1/x", 42), messages.Set("n2/y", 7), messages.Add("n3/z", 5))
 	if err != nil || !o.Committed {
@@ -62,7 +62,7 @@ func TestProcessCleanShutdown(t *testing.T) {
 	// Read through node 0, whose links to 1 and 2 reconnect with backoff,
 	// and through a restarted node itself.
 	for _, via := range []int{0, 1} {
-		r := newRPCClient(c.peers, via)
+		r := newRPCClient(c.peers, c.certs, via)
 		actortest.Eventually(t, 10*time.Second, func() string {
 			got, err := r.Read("n1/x", "n2/y", "n3/z")
 			if err != nil || got["n1/x"] != 42 || got["n2/y"] != 7 || got["n3/z"] != 5 {
@@ -100,7 +100,7 @@ func TestProcessSIGKILLBank(t *testing.T) {
 	// info logs every protocol step of thousands of transfers.
 	c := startProcCluster(t, nodes, note, "--vote-timeout", "1s", "--in-doubt-after", "1s", "--log-level", "warn")
 	b := bank.New(bank.Config{Nodes: nodes, Prefix: "s" + strconv.FormatInt(seed, 36)})
-	setup := newRPCClient(c.peers, 0)
+	setup := newRPCClient(c.peers, c.certs, 0)
 	err := b.Setup(setup)
 	setup.Close()
 	if err != nil {
@@ -119,7 +119,7 @@ func TestProcessSIGKILLBank(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl := newRPCClient(c.peers, 0)
+			cl := newRPCClient(c.peers, c.certs, 0)
 			defer cl.Close()
 			for {
 				select {
@@ -158,7 +158,7 @@ func TestProcessSIGKILLBank(t *testing.T) {
 					return
 				default:
 				}
-				cl := newRPCClient(c.peers, i%nodes)
+				cl := newRPCClient(c.peers, c.certs, i%nodes)
 				err := b.CheckTotal(cl)
 				cl.Close()
 				switch {
@@ -231,7 +231,7 @@ func TestProcessSIGKILLBank(t *testing.T) {
 	deadline := time.Now().Add(settle)
 	for {
 		attempts++
-		r := newRPCClient(c.peers, attempts%nodes)
+		r := newRPCClient(c.peers, c.certs, attempts%nodes)
 		lastErr = b.Check(r)
 		r.Close()
 		if lastErr == nil || time.Now().After(deadline) {
@@ -252,7 +252,7 @@ func TestProcessSIGKILLBank(t *testing.T) {
 	// Every node is up and coordinates again. A node restarted a moment
 	// ago refuses transactions until the clock skew has passed since its
 	// start (a predecessor may have voted on them): retry for a while.
-	cl := newRPCClient(c.peers, 0)
+	cl := newRPCClient(c.peers, c.certs, 0)
 	defer cl.Close()
 	for via := 0; via < nodes; via++ {
 		actortest.Eventually(t, 10*time.Second, func() string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,6 +18,7 @@ import (
 	"time"
 	"twopc/actors/actortest"
 	"twopc/cluster"
+	"twopc/identity"
 	"twopc/internal/bank"
 	"twopc/messages"
 )
@@ -226,7 +228,8 @@ type procCluster struct {
 	dataDir string
 	logDir  string   // each node's stderr, appended across restarts
 	extra   []string // flags every node gets
-	note    string   // prefix of every failure (the seed)
+	certs   *testCerts
+	note    string // prefix of every failure (the seed)
 
 	mu    sync.Mutex
 	procs []*nodeProc // nil while down
@@ -237,7 +240,7 @@ func startProcCluster(t *testing.T, nodes int, note string, extra ...string) *pr
 	bin := nodeBinary(t)
 	tmp := t.TempDir() // removed after the cleanup below has printed the logs
 	c := &procCluster{
-		t: t, bin: bin, peers: freePorts(t, nodes), note: note, extra: extra,
+		t: t, bin: bin, peers: freePorts(t, nodes), note: note, extra: extra, certs: makeCerts(t, nodes),
 		dataDir: filepath.Join(tmp, "data"), logDir: tmp, procs: make([]*nodeProc, nodes),
 	}
 	t.Cleanup(c.cleanup)
@@ -259,7 +262,7 @@ func (c *procCluster) stderrPath(id int) string {
 // start runs node id and waits for its serving line.
 func (c *procCluster) start(id int) *nodeProc {
 	c.t.Helper()
-	args := append([]string{"--id", strconv.Itoa(id), "--peers", strings.Join(c.peers, ","), "--data-dir", c.dataDir}, c.extra...)
+	args := append([]string{"--id", strconv.Itoa(id), "--peers", strings.Join(c.peers, ","), "--data-dir", c.dataDir, "--tls-dir", c.certs.dir}, c.extra...)
 	logf, err := os.OpenFile(c.stderrPath(id), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		c.fatalf("%v", err)
@@ -377,14 +380,15 @@ func tail(path string, n int) string {
 // node may have died), so the next use dials again.
 type rpcClient struct {
 	peers []string
+	tls   *tls.Config // the client certificate's settings
 
 	mu      sync.Mutex
 	conns   map[int]*cluster.Client
 	readVia int // the node reads go through
 }
 
-func newRPCClient(peers []string, readVia int) *rpcClient {
-	return &rpcClient{peers: peers, conns: map[int]*cluster.Client{}, readVia: readVia}
+func newRPCClient(peers []string, certs *testCerts, readVia int) *rpcClient {
+	return &rpcClient{peers: peers, tls: certs.client, conns: map[int]*cluster.Client{}, readVia: readVia}
 }
 
 func (r *rpcClient) conn(via int) (*cluster.Client, error) {
@@ -393,7 +397,7 @@ func (r *rpcClient) conn(via int) (*cluster.Client, error) {
 	if c := r.conns[via]; c != nil {
 		return c, nil
 	}
-	c, err := cluster.Dial(r.peers[via])
+	c, err := cluster.Dial(r.peers[via], cluster.WithTLS(r.tls))
 	if err != nil {
 		return nil, err
 	}
@@ -462,4 +466,61 @@ func testSeed(t *testing.T) int64 {
 		t.Fatal(err)
 	}
 	return seed
+}
+
+// testCerts is a cluster's certificates written to a test's temporary
+// directory as cmd/certs writes them (nodes on 127.0.0.1), and a client's
+// settings to dial them with.
+type testCerts struct {
+	dir    string
+	client *tls.Config
+	admin  *tls.Config
+}
+
+func makeCerts(t *testing.T, nodes int) *testCerts {
+	t.Helper()
+	ca, err := identity.NewCA("test cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name string, b []byte, mode os.FileMode) {
+		if err := os.WriteFile(filepath.Join(dir, name), b, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(identity.CAFile, ca.CertPEM(), 0o644)
+	peers := []identity.Peer{identity.Client, identity.Admin}
+	for i := range nodes {
+		peers = append(peers, identity.Node(int32(i)))
+	}
+	for _, p := range peers {
+		var hosts []string
+		if p.IsNode() {
+			hosts = []string{"127.0.0.1"}
+		}
+		c, k, err := ca.IssuePEM(p, hosts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(p.FileBase()+".crt", c, 0o644)
+		write(p.FileBase()+".key", k, 0o600)
+	}
+	client, err := identity.Load(dir, identity.Client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := identity.Load(dir, identity.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCerts{dir: dir, client: client.ClientConfig(), admin: admin.ClientConfig()}
+}
+
+// args are the flags that make a node use these certificates.
+func (c *testCerts) args(args ...string) []string { return append(args, "--tls-dir", c.dir) }
+
+// dial connects a client with the client certificate.
+func (c *testCerts) dial(addr string) (*cluster.Client, error) {
+	return cluster.Dial(addr, cluster.WithTLS(c.client))
 }
