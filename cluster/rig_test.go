@@ -19,6 +19,7 @@ import (
 
 	"twopc/actors"
 	"twopc/actors/actortest"
+	"twopc/bridge"
 	"twopc/identity"
 	"twopc/internal/bank"
 	"twopc/messages"
@@ -692,7 +693,7 @@ func rpcAs(t *testing.T, l *Local, node int, id *identity.Identity) *rpc.Client 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := rpc.NewClient(conn)
+	c := rpc.NewClientWithCodec(bridge.NewClientCodec(conn, bridge.Limits{}))
 	t.Cleanup(func() { c.Close() })
 	return c
 }

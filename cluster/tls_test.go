@@ -87,7 +87,7 @@ func TestCertificateOfAnotherCARefused(t *testing.T) {
 		if err != nil {
 			continue // refused during the handshake: good
 		}
-		c := rpc.NewClient(conn)
+		c := rpc.NewClientWithCodec(bridge.NewClientCodec(conn, bridge.Limits{}))
 		var out messages.Outcome
 		err = c.Call("Client.Submit", &SubmitArgs{Ops: []messages.Op{messages.Set("n0/x", 1)}}, &out)
 		c.Close()
