@@ -53,9 +53,9 @@ func TestBoundServiceRefusesAnotherSender(t *testing.T) {
 		}
 	}
 	ln := listenLoopback(t)
-	srv := serveConns(ln, func(c net.Conn) { bound.ServeConn(c) })
+	srv := serveConns(ln, func(c net.Conn) { bound.ServeCodec(recv.bridge.ServerCodec(c)) })
 	t.Cleanup(func() { srv.stop(); srv.wait() })
-	c, err := rpc.Dial("tcp", ln.Addr().String())
+	c, err := dialCodec(ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

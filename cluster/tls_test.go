@@ -52,10 +52,12 @@ func TestPlainTCPRefused(t *testing.T) {
 	if _, err := c.Submit(messages.Set("n0/x", 1)); err == nil {
 		t.Fatal("a plaintext client submitted a transaction")
 	}
-	raw, err := rpc.Dial("tcp", l.Members()[0])
+	// Speaking the wire's own encoding, in plain TCP.
+	conn, err := net.Dial("tcp", l.Members()[0])
 	if err != nil {
 		t.Fatal(err)
 	}
+	raw := rpc.NewClientWithCodec(bridge.NewClientCodec(conn, bridge.Limits{}))
 	defer raw.Close()
 	var ack bridge.Ack
 	batch := &bridge.Batch{Cluster: bridge.ClusterID(l.Members()), From: 1, FromAddr: l.Members()[1], To: 0, Session: 1, Seq: 1}
