@@ -310,6 +310,24 @@ func (b *Bridge) ServerCodec(c io.ReadWriteCloser) rpc.ServerCodec {
 	return NewServerCodec(c, b.cfg.Limits, b.refusals)
 }
 
+// PeerServerCodec is ServerCodec for a connection whose certificate proves
+// it is node peer's: a batch claiming another sender is refused as soon as
+// its header is read, before any of its messages is decoded (the bound
+// Deliver of RegisterPeer checks again).
+func (b *Bridge) PeerServerCodec(c io.ReadWriteCloser, peer int32) rpc.ServerCodec {
+	s := NewServerCodec(c, b.cfg.Limits, b.refusals).(*serverCodec)
+	s.sender = &peer
+	s.impostor = func(e *ImpostorError) error {
+		e.Self = b.cfg.Self
+		b.refusedBatches.Add(1)
+		if ok, missed := b.impostors.allow(); ok {
+			b.log.Warn("refused a batch claiming another sender than the connection's certificate", "certificate", e.Conn, "claimed", e.Claimed, "refusals_not_logged", missed)
+		}
+		return e
+	}
+	return s
+}
+
 // Limits are the bounds this node enforces on its input.
 func (b *Bridge) Limits() Limits { return b.cfg.Limits }
 

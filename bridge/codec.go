@@ -203,6 +203,12 @@ type serverCodec struct {
 	in   frameReader
 	body *Decoder // the current request's body, between header and body reads
 
+	// sender, if set, is the connection's authenticated node (see
+	// Decoder.sender); impostor is told of each batch refused for claiming
+	// another.
+	sender   *int32
+	impostor func(*ImpostorError) error
+
 	wmu sync.Mutex // net/rpc serialises responses already; this guards against misuse
 	out frameWriter
 
@@ -245,6 +251,7 @@ func (s *serverCodec) ReadRequestHeader(r *rpc.Request) error {
 		return err
 	}
 	d := NewDecoder(buf, s.lim)
+	d.sender = s.sender
 	r.Seq = d.Uvarint()
 	method := d.String()
 	if d.err == nil && len(method) > maxMethod {
@@ -268,6 +275,10 @@ func (s *serverCodec) ReadRequestBody(v any) error {
 		return nil
 	}
 	if err := decodeValue(d, v); err != nil {
+		var imp *ImpostorError
+		if errors.As(err, &imp) && s.impostor != nil {
+			return s.impostor(imp)
+		}
 		// The frame was read whole, so the connection stays usable; net/rpc
 		// answers the call with this error.
 		s.log.refuse("bad-body", "refused a request that does not decode", "type", fmt.Sprintf("%T", v), "error", err)

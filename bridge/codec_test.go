@@ -643,3 +643,41 @@ func TestBridgeSplitsBatchesToFitFrames(t *testing.T) {
 		t.Errorf("sender stats %+v: want the votes in 9 or more batches, the oversized one dropped and no batch refused", st)
 	}
 }
+
+// A batch whose claimed sender is not the connection's certificate stops
+// decoding at its header: none of its messages is decoded. Shown with
+// messages made of garbage: decoded, they would fail with another error.
+func TestImpostorBatchRefusedBeforeItsMessagesAreDecoded(t *testing.T) {
+	header := &Batch{Cluster: 7, From: 2, FromAddr: "127.0.0.1:2", To: 0, Session: 1, Seq: 1}
+	var h Encoder
+	header.EncodeWire(&h)
+	batch := *header
+	for i := range 100 {
+		batch.Msgs = append(batch.Msgs, Msg{To: "participant", Body: vote(uint64(i + 1))})
+	}
+	var e Encoder
+	batch.EncodeWire(&e)
+	frame := e.Bytes()
+	// The count of messages is the header's last byte (0 there, 100 here):
+	// everything after it is the messages. Make it garbage.
+	for i := len(h.Bytes()) + 1; i < len(frame); i++ {
+		frame[i] = 0xff
+	}
+	decode := func(sender int32) (*Batch, error) {
+		d := NewDecoder(frame, Limits{})
+		d.sender = &sender
+		var got Batch
+		got.DecodeWire(d)
+		return &got, d.Err()
+	}
+	got, err := decode(1)
+	var imp *ImpostorError
+	if !errors.As(err, &imp) || imp.Conn != 1 || imp.Claimed != 2 || got.Msgs != nil {
+		t.Fatalf("node 2's batch on node 1's connection: %v (%d messages), want an ImpostorError and none decoded", err, len(got.Msgs))
+	}
+	// On node 2's own connection the messages are decoded, and the garbage
+	// is found.
+	if _, err := decode(2); err == nil || errors.As(err, &imp) {
+		t.Fatalf("node 2's own batch of garbage messages: %v, want a decoding error", err)
+	}
+}

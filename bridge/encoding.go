@@ -88,6 +88,20 @@ type Decoder struct {
 	buf []byte
 	err error
 	lim *Limits
+	// sender, if set, is the node the connection's certificate proves:
+	// a batch claiming another sender stops decoding at its header
+	// (ImpostorError), before any of its messages is decoded.
+	sender *int32
+}
+
+// ImpostorError: a batch claims a sender other than the node whose
+// certificate its connection presented.
+type ImpostorError struct {
+	Self, Conn, Claimed int32
+}
+
+func (e *ImpostorError) Error() string {
+	return fmt.Sprintf("node %d refuses batch: the connection is node %d's, the batch claims node %d", e.Self, e.Conn, e.Claimed)
 }
 
 // NewDecoder reads buf under lim (zero fields take their defaults).

@@ -373,6 +373,10 @@ func encodeMsg(e *Encoder, m *Msg) {
 func (b *Batch) DecodeWire(d *Decoder) {
 	b.Cluster = d.Uvarint()
 	b.From = d.Int32()
+	if d.sender != nil && d.err == nil && b.From != *d.sender {
+		d.Fail(&ImpostorError{Conn: *d.sender, Claimed: b.From})
+		return
+	}
 	b.FromAddr = d.String()
 	b.To = d.Int32()
 	b.Session = d.Varint()

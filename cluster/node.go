@@ -339,7 +339,7 @@ func (n *Node) rpcServers() (func(identity.Peer, net.Conn), error) {
 	return func(p identity.Peer, c net.Conn) {
 		switch {
 		case p.IsNode() && int(p.Node) < len(peers) && peers[p.Node] != nil:
-			peers[p.Node].ServeCodec(n.bridge.ServerCodec(c))
+			peers[p.Node].ServeCodec(n.bridge.PeerServerCodec(c, p.Node))
 		case p.IsAdmin():
 			admins.ServeCodec(n.bridge.ServerCodec(c))
 		case p.MayUseClient():
