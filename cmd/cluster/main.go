@@ -5,6 +5,10 @@
 // tab completion when stdin is a terminal, or line by line from stdin
 // otherwise, exiting at the end of input. `help` lists the commands. State
 // is kept under --data-dir, so a second run continues from the first.
+//
+// With --http ADDR it also serves Prometheus /metrics, /healthz and /readyz
+// for all its nodes on ADDR (see package twopc/metrics), and prints
+// "http: serving on http://<addr>" first.
 package main
 
 import (
@@ -22,6 +26,7 @@ import (
 	"twopc/actors"
 	"twopc/cluster"
 	"twopc/messages"
+	"twopc/metrics"
 )
 
 func main() {
@@ -38,6 +43,8 @@ type options struct {
 	history      string
 	voteTimeout  time.Duration
 	inDoubtAfter time.Duration
+	http         string            // --http: where metrics and health are served ("": nowhere)
+	web          *metrics.Endpoint // serving --http (nil without it)
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -51,6 +58,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.history, "history", defaultHistory(), "file keeping the prompt's command history across runs (\"\" keeps none)")
 	fs.DurationVar(&o.voteTimeout, "vote-timeout", actors.DefaultTiming.VoteTimeout, "how long a coordinator waits for votes before it aborts")
 	fs.DurationVar(&o.inDoubtAfter, "in-doubt-after", actors.DefaultTiming.InDoubtAfter, "how long a prepared participant waits for the decision before it asks")
+	fs.StringVar(&o.http, "http", "", "serve /metrics, /healthz and /readyz for every node on this host:port (\"\": no HTTP server)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -97,6 +105,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "error:", err)
 		return 2
 	}
+	if o.http != "" {
+		// Up before the nodes recover, so that /readyz can say they are not ready yet.
+		if o.web, err = metrics.ForLocal(o.http, o.nodes); err != nil {
+			fmt.Fprintln(stderr, "error:", err)
+			return 1
+		}
+		defer o.web.Close()
+		fmt.Fprintf(stdout, "http: serving on %s\n", o.web.URL())
+	}
 	r, err := startREPL(o, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
@@ -112,6 +129,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}()
 	go func() {
 		if _, ok := <-sig; ok {
+			o.web.Stopping()
 			r.shutdown()
 			os.Exit(130)
 		}
@@ -119,6 +137,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	ok := runDemo(r.c, stdout)
 	code := r.loop(stdin, stdout, stderr)
+	o.web.Stopping()
 	r.shutdown()
 	if !ok && code == 0 {
 		code = 1
@@ -137,11 +156,12 @@ func startREPL(o *options, stderr io.Writer) (*repl, error) {
 	c, err := startCluster(cluster.LocalConfig{
 		Nodes: o.nodes, BasePort: o.basePort, DataDir: o.dataDir, Logger: logger,
 		Timing: actors.Timing{VoteTimeout: o.voteTimeout, InDoubtAfter: o.inDoubtAfter},
-		Tracer: r.tracer, CrashAtSteps: true,
+		Tracer: r.tracer, CrashAtSteps: true, Observers: o.web.Observers(),
 	})
 	if err != nil {
 		return nil, err
 	}
+	o.web.ServeLocal(c.Local)
 	r.c = c
 	return r, nil
 }

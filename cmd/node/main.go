@@ -1,7 +1,7 @@
 // Command node runs one twopc node in this process, so the members of a
 // cluster can run as separate processes, on one host or several:
 //
-//	node --id N --peers host:port,host:port,... [--data-dir ./logs] [--log-level info]
+//	node --id N --peers host:port,host:port,... [--data-dir ./logs] [--log-level info] [--http 127.0.0.1:9100]
 //
 // --peers lists every member in node-id order, this node's own address
 // included, so every process is given the same list. The node listens on
@@ -15,6 +15,10 @@
 // log fails (a write or fsync error: a full or failing disk) stops serving
 // at once and exits 3, so that a supervisor restarts it: started again, it
 // recovers from what its log really holds.
+//
+// With --http ADDR it also serves Prometheus /metrics, /healthz and /readyz
+// on ADDR (see package twopc/metrics), and prints
+// "http: serving on http://<addr>" first.
 package main
 
 import (
@@ -34,6 +38,7 @@ import (
 
 	"twopc/actors"
 	"twopc/cluster"
+	"twopc/metrics"
 )
 
 func main() {
@@ -100,6 +105,7 @@ type options struct {
 	dataDir string
 	level   hclog.Level
 	timing  actors.Timing
+	http    string // --http: where metrics and health are served ("": nowhere)
 }
 
 // parseArgs reads the command line; every error is a *usageError naming
@@ -114,6 +120,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	logLevel := fs.String("log-level", "info", "trace, debug, info, warn or error")
 	voteTimeout := fs.Duration("vote-timeout", 0, "how long a coordinator waits for votes (0: "+actors.DefaultTiming.VoteTimeout.String()+"); every node should use the same")
 	inDoubtAfter := fs.Duration("in-doubt-after", 0, "how long a prepared participant waits before asking for the decision (0: "+actors.DefaultTiming.InDoubtAfter.String()+")")
+	httpAddr := fs.String("http", "", "serve /metrics, /healthz and /readyz on this host:port (\"\": no HTTP server)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: node --id N --peers host:port,host:port,... [flags]\n\nRuns one twopc node; it listens on its own entry of --peers.\n\n")
 		fs.PrintDefaults()
@@ -135,7 +142,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
-	o := &options{dataDir: *dataDir}
+	o := &options{dataDir: *dataDir, http: *httpAddr}
 	var err error
 	if o.peers, err = parsePeers(*peers, set["peers"]); err != nil {
 		return nil, err
@@ -225,12 +232,23 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) erro
 		return err
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: o.level, Output: stderr})
+	var web *metrics.Endpoint // nil without --http: every call on it does nothing
+	if o.http != "" {
+		// Up before the node recovers, so that /readyz can say it is not ready yet.
+		if web, err = metrics.ForNode(o.http, o.id); err != nil {
+			return err
+		}
+		defer web.Close()
+		fmt.Fprintf(stdout, "http: serving on %s\n", web.URL())
+	}
 	n, err := cluster.Start(cluster.Config{
 		ID: o.id, Members: o.peers, DataDir: o.dataDir, Timing: o.timing, Logger: logger,
+		Observer: web.Observer(o.id),
 	})
 	if err != nil {
 		return err
 	}
+	web.Serve(n)
 	fmt.Fprintf(stdout, "node %d serving on %s (incarnation %d)\n", o.id, n.Addr(), n.Incarnation())
 
 	var s os.Signal
@@ -241,6 +259,7 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) erro
 		return &logFailedError{id: o.id, err: n.Failure()}
 	}
 	logger.Named(fmt.Sprintf("node-%d", o.id)).Info("stopping", "signal", fmt.Sprint(s))
+	web.Stopping()
 	if err := shutdown(n.Stop, signals); err != nil {
 		return err
 	}
