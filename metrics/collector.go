@@ -17,7 +17,7 @@ type nodeCollector struct {
 	node func() *cluster.Node // the node as it is now; nil while down
 
 	up, inFlight, locks, inDoubt, oldest, walBytes, walRecords, walFsyncs *prometheus.Desc
-	queue, peerUp                                                        *prometheus.Desc
+	queue, peerUp                                                         *prometheus.Desc
 }
 
 // askTimeout bounds each question a scrape asks a role: a scrape must end
