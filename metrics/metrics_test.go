@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -298,5 +299,57 @@ func TestClassify(t *testing.T) {
 		if got := Classify(c.o, c.err); got != c.want {
 			t.Errorf("Classify(%+v, %v) = %v, want %v", c.o, c.err, got, c.want)
 		}
+	}
+}
+
+// One node per process: no node label, not ready until the node is handed
+// over once recovered, and not ready once its power is cut.
+func TestSingleNodeEndpoint(t *testing.T) {
+	ep, err := ForNode("127.0.0.1:0", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.Close()
+	base := ep.URL()
+	if code, body := get(t, base+"/readyz"); code != http.StatusServiceUnavailable || body != "not ready: starting: recovering from the log\n" {
+		t.Fatalf("/readyz before the node started: %d %q", code, body)
+	}
+	if ep.Observer(1) != nil {
+		t.Error("an Observer for a node this endpoint does not serve")
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := cluster.Start(cluster.Config{ID: 0, Members: []string{lis.Addr().String()}, Listener: lis, DataDir: t.TempDir(),
+		Timing: timing, Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}), Observer: ep.Observer(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep.Serve(n)
+	if code, body := get(t, base+"/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz once serving: %d %q", code, body)
+	}
+	if o, err := n.Submit(messages.Set("k", 1)); err != nil || !o.Committed {
+		t.Fatalf("submit: %+v %v", o, err)
+	}
+	fams := scrape(t, base)
+	if v, _ := value(fams, "twopc_transactions_total", map[string]string{"outcome": "committed", "reason": "none"}); v != 1 {
+		t.Errorf("committed = %v, want 1", v)
+	}
+	for name, labels := range labelsOf(fams) {
+		for _, l := range labels {
+			if l == "node" {
+				t.Errorf("%s has a node label in a one-node endpoint", name)
+			}
+		}
+	}
+	checkClosedLabels(t, fams)
+	n.Crash()
+	if code, body := get(t, base+"/readyz"); code != http.StatusServiceUnavailable || body != "not ready: node 0 crashed (power cut)\n" {
+		t.Errorf("/readyz after a power cut: %d %q", code, body)
+	}
+	if v, _ := value(scrape(t, base), "twopc_up", nil); v != 0 {
+		t.Errorf("twopc_up after a power cut = %v", v)
 	}
 }
