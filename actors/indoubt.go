@@ -122,6 +122,9 @@ func (p *participant) askAboutInDoubt(ctx actor.Context) {
 				ctx.Send(p.cfg.Directory.Participant(n), q)
 			}
 		}
+		if t.asked > 0 && p.cfg.Rounds != nil {
+			p.cfg.Rounds(messages.DecisionUnknown) // the previous round learned nothing
+		}
 		t.asked++
 		t.nextQuery = now.Add(t.queryGap.grow())
 	}

@@ -44,6 +44,14 @@ type ParticipantConfig struct {
 
 	// Steps, if set, is told of every protocol step (see StepHook).
 	Steps StepHook
+
+	// Rounds, if set, is told how each round of asking about an in-doubt
+	// transaction ended, on the participant's goroutine: DecisionCommit or
+	// DecisionAbort when the decision arrived (an answer, or the
+	// coordinator's Commit or Abort) before the next round, DecisionUnknown
+	// when the next round began without one. A node's metrics count them.
+	// It must be quick. Nil: nothing is told.
+	Rounds func(messages.Decision)
 }
 
 // participant owns its node's committed state and lock table. It is the only
@@ -598,6 +606,9 @@ func (p *participant) onDecision(ctx actor.Context, tx messages.TxID, d messages
 	if commit, forced := p.heuristics[tx]; forced {
 		p.onDecisionAfterHeuristic(ctx, tx, t, commit, d, replyTo)
 		return
+	}
+	if t != nil && t.state == prepared && t.asked > 0 && p.cfg.Rounds != nil {
+		p.cfg.Rounds(d) // the last round of asking got its answer
 	}
 	p.decide(ctx, tx, d, replyTo, reason)
 }

@@ -187,6 +187,7 @@ type Bridge struct {
 	droppedMsgs, droppedBatches atomic.Uint64
 	refusedBatches, skippedMsgs atomic.Uint64
 	connects                    atomic.Uint64
+	unreachable                 []atomic.Bool // by node id: the last dial to it failed (set by its dialer)
 
 	refusals *RefusalLog // inbound refusals, logged at a bounded rate
 
@@ -253,7 +254,8 @@ func New(sys *actor.ActorSystem, cfg Config) (*Bridge, error) {
 		session: time.Now().UnixNano(),
 		inbound: make(map[int32][]linkPosition),
 
-		fromHeader: senderHeaders(len(cfg.Members)),
+		fromHeader:  senderHeaders(len(cfg.Members)),
+		unreachable: make([]atomic.Bool, len(cfg.Members)),
 	}
 	b.refusals = NewRefusalLog(cfg.Logger, DefaultRefusalInterval)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
@@ -440,6 +442,7 @@ func (b *Bridge) dial(epoch uint64, peer int32, delay time.Duration) {
 					return
 				}
 				failures++
+				b.unreachable[peer].Store(true)
 				if failures == 1 {
 					b.log.Warn("peer unreachable, redialling with backoff", "peer", peer, "addr", addr, "error", err)
 				} else {
@@ -453,6 +456,7 @@ func (b *Bridge) dial(epoch uint64, peer int32, delay time.Duration) {
 				return
 			}
 			b.connects.Add(1)
+			b.unreachable[peer].Store(false)
 			if failures > 0 {
 				b.log.Info("peer reachable again", "peer", peer, "addr", addr, "failed_attempts", failures)
 			} else {
@@ -608,6 +612,8 @@ func (a *bridgeActor) Receive(ctx actor.Context) {
 		a.onDelivered(m)
 	case *faultControl:
 		ctx.Respond(a.onControl(m))
+	case *peersRequest:
+		ctx.Respond(a.peerStates())
 	case *delayedMsg:
 		a.onDelayed(m)
 	case *actor.Stopping, *actor.Restarting:

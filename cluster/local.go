@@ -37,6 +37,9 @@ type LocalConfig struct {
 	TLS func(node int32) (*identity.Identity, error)
 	// ConnLimits bound each node's connections (Config.ConnLimits).
 	ConnLimits ConnLimits
+	// Observers, if set, gives each node its Observer (Config.Observer),
+	// called again with the same id when the node restarts. Nil: none.
+	Observers func(id int32) Observer
 }
 
 // Local is a cluster of in-process nodes: the four-node demo, the
@@ -113,7 +116,7 @@ func (l *Local) start(i int, lis net.Listener) error {
 		ID: int32(i), Members: l.members, DataDir: l.cfg.DataDir, Timing: l.cfg.Timing,
 		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Steps: l.stepHook(), Tracer: l.cfg.Tracer,
 		BridgeReady: func(b *bridge.Bridge) { l.bridgeReady(i, b) },
-		FailStopped: func(n *Node) { l.failStopped(i, n) },
+		FailStopped: func(n *Node) { l.failStopped(i, n) }, Observer: l.observer(i),
 	})
 	if err != nil {
 		return err
@@ -130,6 +133,14 @@ func (l *Local) start(i int, lis net.Listener) error {
 	l.nodes[i] = n
 	l.mu.Unlock()
 	return nil
+}
+
+// observer is node i's Observer, or nil.
+func (l *Local) observer(i int) Observer {
+	if l.cfg.Observers == nil {
+		return nil
+	}
+	return l.cfg.Observers(int32(i))
 }
 
 // Members are the nodes' addresses, indexed by node id.

@@ -58,6 +58,17 @@ func (n *Node) Submit(ops ...messages.Op) (*messages.Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
+	if obs := n.cfg.Observer; obs != nil {
+		start := time.Now()
+		o, err := n.outcome(r)
+		obs.TransactionEnded(o, err, time.Since(start))
+		return o, err
+	}
+	return n.outcome(r)
+}
+
+// outcome waits for a submitted transaction's outcome.
+func (n *Node) outcome(r *pendingReply) (*messages.Outcome, error) {
 	res, err := r.await(time.Now().Add(n.clientTimeout()))
 	if err != nil {
 		return nil, &NoOutcomeError{Node: n.cfg.ID, Tx: r.box.begunTx(), Err: err}

@@ -25,6 +25,7 @@ import (
 	"twopc/cluster"
 	"twopc/identity"
 	"twopc/messages"
+	"twopc/metrics"
 )
 
 func main() {
@@ -38,7 +39,17 @@ func main() {
 	memProfile := flag.String("memprofile", "", "with --memory: write a heap profile, taken once finished transactions are forgotten, to this file")
 	useTLS := flag.Bool("tls", true, "mutual TLS between the nodes and from the clients (an in-memory CA); --tls=false measures plain TCP")
 	memory := flag.Bool("memory", false, "after the run, report heap and on-disk size once the cluster settled and again once finished transactions are forgotten")
+	httpAddr := flag.String("http", "", "serve the nodes' /metrics, /healthz and /readyz on this host:port during the run (\"\": metrics off), to measure what they cost")
 	flag.Parse()
+	if *httpAddr != "" {
+		var err error
+		if web, err = metrics.ForLocal(*httpAddr, *nodes); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer web.Close()
+		fmt.Fprintf(os.Stderr, "http: serving on %s\n", web.URL())
+	}
 	if *clients < 1 || *nodes < 2 || *duration <= 0 || *txs < 0 {
 		fmt.Fprintln(os.Stderr, "error: need --clients >= 1, --nodes >= 2, --duration > 0, --txs >= 0")
 		os.Exit(2)
@@ -132,10 +143,14 @@ func (r *result) pct(p int) time.Duration {
 	return r.latencies[i].Round(10 * time.Microsecond)
 }
 
+// web serves the nodes' metrics with --http (nil: metrics off).
+var web *metrics.Endpoint
+
 func run(clients, nodes int, d time.Duration, txs int64, memory, useTLS bool, dir, mode string) (*result, error) {
 	cfg := cluster.LocalConfig{
 		Nodes: nodes, DataDir: dir,
-		Logger: hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.Warn}),
+		Logger:    hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.Warn}),
+		Observers: web.Observers(),
 	}
 	var dial []cluster.DialOption
 	if useTLS {
@@ -154,6 +169,7 @@ func run(clients, nodes int, d time.Duration, txs int64, memory, useTLS bool, di
 	if err != nil {
 		return nil, err
 	}
+	web.ServeLocal(l)
 	defer l.Stop()
 	conns := make([]*cluster.Client, nodes)
 	for i, addr := range l.Members() {

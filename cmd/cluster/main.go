@@ -5,6 +5,10 @@
 // tab completion when stdin is a terminal, or line by line from stdin
 // otherwise, exiting at the end of input. `help` lists the commands. State
 // is kept under --data-dir, so a second run continues from the first.
+//
+// With --http ADDR it also serves Prometheus /metrics, /healthz and /readyz
+// for all its nodes on ADDR (see package twopc/metrics), and prints
+// "http: serving on http://<addr>" first.
 package main
 
 import (
@@ -24,6 +28,7 @@ import (
 	"twopc/cluster"
 	"twopc/identity"
 	"twopc/messages"
+	"twopc/metrics"
 )
 
 func main() {
@@ -40,7 +45,9 @@ type options struct {
 	history      string
 	voteTimeout  time.Duration
 	inDoubtAfter time.Duration
-	tlsDir       string // "": an in-memory CA made at start
+	tlsDir       string            // "": an in-memory CA made at start
+	http         string            // --http: where metrics and health are served ("": nowhere)
+	web          *metrics.Endpoint // serving --http (nil without it)
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -55,6 +62,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.voteTimeout, "vote-timeout", actors.DefaultTiming.VoteTimeout, "how long a coordinator waits for votes before it aborts")
 	fs.DurationVar(&o.inDoubtAfter, "in-doubt-after", actors.DefaultTiming.InDoubtAfter, "how long a prepared participant waits for the decision before it asks")
 	fs.StringVar(&o.tlsDir, "tls-dir", "", "directory with the cluster's certificates (go run ./cmd/certs --hosts 127.0.0.1 makes them); default: a CA made in memory at start")
+	fs.StringVar(&o.http, "http", "", "serve /metrics, /healthz and /readyz for every node on this host:port (\"\": no HTTP server)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -101,6 +109,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "error:", err)
 		return 2
 	}
+	if o.http != "" {
+		// Up before the nodes recover, so that /readyz can say they are not ready yet.
+		if o.web, err = metrics.ForLocal(o.http, o.nodes); err != nil {
+			fmt.Fprintln(stderr, "error:", err)
+			return 1
+		}
+		defer o.web.Close()
+		fmt.Fprintf(stdout, "http: serving on %s\n", o.web.URL())
+	}
 	r, err := startREPL(o, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
@@ -116,6 +133,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}()
 	go func() {
 		if _, ok := <-sig; ok {
+			o.web.Stopping()
 			r.shutdown()
 			os.Exit(130)
 		}
@@ -123,6 +141,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	ok := runDemo(r.c, stdout)
 	code := r.loop(stdin, stdout, stderr)
+	o.web.Stopping()
 	r.shutdown()
 	if !ok && code == 0 {
 		code = 1
@@ -145,11 +164,12 @@ func startREPL(o *options, stderr io.Writer) (*repl, error) {
 	c, err := startCluster(cluster.LocalConfig{
 		Nodes: o.nodes, BasePort: o.basePort, DataDir: o.dataDir, Logger: logger,
 		Timing: actors.Timing{VoteTimeout: o.voteTimeout, InDoubtAfter: o.inDoubtAfter},
-		Tracer: r.tracer, CrashAtSteps: true, TLS: nodeTLS,
+		Tracer: r.tracer, CrashAtSteps: true, TLS: nodeTLS, Observers: o.web.Observers(),
 	}, cluster.WithTLS(client))
 	if err != nil {
 		return nil, err
 	}
+	o.web.ServeLocal(c.Local)
 	r.c = c
 	return r, nil
 }

@@ -1,7 +1,7 @@
 // Command node runs one twopc node in this process, so the members of a
 // cluster can run as separate processes, on one host or several:
 //
-//	node --id N --peers host:port,host:port,... --tls-dir DIR [--data-dir ./logs] [--log-level info]
+//	node --id N --peers host:port,host:port,... --tls-dir DIR [--data-dir ./logs] [--log-level info] [--http 127.0.0.1:9100]
 //
 // --tls-dir holds the cluster's certificates as cmd/certs writes them
 // (ca.crt, node-<id>.crt, node-<id>.key): every connection, to peers and
@@ -21,6 +21,10 @@
 // log fails (a write or fsync error: a full or failing disk) stops serving
 // at once and exits 3, so that a supervisor restarts it: started again, it
 // recovers from what its log really holds.
+//
+// With --http ADDR it also serves Prometheus /metrics, /healthz and /readyz
+// on ADDR (see package twopc/metrics), and prints
+// "http: serving on http://<addr>" first.
 package main
 
 import (
@@ -41,6 +45,7 @@ import (
 	"twopc/actors"
 	"twopc/cluster"
 	"twopc/identity"
+	"twopc/metrics"
 )
 
 func main() {
@@ -110,7 +115,8 @@ type options struct {
 
 	tlsDir   string // "" only with insecure
 	insecure bool
-	maxConns int // client connections (0: cluster.DefaultMaxConns)
+	maxConns int    // client connections (0: cluster.DefaultMaxConns)
+	http     string // --http: where metrics and health are served ("": nowhere)
 }
 
 // parseArgs reads the command line; every error is a *usageError naming
@@ -128,6 +134,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	tlsDir := fs.String("tls-dir", "", "directory with ca.crt, node-<id>.crt and node-<id>.key (go run ./cmd/certs makes them); required unless --insecure")
 	insecure := fs.Bool("insecure", false, "serve plain TCP without certificates: anyone who reaches the port is believed to be a member")
 	maxConns := fs.Int("max-conns", 0, fmt.Sprintf("client and admin connections served at once (0: %d); members' connections do not count", cluster.DefaultMaxConns))
+	httpAddr := fs.String("http", "", "serve /metrics, /healthz and /readyz on this host:port (\"\": no HTTP server)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: node --id N --peers host:port,host:port,... [flags]\n\nRuns one twopc node; it listens on its own entry of --peers.\n\n")
 		fs.PrintDefaults()
@@ -149,7 +156,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
-	o := &options{dataDir: *dataDir}
+	o := &options{dataDir: *dataDir, http: *httpAddr}
 	var err error
 	if o.peers, err = parsePeers(*peers, set["peers"]); err != nil {
 		return nil, err
@@ -258,6 +265,15 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) erro
 		return err
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: o.level, Output: stderr})
+	var web *metrics.Endpoint // nil without --http: every call on it does nothing
+	if o.http != "" {
+		// Up before the node recovers, so that /readyz can say it is not ready yet.
+		if web, err = metrics.ForNode(o.http, o.id); err != nil {
+			return err
+		}
+		defer web.Close()
+		fmt.Fprintf(stdout, "http: serving on %s\n", web.URL())
+	}
 	var id *identity.Identity
 	if o.insecure {
 		logger.Warn("INSECURE: --insecure given: serving plain TCP without certificates; anyone who can reach " + o.peers[o.id] + " can act as any member or client")
@@ -267,10 +283,12 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) erro
 	n, err := cluster.Start(cluster.Config{
 		ID: o.id, Members: o.peers, DataDir: o.dataDir, Timing: o.timing, Logger: logger,
 		TLS: id, ConnLimits: cluster.ConnLimits{MaxConns: o.maxConns},
+		Observer: web.Observer(o.id),
 	})
 	if err != nil {
 		return err
 	}
+	web.Serve(n)
 	fmt.Fprintf(stdout, "node %d serving on %s (incarnation %d)\n", o.id, n.Addr(), n.Incarnation())
 
 	var s os.Signal
@@ -281,6 +299,7 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) erro
 		return &logFailedError{id: o.id, err: n.Failure()}
 	}
 	logger.Named(fmt.Sprintf("node-%d", o.id)).Info("stopping", "signal", fmt.Sprint(s))
+	web.Stopping()
 	if err := shutdown(n.Stop, signals); err != nil {
 		return err
 	}

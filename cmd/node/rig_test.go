@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
 	"twopc/actors/actortest"
 	"twopc/cluster"
 	"twopc/identity"
@@ -229,7 +235,8 @@ type procCluster struct {
 	logDir  string   // each node's stderr, appended across restarts
 	extra   []string // flags every node gets
 	certs   *testCerts
-	note    string // prefix of every failure (the seed)
+	http    []string // each node's --http address (nil: none)
+	note    string   // prefix of every failure (the seed)
 
 	mu    sync.Mutex
 	procs []*nodeProc // nil while down
@@ -237,11 +244,21 @@ type procCluster struct {
 
 func startProcCluster(t *testing.T, nodes int, note string, extra ...string) *procCluster {
 	t.Helper()
+	return startProcClusterHTTP(t, nodes, note, false, extra...)
+}
+
+// startProcClusterHTTP is startProcCluster, with --http on a free port of
+// its own for each node if withHTTP.
+func startProcClusterHTTP(t *testing.T, nodes int, note string, withHTTP bool, extra ...string) *procCluster {
+	t.Helper()
 	bin := nodeBinary(t)
 	tmp := t.TempDir() // removed after the cleanup below has printed the logs
 	c := &procCluster{
 		t: t, bin: bin, peers: freePorts(t, nodes), note: note, extra: extra, certs: makeCerts(t, nodes),
 		dataDir: filepath.Join(tmp, "data"), logDir: tmp, procs: make([]*nodeProc, nodes),
+	}
+	if withHTTP {
+		c.http = freePorts(t, nodes)
 	}
 	t.Cleanup(c.cleanup)
 	for i := 0; i < nodes; i++ {
@@ -263,6 +280,9 @@ func (c *procCluster) stderrPath(id int) string {
 func (c *procCluster) start(id int) *nodeProc {
 	c.t.Helper()
 	args := append([]string{"--id", strconv.Itoa(id), "--peers", strings.Join(c.peers, ","), "--data-dir", c.dataDir, "--tls-dir", c.certs.dir}, c.extra...)
+	if c.http != nil {
+		args = append(args, "--http", c.http[id])
+	}
 	logf, err := os.OpenFile(c.stderrPath(id), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		c.fatalf("%v", err)
@@ -523,4 +543,62 @@ func (c *testCerts) args(args ...string) []string { return append(args, "--tls-d
 // dial connects a client with the client certificate.
 func (c *testCerts) dial(addr string) (*cluster.Client, error) {
 	return cluster.Dial(addr, cluster.WithTLS(c.client))
+}
+
+// httpGet returns the status and body of url, or err when nothing answers
+// (no kept-alive connection is left behind).
+func httpGet(url string) (int, string, error) {
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 20 * time.Second}
+	res, err := c.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	return res.StatusCode, string(body), err
+}
+
+// scrapeMetrics parses a node's /metrics.
+func scrapeMetrics(t *testing.T, base string) map[string]*dto.MetricFamily {
+	t.Helper()
+	code, body, err := httpGet(base + "/metrics")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("/metrics: %d %v\n%s", code, err, body)
+	}
+	var p expfmt.TextParser
+	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v\n%s", err, body)
+	}
+	return fams
+}
+
+// sample is the value of family name's sample whose labels include want
+// (a counter's or gauge's value); ok is false if there is none.
+func sample(fams map[string]*dto.MetricFamily, name string, want map[string]string) (v float64, ok bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+next:
+	for _, m := range f.GetMetric() {
+		got := map[string]string{}
+		for _, l := range m.GetLabel() {
+			got[l.GetName()] = l.GetValue()
+		}
+		for k, w := range want {
+			if got[k] != w {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount()), true
+		}
+	}
+	return 0, false
 }
