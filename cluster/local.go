@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -48,6 +50,35 @@ type Local struct {
 	faults localFaults // faults and partitions, given again to a restarted node
 
 	crashes crashes // armed at a step (CrashAt, crashat.go)
+
+	// skews: how far each node's clock is set off the machine's (SetSkew),
+	// in nanoseconds; read by the node's clock on every use, and kept
+	// across its restarts.
+	skews []atomic.Int64
+}
+
+// SetSkew sets node i's clock d off the machine's clock (negative: behind),
+// at once and across its restarts; 0 clears it. A fault to inject: no
+// decision of the protocol depends on a clock.
+func (l *Local) SetSkew(i int, d time.Duration) error {
+	if i < 0 || i >= len(l.skews) {
+		return fmt.Errorf("unknown node %d (nodes are 0-%d)", i, len(l.skews)-1)
+	}
+	l.skews[i].Store(int64(d))
+	return nil
+}
+
+// Skew is node i's clock skew (SetSkew); 0 for an unknown node.
+func (l *Local) Skew(i int) time.Duration {
+	if i < 0 || i >= len(l.skews) {
+		return 0
+	}
+	return time.Duration(l.skews[i].Load())
+}
+
+// clock is node i's clock: the machine's, set off by its skew.
+func (l *Local) clock(i int) func() time.Time {
+	return func() time.Time { return time.Now().Add(time.Duration(l.skews[i].Load())) }
 }
 
 // StartLocal starts every node. With BasePort 0 it reserves free ports
@@ -56,7 +87,7 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 	if cfg.Nodes < 1 {
 		return nil, fmt.Errorf("cluster needs at least one node, got %d", cfg.Nodes)
 	}
-	l := &Local{cfg: cfg, nodes: make([]*Node, cfg.Nodes), starting: make([]bool, cfg.Nodes)}
+	l := &Local{cfg: cfg, nodes: make([]*Node, cfg.Nodes), starting: make([]bool, cfg.Nodes), skews: make([]atomic.Int64, cfg.Nodes)}
 	listeners := make([]net.Listener, cfg.Nodes)
 	for i := range listeners {
 		addr := "127.0.0.1:0"
@@ -82,11 +113,6 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 			return nil, err
 		}
 	}
-	// Nodes restarted over existing logs refuse transactions for a moment
-	// (Node.PreparesAfter): wait it out, so the cluster is usable at once.
-	for _, n := range l.nodes {
-		n.waitPreparesAfter()
-	}
 	return l, nil
 }
 
@@ -94,6 +120,7 @@ func (l *Local) start(i int, lis net.Listener) error {
 	n, err := Start(Config{
 		ID: int32(i), Members: l.members, DataDir: l.cfg.DataDir, Timing: l.cfg.Timing,
 		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Steps: l.stepHook(), Tracer: l.cfg.Tracer,
+		Clock:       l.clock(i),
 		BridgeReady: func(b *bridge.Bridge) { l.bridgeReady(i, b) },
 		FailStopped: func(n *Node) { l.failStopped(i, n) },
 	})
@@ -170,13 +197,7 @@ func (l *Local) RestartNode(i int) error {
 	l.mu.Lock()
 	l.starting[i] = false
 	l.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	if n := l.Node(i); n != nil {
-		n.waitPreparesAfter()
-	}
-	return nil
+	return err
 }
 
 // Stop stops every node that is up.

@@ -53,6 +53,12 @@ type Prepare struct {
 	// orders transactions by age for lock waits: a transaction may wait
 	// only for an older one, so waits never form a cycle.
 	Begun int64
+	// Settled is the coordinator's low-water mark when it sent this: every
+	// transaction of incarnation Tx.Incarnation of Tx.Node with a lower Seq
+	// is decided and over at the coordinator (an abort decided, or a commit
+	// every yes-voter acked). Participants forget their outcomes of those
+	// and answer a Prepare of one with no (see the participant). 0: none.
+	Settled uint64
 }
 
 // VoteKind is a participant's answer to Prepare.
@@ -88,6 +94,8 @@ type Vote struct {
 type Commit struct {
 	Tx   TxID
 	From int32
+	// Settled: as in Prepare.
+	Settled uint64
 }
 
 // Abort tells a participant the decision is abort. Not acked (presumed abort).
@@ -95,6 +103,8 @@ type Abort struct {
 	Tx     TxID
 	From   int32
 	Reason string
+	// Settled: as in Prepare.
+	Settled uint64
 }
 
 // Ack confirms a participant has durably applied a Commit — or, with

@@ -48,14 +48,8 @@ func NewState() *State {
 	}
 }
 
-// Below reports whether tx lies below mark, a coordinator's mark: of the
-// same coordinator, and of an earlier incarnation or an earlier seq.
-func Below(tx, mark messages.TxID) bool {
-	if tx.Node != mark.Node {
-		return false
-	}
-	return tx.Incarnation < mark.Incarnation || (tx.Incarnation == mark.Incarnation && tx.Seq < mark.Seq)
-}
+// Below reports whether tx lies below mark (see messages.TxID.Below).
+func Below(tx, mark messages.TxID) bool { return tx.Below(mark) }
 
 // Apply folds one record into s.
 func (s *State) Apply(r messages.Record) {
