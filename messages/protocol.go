@@ -126,8 +126,8 @@ type DecisionQuery struct {
 	Tx   TxID
 	From int32
 	// Begun is the transaction's begin time (Prepare.Begun) if the asker
-	// knows it, else 0. A peer that has never seen the transaction can vouch
-	// that it never voted yes only for a recent one (see the participant).
+	// knows it, else 0. For the logs only: no answer depends on it (a peer
+	// vouches from what it logged, not from the time).
 	Begun int64
 }
 
