@@ -113,6 +113,9 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 			return nil, err
 		}
 	}
+	for i := range listeners {
+		l.awaitRecovered(i)
+	}
 	return l, nil
 }
 
@@ -197,7 +200,53 @@ func (l *Local) RestartNode(i int) error {
 	l.mu.Lock()
 	l.starting[i] = false
 	l.mu.Unlock()
+	if err == nil {
+		l.awaitRecovered(i)
+	}
 	return err
+}
+
+// awaitRecovered waits, at most the vote timeout, until node i has settled
+// the transactions it recovered in doubt whose coordinators are up and
+// reachable: it asks them at once, and the answer is a round trip away. So
+// the cluster is usable as soon as a restart returns, rather than refusing
+// the next transactions on those keys. Nothing is decided by this wait; it
+// only spares callers a race (a restarted node used to sleep out a window
+// measured by the clock, which hid it).
+func (l *Local) awaitRecovered(i int) {
+	deadline := time.Now().Add(l.cfg.Timing.WithDefaults().VoteTimeout)
+	for time.Now().Before(deadline) {
+		n := l.Node(i)
+		if n == nil {
+			return
+		}
+		ps, err := n.ParticipantStatus()
+		if err != nil {
+			return
+		}
+		waiting := false
+		for _, d := range ps.Doubts {
+			c := int(d.Tx.Node)
+			if d.Recovered && l.Node(c) != nil && !l.cut(i, c) {
+				waiting = true
+				break
+			}
+		}
+		if !waiting {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// cut: the link between nodes a and b is partitioned.
+func (l *Local) cut(a, b int) bool {
+	for _, p := range l.Partitions() {
+		if (p[0] == a && p[1] == b) || (p[0] == b && p[1] == a) {
+			return true
+		}
+	}
+	return false
 }
 
 // Stop stops every node that is up.
