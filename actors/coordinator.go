@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/hashicorp/go-hclog"
@@ -35,6 +36,11 @@ type CoordinatorConfig struct {
 	// is the only way to give them options — the cluster's tracing installs
 	// its message middleware here. Nil leaves them unchanged.
 	TxnProps func(*actor.Props) *actor.Props
+
+	// Clock, if set, is this node's clock (time.Now otherwise). Only
+	// Prepare.Begun (the age that orders lock waits) and logged durations
+	// come from it; no decision does.
+	Clock func() time.Time
 }
 
 // RedriveCommits tells a coordinator to drive these recovered commit
@@ -58,6 +64,7 @@ type coordinator struct {
 	log    hclog.Logger
 	self   *actor.PID
 
+	now    func() time.Time
 	seq    *uint64                    // survives a restart of this actor: ids must never repeat
 	txns   map[messages.TxID]*liveTxn // transactions with a txn actor or a client still to answer
 	byID   map[string]messages.TxID   // txn actor id → transaction, for Terminated and failures
@@ -140,6 +147,10 @@ func (c *coordinator) Receive(ctx actor.Context) {
 
 func (c *coordinator) start(ctx actor.Context) {
 	c.timing = c.cfg.Timing.WithDefaults()
+	c.now = c.cfg.Clock
+	if c.now == nil {
+		c.now = time.Now
+	}
 	c.log = orNull(c.cfg.Logger)
 	c.self = ctx.Self()
 	c.txns = make(map[messages.TxID]*liveTxn)
@@ -175,9 +186,9 @@ func (c *coordinator) begin(ctx actor.Context, m *messages.Begin) {
 
 func (c *coordinator) spawn(ctx actor.Context, tx messages.TxID, participants []int32, ops [][]messages.Op, redrive bool) *liveTxn {
 	props := newTxnProps(txnConfig{
-		tx: tx, participants: participants, ops: ops, redrive: redrive,
+		tx: tx, participants: participants, ops: ops, redrive: redrive, settled: c.settled(tx),
 		directory: c.cfg.Directory, persistence: c.cfg.Persistence,
-		timing: c.timing, log: c.log, steps: c.cfg.Steps,
+		timing: c.timing, log: c.log, steps: c.cfg.Steps, now: c.now,
 	})
 	if c.cfg.TxnProps != nil {
 		props = c.cfg.TxnProps(props)
@@ -207,6 +218,34 @@ func (c *coordinator) spawn(ctx actor.Context, tx messages.TxID, participants []
 	}
 	c.txns[tx] = lt
 	return lt
+}
+
+// settled is this coordinator's low-water mark, carried on the Prepare,
+// Commit and Abort of a transaction tx about to be run: the lowest seq of
+// this incarnation still running here (tx's own included, if it is of this
+// incarnation). Every transaction of this incarnation below it has ended:
+// its txn actor stopped after an abort or after every yes-voter acked its
+// commit. Participants forget those and refuse their Prepares, which is
+// safe because nothing a participant says about them can count any more:
+// votes go to a txn actor that has stopped, and a participant in doubt is
+// answered by this coordinator's log. An entry kept only for its client's
+// answer lowers the mark a little longer than needed, which is harmless.
+//
+// A mark speaks of the incarnation of the message's transaction only: for a
+// commit of an earlier incarnation re-driven after a restart it is 0 (no
+// news; a participant learns that the earlier incarnation is over from any
+// message of this one).
+func (c *coordinator) settled(tx messages.TxID) uint64 {
+	if tx.Incarnation != c.cfg.Incarnation {
+		return 0
+	}
+	low := min(*c.seq+1, tx.Seq)
+	for t := range c.txns {
+		if t.Incarnation == c.cfg.Incarnation {
+			low = min(low, t.Seq)
+		}
+	}
+	return low
 }
 
 func (c *coordinator) answerClient(ctx actor.Context, o *messages.Outcome) {
@@ -365,7 +404,7 @@ func (c *coordinator) onChildCrashed(ctx actor.Context, m *childCrashed) {
 			return
 		}
 		for _, n := range lt.participants {
-			ctx.Send(c.cfg.Directory.Participant(n), &messages.Abort{Tx: m.tx, From: c.cfg.Node, Reason: "txn actor crashed"})
+			ctx.Send(c.cfg.Directory.Participant(n), &messages.Abort{Tx: m.tx, From: c.cfg.Node, Reason: "txn actor crashed", Settled: c.settled(m.tx)})
 		}
 		c.answerClient(ctx, &messages.Outcome{Tx: m.tx, Reason: "txn actor crashed: " + m.reason})
 		settled()

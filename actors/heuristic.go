@@ -57,7 +57,7 @@ type heuristicCheck struct {
 
 // startReconciling begins asking the coordinator about tx, at once.
 func (p *participant) startReconciling(ctx actor.Context, tx messages.TxID, begun int64) {
-	p.unreconciled[tx] = &heuristicCheck{begun: begun, nextQuery: time.Now(), queryGap: p.queryBackoff()}
+	p.unreconciled[tx] = &heuristicCheck{begun: begun, nextQuery: p.now(), queryGap: p.queryBackoff()}
 	p.askAboutHeuristics(ctx)
 }
 
@@ -65,7 +65,7 @@ func (p *participant) startReconciling(ctx actor.Context, tx messages.TxID, begu
 // unreconciled heuristic decision whose pause is over, and doubles the
 // pause (up to MaxQueryInterval).
 func (p *participant) askAboutHeuristics(ctx actor.Context) {
-	now := time.Now()
+	now := p.now()
 	for tx, h := range p.unreconciled {
 		if now.Before(h.nextQuery) {
 			continue
@@ -161,7 +161,7 @@ func (p *participant) onForceDecision(ctx actor.Context, m *ForceDecision) {
 	}
 	t := s.t
 	p.log.Error(fmt.Sprintf("HEURISTIC DECISION by the operator: %s of %v without knowing the coordinator's decision; if it decided otherwise, the nodes now disagree", forcedDecision(m.Commit), m.Tx),
-		"tx", m.Tx, "node", p.cfg.Node, "participants", t.participants, "in_doubt_for", time.Since(t.preparedAt).Round(time.Millisecond))
+		"tx", m.Tx, "node", p.cfg.Node, "participants", t.participants, "in_doubt_for", p.now().Sub(t.preparedAt).Round(time.Millisecond))
 	t.forcing = &forcing{commit: m.Commit, replyTo: ctx.Sender()}
 	p.logThen(ctx, messages.Record{Kind: messages.RecHeuristic, Tx: m.Tx, Decision: forcedDecision(m.Commit)}, p.onHeuristicLogged)
 }

@@ -49,14 +49,19 @@ func (p *participant) onDecisionReply(ctx actor.Context, m *messages.DecisionRep
 //     is a guess, not the outcome, and must not spread;
 //   - commit, if it committed the transaction or is committing it;
 //   - abort, if it voted no or aborted it — or if it has not voted yet: a
-//     Prepare still waiting for locks, or none received at all, for a
-//     transaction recent enough that this node would remember voting yes
-//     on it (neverPrepared). It votes no now (it may: the coordinator cannot
-//     have decided commit without its vote), so the outcome is abort;
-//   - unknown, if it is in doubt too, voted read-only, or cannot tell a
-//     transaction it never saw from one it committed and forgot.
+//     Prepare still waiting for locks, or none received at all. It refuses
+//     the transaction (votes no; it may, as the coordinator cannot have
+//     decided commit without its vote), and says so only once its REFUSED
+//     record is durable (refuse): the refusal binds it, restarted or not,
+//     and no clock enters into it;
+//   - unknown, if it is in doubt too, voted read-only, or the transaction
+//     lies below its coordinator's mark here (forgotten: it may have
+//     committed it).
 func (p *participant) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
-	d := messages.DecisionUnknown
+	reply := func(ctx actor.Context, d messages.Decision) {
+		ctx.Send(p.cfg.Directory.Participant(m.From), &messages.DecisionReply{Tx: m.Tx, From: p.cfg.Node, Decision: d})
+	}
+	abort := func(ctx actor.Context) { reply(ctx, messages.DecisionAbort) }
 	s := p.standing(m.Tx)
 	switch {
 	case s.heuristic:
@@ -69,42 +74,53 @@ func (p *participant) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 	case s.kind == standReadOnly:
 		// It voted read-only: the outcome was decided without it.
 	case s.kind == standCommitted, s.kind == standCommitting:
-		d = messages.DecisionCommit
+		reply(ctx, messages.DecisionCommit)
+		return
+	case s.kind == standAborted && s.bound:
+		abort(ctx)
+		return
 	case s.kind == standAborted:
-		d = messages.DecisionAbort
+		// Voted no, but nothing durable binds it yet (a no vote is not
+		// logged): make it bind before saying so.
+		p.refuse(ctx, m.Tx, abort)
+		return
 	case s.kind == standWaiting:
 		p.waits.drop(s.w)
 		p.vote(ctx, s.w.to, m.Tx, messages.VoteNo, fmt.Sprintf("node %d: a peer in doubt asked before this node voted", p.cfg.Node))
-		d = messages.DecisionAbort
-	case s.kind == standUnknown && p.neverPrepared(m.Begun):
-		// Remembered as a no vote: a Prepare arriving later is refused.
-		p.recentAborts.add(m.Tx, time.Now())
+		p.refuse(ctx, m.Tx, abort)
+		return
+	case s.kind == standUnknown:
 		if p.log.IsInfo() {
-			p.log.Info("never prepared; voting no for a peer in doubt", "tx", m.Tx, "asked_by", m.From)
+			p.log.Info("never prepared; refusing (voting no) for a peer in doubt", "tx", m.Tx, "asked_by", m.From)
 		}
-		d = messages.DecisionAbort
+		p.refuse(ctx, m.Tx, abort)
+		return
 	}
-	ctx.Send(p.cfg.Directory.Participant(m.From), &messages.DecisionReply{Tx: m.Tx, From: p.cfg.Node, Decision: d})
+	reply(ctx, messages.DecisionUnknown)
 }
 
-// neverPrepared: a transaction begun at begun, of which this participant
-// holds no trace, was never voted yes on here. That holds when it began
-// after this participant's memory starts (memorySince) and recently enough
-// that a commit of it would still be remembered, with the clock skew allowed
-// for, since begun is the coordinator's clock.
-func (p *participant) neverPrepared(begun int64) bool {
-	if begun == 0 {
-		return false // the asker does not know (recovered from its log)
-	}
-	b := time.Unix(0, begun)
-	return b.After(p.memorySince) && time.Since(b) < p.timing.RememberOutcomes-p.timing.ClockSkew
+// refuse binds this node to no on tx — a Prepare of it arriving later,
+// even after a restart, gets no — and runs answer once that is durable
+// (its REFUSED record, forced). Until then tx stands aborted here, so a
+// Prepare meanwhile gets no too. If the write fails nothing is answered:
+// the asker asks again.
+func (p *participant) refuse(ctx actor.Context, tx messages.TxID, answer func(actor.Context)) {
+	p.mem.note(tx, outAborted, p.now())
+	p.durable.then(ctx, messages.Record{Kind: messages.RecRefused, Tx: tx}, func(ctx actor.Context, err error) {
+		if err != nil {
+			p.log.Error("REFUSED not logged; not answering the peer in doubt", "tx", tx, "error", err)
+			return
+		}
+		p.mem.note(tx, outRefused, p.now())
+		answer(ctx)
+	})
 }
 
 // askAboutInDoubt sends a DecisionQuery to the coordinator of every
 // transaction this node has been prepared for too long, with a doubling
 // pause per transaction.
 func (p *participant) askAboutInDoubt(ctx actor.Context) {
-	now := time.Now()
+	now := p.now()
 	for tx, t := range p.txs {
 		if p.standing(tx).kind != standInDoubt || now.Before(t.nextQuery) {
 			continue
@@ -116,7 +132,7 @@ func (p *participant) askAboutInDoubt(ctx actor.Context) {
 		ctx.Send(p.cfg.Directory.Coordinator(tx.Node), q)
 		// The other participants too, at once (cooperative termination):
 		// the coordinator may be down, and a peer that has not voted can
-		// settle it only while the transaction is recent.
+		// settle it by refusing.
 		for _, n := range t.participants {
 			if n != p.cfg.Node {
 				ctx.Send(p.cfg.Directory.Participant(n), q)

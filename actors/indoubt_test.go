@@ -17,14 +17,14 @@ import (
 // Cooperative termination: what a participant answers a peer in doubt, and
 // whom a participant in doubt asks.
 
-// A participant that never saw a recent transaction has not voted on it: it
-// votes no there and then, so the peer learns "abort", and the Prepare, if
-// it still comes, is refused.
+// A participant that never saw a transaction has not voted on it: it
+// votes no there and then (durably: REFUSED), so the peer learns "abort",
+// and the Prepare, if it still comes, is refused.
 func TestCooperativeNeverSeenRecentTransactionIsAborted(t *testing.T) {
 	r := buildParticipantRig(t, Timing{InDoubtAfter: time.Hour, ClockSkew: 10 * time.Millisecond}, nil, nil)
 	time.Sleep(20 * time.Millisecond) // begun a skew after the participant started
 	begun := time.Now().UnixNano()
-	if d := r.peerAsks(t, tx(1), begun); d != messages.DecisionAbort {
+	if d := r.peerAsksRefusing(t, tx(1), begun); d != messages.DecisionAbort {
 		t.Fatalf("never-seen recent transaction: %v, want abort", d)
 	}
 	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.Set("a", 1)}, Participants: []int32{0, 1}, Begun: begun}, r.txn.PID)
@@ -36,7 +36,13 @@ func TestCooperativeNeverSeenRecentTransactionIsAborted(t *testing.T) {
 
 // Without a begin time, or for a transaction older than what it remembers,
 // or begun before it started, a participant that has no trace of the
-// transaction cannot tell "never saw it" from "committed it and forgot".
+// transaction and has not let go of it (it is not below its coordinator's
+// mark) refuses it all the same: it vouches from what it logged, whatever
+// the clocks say. Below the mark, it cannot tell "never saw it" from
+// "committed it and forgot", and says unknown.
+//
+// Changed with issue 11: the begin time used to decide (the last three
+// cases were "unknown"); it decides nothing now.
 func TestCooperativeCannotVouchForOldOrUndatedTransactions(t *testing.T) {
 	r := buildParticipantRig(t, Timing{InDoubtAfter: time.Hour, VoteTimeout: 20 * time.Millisecond,
 		ClockSkew: 10 * time.Millisecond, RememberOutcomes: 200 * time.Millisecond}, nil, nil)
@@ -48,13 +54,32 @@ func TestCooperativeCannotVouchForOldOrUndatedTransactions(t *testing.T) {
 		want  messages.Decision
 	}{
 		{"recent (the control)", now.Add(-20 * time.Millisecond).UnixNano(), messages.DecisionAbort},
-		{"no begin time", 0, messages.DecisionUnknown},
-		{"older than remembered", now.Add(-400 * time.Millisecond).UnixNano(), messages.DecisionUnknown},
-		{"begun before it started", now.Add(-time.Hour).UnixNano(), messages.DecisionUnknown},
+		{"no begin time", 0, messages.DecisionAbort},
+		{"older than remembered", now.Add(-400 * time.Millisecond).UnixNano(), messages.DecisionAbort},
+		{"begun before it started", now.Add(-time.Hour).UnixNano(), messages.DecisionAbort},
+		{"begun in the future (a clock ahead)", now.Add(time.Hour).UnixNano(), messages.DecisionAbort},
 	}
 	for i, c := range cases {
-		if d := r.peerAsks(t, tx(uint64(10+i)), c.begun); d != c.want {
+		if d := r.peerAsksRefusing(t, tx(uint64(10+i)), c.begun); d != c.want {
 			t.Errorf("%s: %v, want %v", c.name, d, c.want)
+		}
+	}
+	// The coordinator says it has settled everything below seq 100: below
+	// that, whatever the begin time, the participant no longer vouches.
+	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(100), Settled: 100})
+	for i, begun := range []int64{0, now.UnixNano(), now.Add(time.Hour).UnixNano()} {
+		if d := r.peerAsks(t, tx(uint64(50+i)), begun); d != messages.DecisionUnknown {
+			t.Errorf("below the mark, begun %d: %v, want unknown", begun, d)
+		}
+	}
+	// Nothing refused below the mark (the mark itself may be logged).
+	for {
+		e, err := r.wal.Next(50 * time.Millisecond)
+		if err != nil {
+			break
+		}
+		if app, ok := e.Msg.(*messages.Append); !ok || app.Records[0].Kind != messages.RecMark {
+			t.Fatalf("below the mark, the participant wrote %+v", e.Msg)
 		}
 	}
 }
@@ -65,6 +90,7 @@ func TestCooperativeReadOnlyVoterSaysUnknown(t *testing.T) {
 	r := newParticipantRig(t, map[string]int64{"a": 5}, nil)
 	begun := time.Now().UnixNano()
 	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.AddFloor("a", 0, 0)}, Participants: []int32{0, 1}, Begun: begun}, r.txn.PID)
+	r.ackForced(t, messages.RecReadOnly, tx(1)) // the vote is durable first
 	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteReadOnly {
 		t.Fatalf("want a read-only vote, got %+v", v)
 	}
@@ -135,6 +161,7 @@ func TestInDoubtPeerQueryRefusesWaitingPrepare(t *testing.T) {
 	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Tx != tx(2) || v.Kind != messages.VoteNo {
 		t.Fatalf("vote %+v", v)
 	}
+	r.ackForced(t, messages.RecRefused, tx(2)) // the refusal is durable before it is told
 	if rep, _ := actortest.Expect[*messages.DecisionReply](t, r.peer, wait); rep.Decision != messages.DecisionAbort {
 		t.Fatalf("reply %+v", rep)
 	}
@@ -193,10 +220,14 @@ func TestInDoubtStaleDecisionReplyIgnored(t *testing.T) {
 }
 
 // A peer's DecisionQuery is answered abort only for a transaction this node
-// aborted; otherwise unknown (it cannot tell a forgotten commit from a
-// transaction never seen).
+// aborted (or refuses now, having never voted on it, above its
+// coordinator's mark); otherwise unknown (below the mark it cannot tell a
+// forgotten commit from a transaction never seen). An abort it was told is
+// repeated at once; one it decided itself only once a REFUSED record binds
+// it (TestCooperativeNeverSeenRecentTransactionIsAborted).
 func TestInDoubtPeerQueryAnsweredAbortOnlyForAborted(t *testing.T) {
 	r := newParticipantRig(t, nil, nil)
+	r.sys.Root.Send(r.pid, &messages.Abort{Tx: tx(3), Settled: 2}) // the coordinator settled below seq 2
 	r.sys.Root.Send(r.pid, &messages.DecisionQuery{Tx: tx(1), From: 1})
 	if rep, _ := actortest.Expect[*messages.DecisionReply](t, r.peer, wait); rep.Decision != messages.DecisionUnknown {
 		t.Fatalf("unknown tx answered %+v", rep)

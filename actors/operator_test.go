@@ -53,6 +53,7 @@ func TestOperatorOutcomeQueryParticipantStates(t *testing.T) {
 
 	// Voted read-only: it does not know how the others decided.
 	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(3), Ops: []messages.Op{messages.Add("c", 0)}, Participants: []int32{0}}, r.txn.PID)
+	r.ackForced(t, messages.RecReadOnly, tx(3)) // durable before the vote (issue 11)
 	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteReadOnly {
 		t.Fatalf("vote %+v", v)
 	}

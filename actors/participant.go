@@ -37,10 +37,26 @@ type ParticipantConfig struct {
 	// Without Reload a restarted participant stops instead.
 	Reload func() (kv map[string]int64, inDoubt []messages.Record, heuristic map[messages.TxID]bool, err error)
 
-	// Fresh: this is the first start of this node's log, so no Prepare can
-	// have reached a predecessor. Otherwise a restarted participant refuses
-	// Prepares begun before ClockSkew after its start (see memorySince).
+	// Outcomes and Marks: what this node's log says it did with
+	// transactions it is no longer working on, and below which transaction
+	// of each coordinator it no longer vouches for anything
+	// (persistence.State.Outcomes and Marks). The participant takes both
+	// over. With them, a restarted participant knows every answer it gave
+	// that binds it, so it needs no clock to tell which Prepares it may
+	// take: there is no window after a restart in which it refuses them.
+	Outcomes map[messages.TxID]messages.RecordKind
+	Marks    map[int32]messages.TxID
+
+	// Fresh: this is the first start of this node's log. Informational
+	// only (it used to open a window, measured by the clock, in which a
+	// restarted participant refused Prepares; its log now says what it can
+	// vouch for).
 	Fresh bool
+
+	// Clock, if set, is this node's clock (time.Now otherwise). Nothing
+	// the participant answers depends on it: it paces waits and queries,
+	// and bounds how long outcomes are remembered.
+	Clock func() time.Time
 
 	// Steps, if set, is told of every protocol step (see StepHook).
 	Steps StepHook
@@ -65,28 +81,12 @@ type participant struct {
 	locks *lockTable
 	txs   map[messages.TxID]*ptx
 
-	// recentAborts remembers transactions aborted here (or voted no on), so
-	// a Prepare that arrives after its Abort (reordered or duplicated) is
-	// refused instead of locking keys for a transaction that is over.
-	// recentCommits remembers those committed here, so a late duplicate
-	// Prepare does not prepare (and a re-sent Commit apply) one twice.
-	// recentReadOnly remembers read-only votes: such a participant knows
-	// nothing of the outcome, and must not say "never seen" either. All
-	// three keep an id for Timing.RememberOutcomes, longer than a Prepare of
-	// it can still count (staleAfter); older Prepares are ignored, and so
-	// are Prepares begun before this participant started, whose outcomes it
-	// cannot remember.
-	recentAborts   *outcomes
-	recentCommits  *outcomes
-	recentReadOnly *outcomes
-	startedAt      time.Time
-	// memorySince: this participant knows every vote it gave on a
-	// transaction begun (by its coordinator's clock) after this time. A
-	// predecessor — before a crash, or before this actor was restarted after
-	// a panic — may have voted on a transaction begun up to ClockSkew after
-	// this instance started; what it voted is gone with it. Zero on a node's
-	// first start: nothing predates it.
-	memorySince time.Time
+	// mem is what this participant did with transactions it no longer
+	// works on, and the marks below which it vouches for nothing (see
+	// memory). It outlives a restart of this actor: the durable part of it
+	// is in the log too, and the rest only ever makes answers safer.
+	mem *memory
+	now func() time.Time
 
 	// appendSeq outlives a restart of this actor, so an Appended addressed
 	// to a failed instance never matches an append of its successor.
@@ -165,6 +165,13 @@ type standing struct {
 	// applied, and a live record until then.
 	heuristic    bool
 	forcedCommit bool
+	// bound (standAborted): abort is the decision (this node was told so),
+	// or its REFUSED record is durable, so "abort" may be said to a peer
+	// now; otherwise only a no vote, not logged, stands behind it.
+	// logging (standReadOnly): the read-only vote waits for its READ-ONLY
+	// record; nothing may be said yet.
+	bound   bool
+	logging bool
 }
 
 type standingKind uint8
@@ -175,9 +182,14 @@ const (
 	standPreparing                      // PREPARED being logged; not voted yet
 	standInDoubt                        // voted yes, no decision yet (t.forcing: the operator's being logged)
 	standCommitting                     // COMMITTED being logged
-	standCommitted                      // committed here (remembered for RememberOutcomes, or forced by the operator)
-	standAborted                        // aborted or voted no here (remembered likewise, or forced)
+	standCommitted                      // committed here (remembered until its coordinator's mark passes it, or forced by the operator)
+	standAborted                        // aborted, voted no or refused here (remembered likewise, or forced)
 	standReadOnly                       // voted read-only: the outcome was decided without it
+	// standForgotten: no trace of it, and below its coordinator's mark here
+	// (memory.below): this node may have done anything with it and
+	// forgotten, so it vouches for nothing — a Prepare gets no, a peer in
+	// doubt "unknown".
+	standForgotten
 )
 
 // standing says where tx stands here. The containers it reads are disjoint
@@ -195,7 +207,7 @@ const (
 //  4. Committed before aborted: an Abort after this node committed (which
 //     only conflicting decisions can send) does not undo the commit, and a
 //     peer must hear what this node's data says.
-//  5. A waiting Prepare, then nothing.
+//  5. A waiting Prepare, then below the coordinator's mark, then nothing.
 func (p *participant) standing(tx messages.TxID) standing {
 	commit, forced := p.heuristics[tx]
 	s := standing{heuristic: forced, forcedCommit: commit}
@@ -217,14 +229,21 @@ func (p *participant) standing(tx messages.TxID) standing {
 		if commit {
 			s.kind = standCommitted
 		}
-	case p.recentReadOnly.has(tx):
-		s.kind = standReadOnly
-	case p.recentCommits.has(tx):
-		s.kind = standCommitted
-	case p.recentAborts.has(tx):
-		s.kind = standAborted
+	case p.mem.done.has(tx):
+		// One kind per id; memory.note keeps the precedence of rules 3
+		// and 4 (read-only and committed are never overwritten by abort).
+		switch k, _ := p.mem.done.kind(tx); k {
+		case outReadOnly, outReadOnlyLogging:
+			s.kind, s.logging = standReadOnly, k == outReadOnlyLogging
+		case outCommitted:
+			s.kind = standCommitted
+		default:
+			s.kind, s.bound = standAborted, k == outRefused || k == outAbortDecided
+		}
 	case p.waits.prepares[tx] != nil:
 		s.kind, s.w = standWaiting, p.waits.prepares[tx]
+	case p.mem.below(tx):
+		s.kind = standForgotten
 	}
 	return s
 }
@@ -232,10 +251,13 @@ func (p *participant) standing(tx messages.TxID) standing {
 // NewParticipantProps returns the props of a participant.
 func NewParticipantProps(cfg ParticipantConfig) *actor.Props {
 	seq, starts := new(uint64), new(int)
+	now := cfg.Clock
+	if now == nil {
+		now = time.Now
+	}
+	mem := newMemory(cfg.Outcomes, cfg.Marks, now())
 	return actor.PropsFromProducer(func() actor.Actor {
-		// Set here, when the actor is made, not when Started is handled: a
-		// Prepare begun after spawning returned is never taken for stale.
-		return &participant{cfg: cfg, appendSeq: seq, starts: starts, startedAt: time.Now()}
+		return &participant{cfg: cfg, appendSeq: seq, starts: starts, mem: mem, now: now}
 	})
 }
 
@@ -257,8 +279,10 @@ func (p *participant) Receive(ctx actor.Context) {
 	case *messages.Appended:
 		p.durable.onAppended(ctx, m)
 	case *messages.Commit:
+		p.mem.observe(m.Tx, m.Settled)
 		p.onDecision(ctx, m.Tx, messages.DecisionCommit, ctx.Sender(), "")
 	case *messages.Abort:
+		p.mem.observe(m.Tx, m.Settled)
 		p.onDecision(ctx, m.Tx, messages.DecisionAbort, nil, m.Reason)
 	case *messages.DecisionReply:
 		p.onDecisionReply(ctx, m)
@@ -276,10 +300,7 @@ func (p *participant) Receive(ctx actor.Context) {
 		p.onForceDecision(ctx, m)
 	case *timerFired:
 		if p.queryTimer.current(m) {
-			horizon := time.Now().Add(-p.timing.RememberOutcomes)
-			p.recentAborts.forgetBefore(horizon)
-			p.recentCommits.forgetBefore(horizon)
-			p.recentReadOnly.forgetBefore(horizon)
+			p.forget(ctx)
 			p.expireWaits(ctx)
 			p.askAboutInDoubt(ctx)
 			p.askAboutHeuristics(ctx)
@@ -293,9 +314,6 @@ func (p *participant) start(ctx actor.Context) {
 	p.log = orNull(p.cfg.Logger)
 	p.durable = newDurable(p.cfg.Persistence, p.appendSeq)
 	*p.starts++
-	if !p.cfg.Fresh || *p.starts > 1 {
-		p.memorySince = p.startedAt.Add(p.timing.ClockSkew)
-	}
 	kv, inDoubt, heuristics := p.cfg.KV, p.cfg.InDoubt, p.cfg.Heuristic
 	if *p.starts > 1 {
 		// Restarted after a failure: what this node promised and committed
@@ -323,12 +341,9 @@ func (p *participant) start(ctx actor.Context) {
 	}
 	p.locks = newLockTable()
 	p.txs = make(map[messages.TxID]*ptx)
-	p.recentAborts = newOutcomes()
-	p.recentCommits = newOutcomes()
-	p.recentReadOnly = newOutcomes()
 	p.queryTimer = newTimer("in-doubt")
 	p.waits = newWaits()
-	now := time.Now()
+	now := p.now()
 	for _, rec := range inDoubt {
 		// A transaction prepared before the restart is still promised: its
 		// locks are taken again and it waits for the decision. It is asked
@@ -367,6 +382,35 @@ func (p *participant) start(ctx actor.Context) {
 	p.askAboutHeuristics(ctx)
 }
 
+// forget lets go of outcomes below the coordinators' marks or older than
+// RememberOutcomes (see memory), and logs the marks that rose, lazily: a
+// mark lost in a crash only makes the restarted node remember more.
+func (p *participant) forget(ctx actor.Context) {
+	for _, mk := range p.mem.forget(p.now().Add(-p.timing.RememberOutcomes)) {
+		p.durable.lazy(ctx, messages.Record{Kind: messages.RecMark, Tx: mk})
+	}
+}
+
+// voteReadOnly votes read-only once its READ-ONLY record is durable. The
+// coordinator may commit counting the vote, so this node must never say
+// "abort" for the transaction afterwards, restarted or not — which it
+// would if it had no trace of it (see refuse). Until the record is
+// durable the transaction stands read-only here (peers hear "unknown"),
+// and nothing is said to the coordinator.
+func (p *participant) voteReadOnly(ctx actor.Context, tx messages.TxID, voteTo *actor.PID) {
+	p.mem.note(tx, outReadOnlyLogging, p.now())
+	p.durable.then(ctx, messages.Record{Kind: messages.RecReadOnly, Tx: tx}, func(ctx actor.Context, err error) {
+		if err != nil {
+			p.log.Error("READ-ONLY not logged; voting no", "tx", tx, "error", err)
+			p.mem.note(tx, outAborted, p.now())
+			p.sendVote(ctx, voteTo, tx, messages.VoteNo, fmt.Sprintf("node %d: log write failed: %v", p.cfg.Node, err))
+			return
+		}
+		p.mem.note(tx, outReadOnly, p.now())
+		p.sendVote(ctx, voteTo, tx, messages.VoteReadOnly, "")
+	})
+}
+
 // queryBackoff spaces out the rounds of asking about one transaction (in
 // doubt, or decided by the operator): InDoubtAfter, doubling up to
 // MaxQueryInterval.
@@ -389,8 +433,12 @@ func (p *participant) queryTick() time.Duration {
 func (p *participant) vote(ctx actor.Context, to *actor.PID, tx messages.TxID, kind messages.VoteKind, reason string) {
 	if kind == messages.VoteNo {
 		// Having voted no, this node knows the outcome: abort. A duplicate
-		// of the Prepare must get no again, and peers may be told.
-		p.recentAborts.add(tx, time.Now())
+		// of the Prepare must get no again. Not durable: a peer is told
+		// "abort" only once a REFUSED record is (see refuse). Forgetting it
+		// in a crash is safe, as nobody else was told: the coordinator got
+		// the no (and aborts) or, if the no was lost, has a vote missing —
+		// a later duplicate Prepare may then be voted on afresh.
+		p.mem.note(tx, outAborted, p.now())
 	}
 	p.sendVote(ctx, to, tx, kind, reason)
 }
@@ -412,6 +460,7 @@ func (p *participant) sendVote(ctx actor.Context, to *actor.PID, tx messages.TxI
 }
 
 func (p *participant) onPrepare(ctx actor.Context, m *messages.Prepare) {
+	p.mem.observe(m.Tx, m.Settled)
 	switch s := p.standing(m.Tx); s.kind {
 	case standPreparing, standInDoubt, standCommitting:
 		// A duplicate Prepare: answer as before once the answer is known.
@@ -423,29 +472,16 @@ func (p *participant) onPrepare(ctx actor.Context, m *messages.Prepare) {
 	case standWaiting:
 		s.w.to = ctx.Sender() // a duplicate of one still waiting
 		return
-	}
-	if m.Begun != 0 {
-		begun := time.Unix(0, m.Begun)
-		if !begun.After(p.memorySince) {
-			// A predecessor of this participant may have voted on it, even
-			// committed it: preparing it again could apply it twice. Refuse
-			// — the transaction aborts unless it was decided already — and
-			// do not remember the refusal as a no vote: the outcome may well
-			// be commit, and a peer asking must not hear "abort" from here.
-			p.log.Warn("refusing a Prepare begun before this participant's memory starts (it restarted); the transaction aborts unless already decided",
-				"tx", m.Tx, "begun", begun.Format(time.RFC3339Nano), "memory_since", p.memorySince.Format(time.RFC3339Nano))
-			p.sendVote(ctx, ctx.Sender(), m.Tx, messages.VoteNo, fmt.Sprintf(
-				"node %d restarted and cannot vouch for transactions begun before %s", p.cfg.Node, p.memorySince.Format(time.RFC3339Nano)))
-			return
-		}
-		if time.Since(begun) > p.timing.staleAfter() {
-			// Its vote could no longer count, and this node may have
-			// finished the transaction already. Rare unless clocks disagree
-			// by more than ClockSkew: say so.
-			p.log.Warn("Prepare begun too long ago to count; ignored (check the clocks if this repeats)",
-				"tx", m.Tx, "begun", begun.Format(time.RFC3339Nano))
-			return
-		}
+	case standForgotten:
+		// Below its coordinator's mark: the transaction has ended there (an
+		// abort decided, or a commit every yes-voter acked), or this node
+		// has seen a later incarnation of that coordinator, whose earlier
+		// one died with its txn actors. Either way no vote on it counts any
+		// more, so no is safe; preparing it could be wrong, as this node may
+		// have committed it and forgotten. Not remembered: below the mark.
+		p.sendVote(ctx, ctx.Sender(), m.Tx, messages.VoteNo, fmt.Sprintf(
+			"node %d: transaction %v is below what its coordinator has settled (or of an earlier incarnation)", p.cfg.Node, m.Tx))
+		return
 	}
 	p.tryPrepare(ctx, m, ctx.Sender())
 }
@@ -461,8 +497,11 @@ func (p *participant) tryPrepare(ctx actor.Context, m *messages.Prepare, voteTo 
 		// A duplicate of one this node voted read-only on: the same answer,
 		// and no second look at the keys — the check could fail now, and a
 		// no would tell in-doubt peers "abort" about a transaction that may
-		// have committed.
-		p.sendVote(ctx, voteTo, m.Tx, messages.VoteReadOnly, "")
+		// have committed. While its READ-ONLY record is being written, the
+		// vote follows the write.
+		if !p.standing(m.Tx).logging {
+			p.sendVote(ctx, voteTo, m.Tx, messages.VoteReadOnly, "")
+		}
 		return
 	case standAborted:
 		p.vote(ctx, voteTo, m.Tx, messages.VoteNo, "transaction already aborted here")
@@ -490,7 +529,7 @@ func (p *participant) tryPrepare(ctx actor.Context, m *messages.Prepare, voteTo 
 			holders = c.Pending
 		}
 		if len(holders) > 0 && p.mayWait(m, holders) {
-			p.waits.add(&waiter{prepare: m, to: voteTo, blockers: holders, deadline: time.Now().Add(p.timing.VoteTimeout)})
+			p.waits.add(&waiter{prepare: m, to: voteTo, blockers: holders, deadline: p.now().Add(p.timing.VoteTimeout)})
 			if p.log.IsDebug() {
 				p.log.Debug("prepare waits for older transactions", "tx", m.Tx, "reason", err, "holders", holders)
 			}
@@ -503,8 +542,7 @@ func (p *participant) tryPrepare(ctx actor.Context, m *messages.Prepare, voteTo 
 		// Only floor checks here, and they hold: nothing to commit, so
 		// release now and stay out of phase two.
 		p.locks.release(m.Tx, m.Ops)
-		p.recentReadOnly.add(m.Tx, time.Now())
-		p.vote(ctx, voteTo, m.Tx, messages.VoteReadOnly, "")
+		p.voteReadOnly(ctx, m.Tx, voteTo)
 		return
 	}
 	p.txs[m.Tx] = &ptx{state: preparing, ops: m.Ops, participants: m.Participants, voteTo: voteTo, begun: m.Begun}
@@ -555,7 +593,7 @@ func (p *participant) onPreparedLogged(ctx actor.Context, tx messages.TxID, t *p
 		p.vote(ctx, t.voteTo, tx, messages.VoteNo, fmt.Sprintf("node %d: log write failed: %v", p.cfg.Node, err))
 		return
 	}
-	now := time.Now()
+	now := p.now()
 	t.state, t.preparedAt, t.nextQuery, t.queryGap = prepared, now, now.Add(p.timing.InDoubtAfter), p.queryBackoff()
 	p.cfg.Steps.report(p.cfg.Node, StepPreparedLogged, tx, tx.Node, 0)
 	if t.abortPending {
@@ -578,7 +616,7 @@ func (p *participant) onCommittedLogged(ctx actor.Context, tx messages.TxID, t *
 		messages.Apply(p.kv, o)
 	}
 	p.readsSeeCommit(tx, t.ops) // before settle wakes them
-	p.recentCommits.add(tx, time.Now())
+	p.mem.note(tx, outCommitted, p.now())
 	p.settle(ctx, tx, t)
 	p.cfg.Steps.report(p.cfg.Node, StepCommittedLogged, tx, tx.Node, 0)
 	if p.log.IsInfo() {
@@ -619,7 +657,7 @@ func (p *participant) decide(ctx actor.Context, tx messages.TxID, d messages.Dec
 	switch d {
 	case messages.DecisionCommit:
 		if t == nil {
-			if p.recentAborts.has(tx) {
+			if s := p.standing(tx); s.kind == standAborted {
 				// This node voted no or was told abort: a commit now means
 				// the decisions disagree. Never ack it; make it loud.
 				p.log.Error("Commit for a transaction this node aborted: conflicting decisions; not acked", "tx", tx)
@@ -662,7 +700,7 @@ func (p *participant) decide(ctx actor.Context, tx messages.TxID, d messages.Dec
 			if w := p.waits.prepares[tx]; w != nil {
 				p.waits.drop(w)
 			}
-			p.recentAborts.add(tx, time.Now())
+			p.mem.note(tx, outAbortDecided, p.now())
 			return
 		}
 		switch t.state {
@@ -677,7 +715,7 @@ func (p *participant) decide(ctx actor.Context, tx messages.TxID, d messages.Dec
 }
 
 func (p *participant) abort(ctx actor.Context, tx messages.TxID, t *ptx, reason string) {
-	p.recentAborts.add(tx, time.Now())
+	p.mem.note(tx, outAbortDecided, p.now())
 	// Lazy: losing ABORTED in a crash leaves the transaction in doubt after
 	// restart, and the coordinator then answers abort (presumed abort).
 	p.durable.lazy(ctx, messages.Record{Kind: messages.RecAborted, Tx: tx})
@@ -701,7 +739,7 @@ type ParticipantStatus struct {
 	Committing int             // COMMITTED being logged
 	Waiting    int             // Prepares waiting for older lock holders
 	Reads      int             // reads waiting for prepared transactions
-	Remembered int             // finished transactions remembered for late messages (Timing.RememberOutcomes)
+	Remembered int             // finished transactions remembered for late messages (until their coordinator's mark passes them, or Timing.RememberOutcomes)
 	// Unreconciled: heuristic decisions taken here whose agreement with the
 	// coordinator's decision is not known yet (still being asked about).
 	Unreconciled int
@@ -714,7 +752,7 @@ type ParticipantStatus struct {
 func (p *participant) status() *ParticipantStatus {
 	s := &ParticipantStatus{Node: p.cfg.Node, Keys: len(p.kv), LocksHeld: p.locks.held(),
 		Waiting: len(p.waits.prepares), Reads: p.waits.reads,
-		Remembered:   p.recentCommits.len() + p.recentAborts.len() + p.recentReadOnly.len(),
+		Remembered:   p.mem.done.len(),
 		Unreconciled: len(p.unreconciled), Rounds: p.rounds}
 	s.Doubts = p.doubts()
 	for tx := range p.txs {
@@ -780,6 +818,8 @@ func (p *participant) knownOutcome(tx messages.TxID) (messages.Decision, string)
 		return messages.DecisionUnknown, "still preparing it (PREPARED being logged)"
 	case standWaiting:
 		return messages.DecisionUnknown, "has not voted yet (its Prepare waits for locks)"
+	case standForgotten:
+		return messages.DecisionUnknown, "no trace of it (below what its coordinator has settled: forgotten)"
 	}
 	return messages.DecisionUnknown, "no trace of it"
 }
@@ -811,6 +851,8 @@ func (p *participant) stateOf(tx messages.TxID) string {
 		return "voted read-only"
 	case standWaiting:
 		return "waiting for locks"
+	case standForgotten:
+		return "forgotten (below its coordinator's mark)"
 	}
 	return "unknown here"
 }

@@ -264,6 +264,7 @@ func TestParticipantDuplicatePrepareAfterReadOnlyVoteNeverSaysAbort(t *testing.T
 	r := newParticipantRig(t, map[string]int64{"a": 5}, nil)
 	check := []messages.Op{messages.AddFloor("a", 0, 0)} // "a >= 0": read-only
 	r.prepareAt(tx(1), 10, check...)
+	r.ackForced(t, messages.RecReadOnly, tx(1)) // durable before the vote (issue 11)
 	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Tx != tx(1) || v.Kind != messages.VoteReadOnly {
 		t.Fatalf("want a read-only vote for %v, got %+v", tx(1), v)
 	}
@@ -487,6 +488,7 @@ func TestParticipantStandingPrecedence(t *testing.T) {
 
 	// Read-only, then an Abort.
 	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.AddFloor("a", 0, 0)}, Participants: []int32{0, 1}, Begun: testEpoch + 1}, r.txn.PID)
+	r.ackForced(t, messages.RecReadOnly, tx(1)) // durable before the vote (issue 11)
 	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Kind != messages.VoteReadOnly {
 		t.Fatalf("vote %+v, want read-only", v)
 	}

@@ -76,7 +76,7 @@ func (p *participant) onRead(ctx actor.Context, m *messages.Read) {
 	if ctx.Sender() == nil {
 		return // nobody to answer
 	}
-	p.waits.add(&waiter{to: ctx.Sender(), read: p.newHeldRead(m.Keys, nil), blockers: blockers, deadline: time.Now().Add(p.timing.VoteTimeout)})
+	p.waits.add(&waiter{to: ctx.Sender(), read: p.newHeldRead(m.Keys, nil), blockers: blockers, deadline: p.now().Add(p.timing.VoteTimeout)})
 }
 
 func (p *participant) newHeldRead(keys []string, lock *readLock) *heldRead {
@@ -285,7 +285,7 @@ func (p *participant) onReadLock(ctx actor.Context, m *messages.ReadLock) {
 			}
 		}
 	}
-	now := time.Now()
+	now := p.now()
 	l := &readLock{id: m.Reader, begun: m.Begun, keys: m.Keys, taken: now, lease: now.Add(p.readLease())}
 	rl.byID[m.Reader] = l
 	for _, k := range m.Keys {
@@ -310,7 +310,7 @@ func (p *participant) onReadRelease(ctx actor.Context, m *messages.ReadRelease) 
 		}
 		p.dropReadLock(ctx, l)
 	}
-	rl.released[m.Reader] = time.Now()
+	rl.released[m.Reader] = p.now()
 	if ctx.Sender() != nil {
 		ctx.Respond(&messages.ReadReleased{Reader: m.Reader, From: p.cfg.Node, Held: held})
 	}
@@ -330,7 +330,7 @@ func (p *participant) unlinkReadLock(l *readLock) []*waiter {
 		return nil
 	}
 	delete(rl.byID, l.id)
-	rl.released[l.id] = time.Now()
+	rl.released[l.id] = p.now()
 	for _, k := range l.keys {
 		list := rl.byKey[k]
 		for i := 0; i < len(list); i++ {
@@ -375,7 +375,7 @@ func (p *participant) expireReadLocks(ctx actor.Context) {
 	if p.rlocks == nil {
 		return
 	}
-	now := time.Now()
+	now := p.now()
 	for _, l := range p.rlocks.byID {
 		if now.After(l.lease) {
 			if l.wait != nil {
@@ -430,7 +430,7 @@ func (p *participant) parkOnReaders(ctx actor.Context, m *messages.Prepare, vote
 		}
 	}
 	if len(olderReads) > 0 {
-		w := &waiter{prepare: m, to: voteTo, readers: len(olderReads), deadline: time.Now().Add(p.timing.VoteTimeout)}
+		w := &waiter{prepare: m, to: voteTo, readers: len(olderReads), deadline: p.now().Add(p.timing.VoteTimeout)}
 		p.waits.add(w)
 		for _, l := range olderReads {
 			l.parked = append(l.parked, w)

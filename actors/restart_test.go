@@ -21,8 +21,10 @@ import (
 // to this node's own DecisionQuery while another participant has not acked —
 // applies its ops a second time, in memory and in the log's fold.
 //
-// Fixed: a Prepare begun before the participant's memory starts (its
-// restart plus ClockSkew) is refused — a no vote, nothing prepared.
+// Fixed (issue 11, no clock): the participant remembers, from its log, what
+// it did with every transaction its coordinator has not settled; the
+// duplicate of one it committed gets its yes again and prepares nothing.
+// (It used to be refused for having begun before the restart.)
 func TestRestartRefusesDuplicatePrepareBegunBeforeIt(t *testing.T) {
 	r := newRestartRig(t)
 	prep := &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.Add("a", 5)}, Participants: []int32{0, 1}, Begun: time.Now().UnixNano()}
@@ -32,7 +34,7 @@ func TestRestartRefusesDuplicatePrepareBegunBeforeIt(t *testing.T) {
 		t.Fatalf("a = %d after restart", got)
 	}
 	r.sys.Root.RequestWithCustomSender(r.pid, prep, r.txn.PID) // the late duplicate
-	r.expectRefused(t, tx(1))
+	r.expectNotPreparedAgain(t, tx(1))
 	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID) // re-sent
 	actortest.Expect[*messages.Ack](t, r.txn, wait)
 	if got := r.read(t, "a"); got != 5 {
@@ -46,8 +48,10 @@ func TestRestartRefusesDuplicatePrepareBegunBeforeIt(t *testing.T) {
 // Commit lost, the coordinator unreachable) is then told "abort" for a
 // transaction this very node committed.
 //
-// Fixed: the duplicate, begun before the restart, is refused with a no vote
-// that is not remembered: no false memory of an abort.
+// Fixed (issue 11): the duplicate finds the commit remembered (from the
+// log), gets its yes again without a look at the locks, and the peer hears
+// "commit". (It used to be refused for having begun before the restart,
+// with a no vote that was not remembered.)
 func TestRestartRefusalOfOldPrepareIsNotRememberedAsAbort(t *testing.T) {
 	r := newRestartRig(t)
 	prep := &messages.Prepare{Tx: tx(1), Ops: []messages.Op{messages.Set("a", 5)}, Participants: []int32{0, 1}, Begun: time.Now().UnixNano()}
@@ -59,7 +63,7 @@ func TestRestartRefusalOfOldPrepareIsNotRememberedAsAbort(t *testing.T) {
 		t.Fatalf("vote %+v", v)
 	}
 	r.sys.Root.RequestWithCustomSender(r.pid, prep, r.txn.PID)
-	r.expectRefused(t, tx(1))
+	r.expectNotPreparedAgain(t, tx(1))
 	r.sys.Root.Send(r.pid, &messages.DecisionQuery{Tx: tx(1), From: 1})
 	if rep, _ := actortest.Expect[*messages.DecisionReply](t, r.peer, wait); rep.Decision == messages.DecisionAbort {
 		t.Fatalf("peer told abort for %v, which this node committed", tx(1))
@@ -109,8 +113,11 @@ func TestRestartKeepsReadsHeldByInDoubt(t *testing.T) {
 //
 // Rule broken: "A late duplicate of a Prepare never prepares a transaction
 // twice ... This assumes the nodes' clocks agree within ClockSkew".
-// Fix: treat a Prepare as stale when begun < startedAt + ClockSkew (the same
-// margin neverPrepared uses).
+// Fix (issue 11): no margin at all — the participant knows from its log that
+// it committed T, so the duplicate gets its yes again and prepares nothing.
+// (The check below used to be "no yes vote at all"; a yes for a transaction
+// committed here is the answer it always gave, so it checks that nothing
+// was prepared again.)
 func TestRestartRefusesDuplicatePrepareWithinClockSkew(t *testing.T) {
 	r := newRestartRig(t)               // default ClockSkew: 1 s
 	skewAhead := 500 * time.Millisecond // coordinator's clock ahead, within ClockSkew
@@ -124,7 +131,9 @@ func TestRestartRefusesDuplicatePrepareWithinClockSkew(t *testing.T) {
 	r.sys.Root.RequestWithCustomSender(r.pid, prep, r.txn.PID) // the late duplicate
 	if e, err := r.txn.Next(200 * time.Millisecond); err == nil {
 		if v, ok := e.Msg.(*messages.Vote); ok && v.Kind == messages.VoteYes {
-			t.Errorf("a duplicate Prepare of a transaction committed before the restart was prepared again and voted yes")
+			if st := r.status(t); st.Preparing > 0 || containsTx(st.InDoubt, tx(1)) {
+				t.Errorf("a duplicate Prepare of a transaction committed before the restart was prepared again and voted yes")
+			}
 		}
 	}
 	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(1)}, r.txn.PID) // re-sent
@@ -168,8 +177,10 @@ func TestRestartKeepsNoVoteForPeerWithinClockSkew(t *testing.T) {
 
 // A participant restarted from its log while one of its Prepares waited for
 // locks forgets the wait (it held nothing). A peer in doubt asking about
-// that transaction is told "unknown", not "abort": the transaction began
-// before the restart, so this node cannot vouch it never voted.
+// that transaction is told "abort": its log shows it never voted on it (no
+// PREPARED, no READ-ONLY), so it refuses it, durably, and its Prepare is
+// refused afterwards. (Changed with issue 11: it used to say "unknown",
+// as the transaction began before the restart.)
 func TestRestartForgetsPrepareWaitingForLocks(t *testing.T) {
 	r := newRestartRig(t)
 	now := time.Now().UnixNano()
@@ -187,10 +198,8 @@ func TestRestartForgetsPrepareWaitingForLocks(t *testing.T) {
 	}
 	r.sys.Root.Send(r.pid, &messages.DecisionQuery{Tx: tx(2), From: 1, Begun: now + 1})
 	// (The peer probe also gets T1's DecisionQuery: skipped.)
-	if rep := nextOf[*messages.DecisionReply](t, r.peer); rep.Tx != tx(2) || rep.Decision == messages.DecisionAbort {
-		// Abort would in fact be right here (T2 never voted), but this
-		// node cannot know that after the restart; it must not guess.
-		t.Fatalf("reply %+v: a restarted participant vouched for a transaction begun before it started", rep)
+	if rep := nextOf[*messages.DecisionReply](t, r.peer); rep.Tx != tx(2) || rep.Decision != messages.DecisionAbort {
+		t.Fatalf("reply %+v: a restarted participant did not refuse a transaction its log shows it never voted on", rep)
 	}
 	// T1's commit is applied once; T2's late duplicate Prepare is refused.
 	r.sys.Root.Send(r.pid, &messages.DecisionReply{Tx: tx(1), From: 0, Decision: messages.DecisionCommit})

@@ -247,6 +247,18 @@ func (r *restartRig) expectRefused(t *testing.T, id messages.TxID) {
 	}
 }
 
+// expectNotPreparedAgain: the participant answers a duplicate Prepare of id,
+// which it committed, with yes, and prepares nothing.
+func (r *restartRig) expectNotPreparedAgain(t *testing.T, id messages.TxID) {
+	t.Helper()
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Tx != id || v.Kind != messages.VoteYes {
+		t.Fatalf("vote %+v, want yes (committed here) for %v", v, id)
+	}
+	if st := r.status(t); st.Preparing > 0 || containsTx(st.InDoubt, id) {
+		t.Fatalf("committed transaction %v prepared again: %+v", id, st)
+	}
+}
+
 func (r *restartRig) status(t *testing.T) *ParticipantStatus {
 	t.Helper()
 	res, err := r.sys.Root.RequestFuture(r.pid, &ParticipantStatusRequest{}, wait).Result()
@@ -719,6 +731,35 @@ func (r *participantRig) peerAsks(t *testing.T, id messages.TxID, begun int64) m
 	return rep.Decision
 }
 
+// ackForced expects the participant's next Append to be one forced record
+// of kind for id, and acks it: a refusal (REFUSED) or a read-only vote
+// (READ-ONLY) is durable before it is answered.
+func (r *participantRig) ackForced(t *testing.T, kind messages.RecordKind, id messages.TxID) {
+	t.Helper()
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	for !app.Force && len(app.Records) == 1 && app.Records[0].Kind == messages.RecMark {
+		// A coordinator's mark, logged lazily on the participant's tick.
+		app, from = actortest.Expect[*messages.Append](t, r.wal, wait)
+	}
+	if !app.Force || len(app.Records) != 1 || app.Records[0].Kind != kind || app.Records[0].Tx != id {
+		t.Fatalf("append %+v, want a forced %v of %v", app, kind, id)
+	}
+	r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+}
+
+// peerAsksRefusing is peerAsks for a transaction the participant refuses
+// (it has not voted on it): the answer follows its durable REFUSED record.
+func (r *participantRig) peerAsksRefusing(t *testing.T, id messages.TxID, begun int64) messages.Decision {
+	t.Helper()
+	r.sys.Root.Send(r.pid, &messages.DecisionQuery{Tx: id, From: 1, Begun: begun})
+	r.ackForced(t, messages.RecRefused, id)
+	rep, _ := actortest.Expect[*messages.DecisionReply](t, r.peer, wait)
+	if rep.Tx != id || rep.From != 0 {
+		t.Fatalf("reply %+v, want one about %v from node 0", rep, id)
+	}
+	return rep.Decision
+}
+
 // ---------------------------------------------------------------------------
 // reading a probe
 
@@ -775,9 +816,9 @@ func newInspectableRig(t *testing.T, timing Timing, kv map[string]int64) *partic
 			Participants: map[int32]*actor.PID{1: r.peer.PID},
 		},
 	}
-	seq, starts := new(uint64), new(int)
+	seq, starts, mem := new(uint64), new(int), newMemory(nil, nil, time.Now())
 	pid, err := sys.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-		return &inspectableParticipant{p: &participant{cfg: cfg, appendSeq: seq, starts: starts, startedAt: time.Now()}}
+		return &inspectableParticipant{p: &participant{cfg: cfg, appendSeq: seq, starts: starts, mem: mem, now: time.Now}}
 	}), "participant")
 	if err != nil {
 		t.Fatal(err)

@@ -15,11 +15,10 @@ type Timing struct {
 	// prepared transactions to be decided. All nodes should use the same.
 	// Default 2s.
 	VoteTimeout time.Duration
-	// ClockSkew is how far apart nodes' clocks may be. A Prepare older than
-	// VoteTimeout+ClockSkew (by its Begun time) can no longer count, so a
-	// participant ignores it: a late duplicate cannot prepare again a
-	// transaction that finished here. A restarted participant also refuses
-	// Prepares begun up to ClockSkew after its start. Default 1s.
+	// ClockSkew is how far apart nodes' clocks are expected to be. It
+	// decides nothing any more (issue 11: no answer depends on a clock);
+	// it only enters the default of RememberOutcomes and its check in
+	// Validate, kept so that existing settings stay valid. Default 1s.
 	ClockSkew time.Duration
 	// ResendInterval is the first pause before Commit is re-sent to a
 	// participant that has not acked. Default 200ms.
@@ -35,13 +34,16 @@ type Timing struct {
 	// transaction in doubt (or a heuristic decision not yet reconciled),
 	// which doubles after every round. Default 10s.
 	MaxQueryInterval time.Duration
-	// RememberOutcomes is how long a participant remembers what it did with
-	// a transaction it finished (committed, aborted, voted no or read-only).
-	// It ignores late duplicate Prepares by it, and answers in-doubt peers
-	// from it; a peer asking about a transaction begun within it that this
-	// participant has never seen learns "abort" (it votes no on the spot).
-	// Memory grows with the transaction rate times this. It must be at
-	// least VoteTimeout + 2*ClockSkew (see Validate). Default 10s.
+	// RememberOutcomes bounds how long a participant remembers what it did
+	// with a transaction it finished (committed, aborted, voted no or
+	// read-only) when the transaction's coordinator has not said it may
+	// forget it sooner (its low-water mark, see memory). Forgetting by age
+	// raises the participant's mark for that coordinator past the
+	// transaction, so it only turns answers into no (to a Prepare) and
+	// "unknown" (to a peer in doubt) — never into "abort" for one it may
+	// have committed. Memory grows with the transaction rate times this.
+	// It must be at least VoteTimeout + 2*ClockSkew (see Validate), so that
+	// a late duplicate Prepare is still answered from memory. Default 10s.
 	RememberOutcomes time.Duration
 }
 

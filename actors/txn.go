@@ -25,6 +25,13 @@ type txnConfig struct {
 	// after a restart, or after the previous txn actor crashed); skip to
 	// sending Commit.
 	redrive bool
+	// settled: the coordinator's low-water mark when the transaction began
+	// (coordinator.settled), carried on every Prepare, Commit and Abort.
+	// An older mark than the coordinator's current one is always safe.
+	settled uint64
+	// now is the node's clock: Prepare.Begun (lock-wait order) and how
+	// long the transaction took. Nothing decided depends on it.
+	now func() time.Time
 	// reportTo gets the txnOutcome; nil means the parent (the coordinator).
 	reportTo *actor.PID
 	steps    StepHook
@@ -54,6 +61,9 @@ type txnOutcome struct {
 }
 
 func newTxnProps(cfg txnConfig) *actor.Props {
+	if cfg.now == nil {
+		cfg.now = time.Now
+	}
 	return actor.PropsFromProducer(func() actor.Actor {
 		t := &txn{
 			cfg:      cfg,
@@ -85,13 +95,14 @@ func (t *txn) Receive(ctx actor.Context) {
 func (t *txn) collecting(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		t.start = time.Now()
+		t.start = t.cfg.now()
 		for i, n := range t.cfg.participants {
 			if t.cfg.log.IsInfo() {
 				t.cfg.log.Info("prepare sent", "tx", t.cfg.tx, "to", n, "ops", opsString(t.cfg.ops[i]))
 			}
 			ctx.Request(t.cfg.directory.Participant(n), &messages.Prepare{
 				Tx: t.cfg.tx, Ops: t.cfg.ops[i], Participants: t.cfg.participants, Begun: t.start.UnixNano(),
+				Settled: t.cfg.settled,
 			})
 			t.step(StepPrepareSent, n, 0)
 		}
@@ -181,7 +192,7 @@ func (t *txn) committing(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		// Only a re-driven transaction starts here.
-		t.start = time.Now()
+		t.start = t.cfg.now()
 		t.yes = t.cfg.participants
 		if t.cfg.log.IsInfo() {
 			t.cfg.log.Info("re-driving commit decision", "tx", t.cfg.tx, "participants", t.yes)
@@ -248,7 +259,7 @@ func (t *txn) sendCommit(ctx actor.Context, resend bool) {
 				t.cfg.log.Info("commit sent", "tx", t.cfg.tx, "to", n)
 			}
 		}
-		ctx.Request(t.cfg.directory.Participant(n), &messages.Commit{Tx: t.cfg.tx, From: t.cfg.tx.Node})
+		ctx.Request(t.cfg.directory.Participant(n), &messages.Commit{Tx: t.cfg.tx, From: t.cfg.tx.Node, Settled: t.cfg.settled})
 		if !resend {
 			t.step(StepCommitSent, n, 0)
 		}
@@ -261,7 +272,7 @@ func (t *txn) finish(ctx actor.Context) {
 	// and the participants ack again.
 	t.durable.lazy(ctx, messages.Record{Kind: messages.RecEnd, Tx: t.cfg.tx})
 	if t.cfg.log.IsInfo() {
-		t.cfg.log.Info("transaction ended", "tx", t.cfg.tx, "took", time.Since(t.start).Round(time.Microsecond))
+		t.cfg.log.Info("transaction ended", "tx", t.cfg.tx, "took", t.cfg.now().Sub(t.start).Round(time.Microsecond))
 	}
 	ctx.Stop(ctx.Self())
 }
@@ -281,7 +292,7 @@ func (t *txn) abort(ctx actor.Context, reason string) {
 		if t.cfg.log.IsInfo() {
 			t.cfg.log.Info("abort sent", "tx", t.cfg.tx, "to", n)
 		}
-		ctx.Send(t.cfg.directory.Participant(n), &messages.Abort{Tx: t.cfg.tx, From: t.cfg.tx.Node, Reason: reason})
+		ctx.Send(t.cfg.directory.Participant(n), &messages.Abort{Tx: t.cfg.tx, From: t.cfg.tx.Node, Reason: reason, Settled: t.cfg.settled})
 	}
 	for _, n := range t.askers {
 		ctx.Send(t.cfg.directory.Participant(n), &messages.DecisionReply{Tx: t.cfg.tx, From: t.cfg.tx.Node, Decision: messages.DecisionAbort})

@@ -203,7 +203,7 @@ func (p *participant) settle(ctx actor.Context, tx messages.TxID, t *ptx) {
 // votes no (its coordinator has given up on it by now anyway); a read gets
 // an error rather than a value that is not known yet.
 func (p *participant) expireWaits(ctx actor.Context) {
-	for _, w := range p.waits.expired(time.Now()) {
+	for _, w := range p.waits.expired(p.now()) {
 		if w.prepare != nil {
 			p.vote(ctx, w.to, w.prepare.Tx, messages.VoteNo, fmt.Sprintf("node %d: gave up waiting for locks held by older transactions", p.cfg.Node))
 			continue

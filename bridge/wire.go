@@ -130,6 +130,7 @@ var bodyCodecs = []bodyCodec{
 			e.Varint(int64(p))
 		}
 		e.Varint(m.Begun)
+		e.Uvarint(m.Settled)
 	}, func(d *Decoder, m *messages.Prepare) {
 		m.Tx = d.TxID()
 		m.Ops = d.Ops()
@@ -140,6 +141,7 @@ var bodyCodecs = []bodyCodec{
 			}
 		}
 		m.Begun = d.Varint()
+		m.Settled = d.Uvarint()
 	}),
 	body(2, func(e *Encoder, m *messages.Vote) {
 		e.TxID(m.Tx)
@@ -152,15 +154,17 @@ var bodyCodecs = []bodyCodec{
 	body(3, func(e *Encoder, m *messages.Commit) {
 		e.TxID(m.Tx)
 		e.Varint(int64(m.From))
+		e.Uvarint(m.Settled)
 	}, func(d *Decoder, m *messages.Commit) {
-		m.Tx, m.From = d.TxID(), d.Int32()
+		m.Tx, m.From, m.Settled = d.TxID(), d.Int32(), d.Uvarint()
 	}),
 	body(4, func(e *Encoder, m *messages.Abort) {
 		e.TxID(m.Tx)
 		e.Varint(int64(m.From))
 		e.String(m.Reason)
+		e.Uvarint(m.Settled)
 	}, func(d *Decoder, m *messages.Abort) {
-		m.Tx, m.From, m.Reason = d.TxID(), d.Int32(), d.String()
+		m.Tx, m.From, m.Reason, m.Settled = d.TxID(), d.Int32(), d.String(), d.Uvarint()
 	}),
 	body(5, func(e *Encoder, m *messages.Ack) {
 		e.TxID(m.Tx)

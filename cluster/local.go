@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -58,6 +60,35 @@ type Local struct {
 	faults localFaults // faults and partitions, given again to a restarted node
 
 	crashes crashes // armed at a step (CrashAt, crashat.go)
+
+	// skews: how far each node's clock is set off the machine's (SetSkew),
+	// in nanoseconds; read by the node's clock on every use, and kept
+	// across its restarts.
+	skews []atomic.Int64
+}
+
+// SetSkew sets node i's clock d off the machine's clock (negative: behind),
+// at once and across its restarts; 0 clears it. A fault to inject: no
+// decision of the protocol depends on a clock.
+func (l *Local) SetSkew(i int, d time.Duration) error {
+	if i < 0 || i >= len(l.skews) {
+		return fmt.Errorf("unknown node %d (nodes are 0-%d)", i, len(l.skews)-1)
+	}
+	l.skews[i].Store(int64(d))
+	return nil
+}
+
+// Skew is node i's clock skew (SetSkew); 0 for an unknown node.
+func (l *Local) Skew(i int) time.Duration {
+	if i < 0 || i >= len(l.skews) {
+		return 0
+	}
+	return time.Duration(l.skews[i].Load())
+}
+
+// clock is node i's clock: the machine's, set off by its skew.
+func (l *Local) clock(i int) func() time.Time {
+	return func() time.Time { return time.Now().Add(time.Duration(l.skews[i].Load())) }
 }
 
 // StartLocal starts every node. With BasePort 0 it reserves free ports
@@ -66,7 +97,7 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 	if cfg.Nodes < 1 {
 		return nil, fmt.Errorf("cluster needs at least one node, got %d", cfg.Nodes)
 	}
-	l := &Local{cfg: cfg, nodes: make([]*Node, cfg.Nodes), starting: make([]bool, cfg.Nodes)}
+	l := &Local{cfg: cfg, nodes: make([]*Node, cfg.Nodes), starting: make([]bool, cfg.Nodes), skews: make([]atomic.Int64, cfg.Nodes)}
 	listeners := make([]net.Listener, cfg.Nodes)
 	for i := range listeners {
 		addr := "127.0.0.1:0"
@@ -92,10 +123,8 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 			return nil, err
 		}
 	}
-	// Nodes restarted over existing logs refuse transactions for a moment
-	// (Node.PreparesAfter): wait it out, so the cluster is usable at once.
-	for _, n := range l.nodes {
-		n.waitPreparesAfter()
+	for i := range listeners {
+		l.awaitRecovered(i)
 	}
 	return l, nil
 }
@@ -115,6 +144,7 @@ func (l *Local) start(i int, lis net.Listener) error {
 		TLS: id, ConnLimits: l.cfg.ConnLimits,
 		ID: int32(i), Members: l.members, DataDir: l.cfg.DataDir, Timing: l.cfg.Timing,
 		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Steps: l.stepHook(), Tracer: l.cfg.Tracer,
+		Clock:       l.clock(i),
 		BridgeReady: func(b *bridge.Bridge) { l.bridgeReady(i, b) },
 		FailStopped: func(n *Node) { l.failStopped(i, n) }, Observer: l.observer(i),
 	})
@@ -199,13 +229,53 @@ func (l *Local) RestartNode(i int) error {
 	l.mu.Lock()
 	l.starting[i] = false
 	l.mu.Unlock()
-	if err != nil {
-		return err
+	if err == nil {
+		l.awaitRecovered(i)
 	}
-	if n := l.Node(i); n != nil {
-		n.waitPreparesAfter()
+	return err
+}
+
+// awaitRecovered waits, at most the vote timeout, until node i has settled
+// the transactions it recovered in doubt whose coordinators are up and
+// reachable: it asks them at once, and the answer is a round trip away. So
+// the cluster is usable as soon as a restart returns, rather than refusing
+// the next transactions on those keys. Nothing is decided by this wait; it
+// only spares callers a race (a restarted node used to sleep out a window
+// measured by the clock, which hid it).
+func (l *Local) awaitRecovered(i int) {
+	deadline := time.Now().Add(l.cfg.Timing.WithDefaults().VoteTimeout)
+	for time.Now().Before(deadline) {
+		n := l.Node(i)
+		if n == nil {
+			return
+		}
+		ps, err := n.ParticipantStatus()
+		if err != nil {
+			return
+		}
+		waiting := false
+		for _, d := range ps.Doubts {
+			c := int(d.Tx.Node)
+			if d.Recovered && l.Node(c) != nil && !l.cut(i, c) {
+				waiting = true
+				break
+			}
+		}
+		if !waiting {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	return nil
+}
+
+// cut: the link between nodes a and b is partitioned.
+func (l *Local) cut(a, b int) bool {
+	for _, p := range l.Partitions() {
+		if (p[0] == a && p[1] == b) || (p[0] == b && p[1] == a) {
+			return true
+		}
+	}
+	return false
 }
 
 // Stop stops every node that is up.

@@ -46,6 +46,11 @@ type Config struct {
 	// command; see tracing.go. Nil: no tracing, and no middleware at all.
 	Tracer *trace.Recorder
 
+	// Clock, if set, is this node's clock (time.Now otherwise): tests and
+	// the prompt skew a node's clock through it (Local.SetSkew). Nothing
+	// the protocol decides depends on it; it paces waits and queries.
+	Clock func() time.Time
+
 	// Listener, if set, is used instead of listening on Members[ID]: tests
 	// reserve a free port this way.
 	Listener net.Listener
@@ -128,8 +133,6 @@ type Node struct {
 	cutCh   chan struct{} // closed by PowerCut
 	stopCh  chan struct{} // closed when Stop begins
 
-	preparesAfter time.Time // see PreparesAfter
-
 	// Fail-stop (failstop.go). started and failure are guarded by mu.
 	logErr      atomic.Pointer[error] // the first failure the log reported, stored at once
 	started     bool                  // Start has finished: a log failure now stops the node
@@ -139,17 +142,12 @@ type Node struct {
 	tracer *nodeTracer // nil unless cfg.Tracer is set
 }
 
-// PreparesAfter is when a restarted node starts voting on transactions
-// begun by a coordinator with the same clock: until then its participant
-// refuses them, since a predecessor may have voted on them (its memory of
-// that is gone). Zero for a node's first start.
-func (n *Node) PreparesAfter() time.Time { return n.preparesAfter }
-
-// waitPreparesAfter sleeps until PreparesAfter.
-func (n *Node) waitPreparesAfter() {
-	if d := time.Until(n.preparesAfter); d > 0 {
-		time.Sleep(d + time.Millisecond)
+// Now is the time by this node's clock (Config.Clock).
+func (n *Node) Now() time.Time {
+	if n.cfg.Clock != nil {
+		return n.cfg.Clock()
 	}
+	return time.Now()
 }
 
 // Start recovers the node from its log and starts serving. The log is
@@ -258,7 +256,7 @@ func (n *Node) start() error {
 	n.coordinator, err = n.sys.Root.SpawnNamed(n.tracer.props(actors.NewCoordinatorProps(actors.CoordinatorConfig{
 		Node: n.cfg.ID, Members: len(n.cfg.Members), Incarnation: n.incarnation,
 		Persistence: n.persistencePID, Directory: dirOf, Timing: n.cfg.Timing,
-		Logger: n.log.Named("coordinator"), Steps: n.cfg.Steps, TxnProps: n.tracer.txnProps(),
+		Logger: n.log.Named("coordinator"), Steps: n.cfg.Steps, TxnProps: n.tracer.txnProps(), Clock: n.cfg.Clock,
 	}).Configure(actor.WithMailbox(n.backlog.Mailbox()))), actors.CoordinatorName)
 	if err != nil {
 		return fmt.Errorf("node %d: spawn coordinator: %w", n.cfg.ID, err)
@@ -267,16 +265,11 @@ func (n *Node) start() error {
 		Node: n.cfg.ID, Members: len(n.cfg.Members), Persistence: n.persistencePID, Directory: dirOf,
 		Timing: n.cfg.Timing, Logger: n.log.Named("participant"), KV: state.KV, InDoubt: inDoubt,
 		Heuristic: state.Heuristic, Reload: n.reloadParticipant, Steps: n.cfg.Steps, Fresh: n.incarnation == 1,
-		Rounds: n.rounds(),
+		Rounds:   n.rounds(),
+		Outcomes: state.Outcomes, Marks: state.Marks, Clock: n.cfg.Clock,
 	}).Configure(actor.WithMailbox(n.backlog.Mailbox()))), actors.ParticipantName)
 	if err != nil {
 		return fmt.Errorf("node %d: spawn participant: %w", n.cfg.ID, err)
-	}
-	if n.incarnation > 1 {
-		// A restarted participant refuses Prepares begun before its memory
-		// starts (see actors.ParticipantConfig.Fresh).
-		n.preparesAfter = time.Now().Add(n.cfg.Timing.WithDefaults().ClockSkew)
-		n.log.Info("restarted: refusing transactions begun before the clock skew has passed", "until", n.preparesAfter.Format(time.RFC3339Nano))
 	}
 	// Only now, with both roles spawned, may re-driven commits reach this
 	// node's participant.

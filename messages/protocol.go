@@ -53,6 +53,12 @@ type Prepare struct {
 	// orders transactions by age for lock waits: a transaction may wait
 	// only for an older one, so waits never form a cycle.
 	Begun int64
+	// Settled is the coordinator's low-water mark when it sent this: every
+	// transaction of incarnation Tx.Incarnation of Tx.Node with a lower Seq
+	// is decided and over at the coordinator (an abort decided, or a commit
+	// every yes-voter acked). Participants forget their outcomes of those
+	// and answer a Prepare of one with no (see the participant). 0: none.
+	Settled uint64
 }
 
 // VoteKind is a participant's answer to Prepare.
@@ -88,6 +94,8 @@ type Vote struct {
 type Commit struct {
 	Tx   TxID
 	From int32
+	// Settled: as in Prepare.
+	Settled uint64
 }
 
 // Abort tells a participant the decision is abort. Not acked (presumed abort).
@@ -95,6 +103,8 @@ type Abort struct {
 	Tx     TxID
 	From   int32
 	Reason string
+	// Settled: as in Prepare.
+	Settled uint64
 }
 
 // Ack confirms a participant has durably applied a Commit — or, with
@@ -116,8 +126,8 @@ type DecisionQuery struct {
 	Tx   TxID
 	From int32
 	// Begun is the transaction's begin time (Prepare.Begun) if the asker
-	// knows it, else 0. A peer that has never seen the transaction can vouch
-	// that it never voted yes only for a recent one (see the participant).
+	// knows it, else 0. For the logs only: no answer depends on it (a peer
+	// vouches from what it logged, not from the time).
 	Begun int64
 }
 

@@ -33,7 +33,28 @@ const (
 	// late its Commit arrives, or after a restart. Appended last, so the
 	// numbering of the kinds before it (and the logs that hold them) stays.
 	RecHeuristic
+	// RecRefused: a participant that had not voted on Tx answered "abort"
+	// for it (to a peer in doubt). Forced before the answer leaves, and
+	// binding: a Prepare of Tx arriving later, even after a restart, gets
+	// no. Kept until Tx's coordinator's low-water mark passes it (RecMark).
+	RecRefused
+	// RecReadOnly: a participant voted read-only on Tx. Forced before the
+	// vote leaves: the coordinator may commit counting it, so the
+	// participant must never later refuse Tx (as it would one it has no
+	// trace of) while a peer may ask. Kept like RecRefused.
+	RecReadOnly
+	// RecMark: a participant will no longer vouch for transactions of the
+	// coordinator Tx.Node below Tx: those of an earlier incarnation, and
+	// those of incarnation Tx.Incarnation with a lower Seq. It forgets
+	// their outcomes (COMMITTED, ABORTED, REFUSED, READ-ONLY) and answers
+	// Prepares of them with no. Lazy: a lost mark only keeps more.
+	RecMark
+	// These three are appended after RecHeuristic so that the numbering of
+	// the older kinds (and the logs that hold them) stays.
 )
+
+// LastRecordKind is the highest record kind this build knows.
+const LastRecordKind = RecMark
 
 func (k RecordKind) String() string {
 	switch k {
@@ -51,6 +72,12 @@ func (k RecordKind) String() string {
 		return "END"
 	case RecHeuristic:
 		return "HEURISTIC"
+	case RecRefused:
+		return "REFUSED"
+	case RecReadOnly:
+		return "READ-ONLY"
+	case RecMark:
+		return "MARK"
 	}
 	return fmt.Sprintf("record(%d)", uint8(k))
 }

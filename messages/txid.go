@@ -39,6 +39,16 @@ func (t TxID) Compare(u TxID) int {
 	return cmp.Compare(t.Seq, u.Seq)
 }
 
+// Below reports whether t lies below mark, a participant's mark for a
+// coordinator (see RecMark): of the same coordinator node, and of an
+// earlier incarnation, or of the same one with a lower Seq.
+func (t TxID) Below(mark TxID) bool {
+	if t.Node != mark.Node {
+		return false
+	}
+	return t.Incarnation < mark.Incarnation || (t.Incarnation == mark.Incarnation && t.Seq < mark.Seq)
+}
+
 // ParseTxID reads the form produced by String.
 func ParseTxID(s string) (TxID, error) {
 	parts := strings.Split(s, ".")

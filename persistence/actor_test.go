@@ -51,6 +51,8 @@ func TestAppendSurvivesCloseAndOpen(t *testing.T) {
 		InDoubt:     map[messages.TxID]messages.Record{tx(2): recs[3]},
 		Pending:     map[messages.TxID][]int32{tx(3): {0, 2}},
 		Heuristic:   map[messages.TxID]bool{},
+		Outcomes:    map[messages.TxID]messages.RecordKind{tx(1): messages.RecCommitted},
+		Marks:       map[int32]messages.TxID{},
 	}
 	if got := l.State(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("replayed state:\n got %+v\nwant %+v", got, want)

@@ -56,7 +56,7 @@ func TestHeuristicSurvivesSnapshotAndReopen(t *testing.T) {
 // A snapshot written before heuristic decisions existed (version 1, without
 // the section) still loads, with none; a log opened on it takes new ones.
 func TestOldSnapshotWithoutHeuristicsLoads(t *testing.T) {
-	s := foldOf(fiveRecords())
+	s := preOutcomes(fiveRecords()) // nor outcomes (version 3)
 	s.InDoubt[tx(9)] = prepared(9, messages.Set("z", 1))
 	s.Pending[tx(8)] = []int32{0, 1}
 	covers, got, err := decodeState(v1State(t, 3, s))
@@ -83,7 +83,7 @@ func TestOldSnapshotWithoutHeuristicsLoads(t *testing.T) {
 		t.Fatal(rep.Err)
 	}
 	n.stop()
-	frame, err := frameBytes(v1State(t, 2, foldOf(fiveRecords())))
+	frame, err := frameBytes(v1State(t, 2, preOutcomes(fiveRecords())))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,8 +91,8 @@ func TestOldSnapshotWithoutHeuristicsLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := openLog(t, dir, -1)
-	if got := l.State(); !reflect.DeepEqual(got, foldOf(fiveRecords())) || got.Heuristic == nil {
-		t.Fatalf("state from a version 1 snapshot:\n got %+v\nwant %+v", got, foldOf(fiveRecords()))
+	if got := l.State(); !reflect.DeepEqual(got, preOutcomes(fiveRecords())) || got.Heuristic == nil {
+		t.Fatalf("state from a version 1 snapshot:\n got %+v\nwant %+v", got, preOutcomes(fiveRecords()))
 	}
 	l.Close()
 	n = startNode(t, newSystem(t), dir, -1)

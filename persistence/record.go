@@ -24,7 +24,7 @@ const (
 // checkRecord refuses records that the decoder would reject, so that a bad
 // Append is answered with an error instead of poisoning the log for replay.
 func checkRecord(r *messages.Record) error {
-	if r.Kind < messages.RecBoot || r.Kind > messages.RecHeuristic {
+	if r.Kind < messages.RecBoot || r.Kind > messages.LastRecordKind {
 		return fmt.Errorf("unknown record kind %d", uint8(r.Kind))
 	}
 	switch {
@@ -218,7 +218,7 @@ func (d *decoder) record() messages.Record {
 	}
 	var r messages.Record
 	r.Kind = messages.RecordKind(d.u8("kind"))
-	if d.err == nil && (r.Kind < messages.RecBoot || r.Kind > messages.RecHeuristic) {
+	if d.err == nil && (r.Kind < messages.RecBoot || r.Kind > messages.LastRecordKind) {
 		d.failf("unknown record kind %d", uint8(r.Kind))
 	}
 	r.Tx = d.tx("tx")

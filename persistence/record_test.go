@@ -60,7 +60,7 @@ func TestDecodeRecordRejects(t *testing.T) {
 func TestCheckRecordRefusesWhatDecodeRejects(t *testing.T) {
 	bad := []messages.Record{
 		{Kind: 0},
-		{Kind: messages.RecHeuristic + 1},
+		{Kind: messages.LastRecordKind + 1}, // the first kind this build does not know
 		{Kind: messages.RecPrepared, Ops: []messages.Op{{Key: "a", Kind: 0}}},
 		{Kind: messages.RecHeuristic, Tx: tx(1)}, // no decision
 		{Kind: messages.RecHeuristic, Tx: tx(1), Decision: 7},
@@ -167,6 +167,9 @@ func TestStateApply(t *testing.T) {
 		InDoubt:     map[messages.TxID]messages.Record{},
 		Pending:     map[messages.TxID][]int32{tx(3): {1, 2}},
 		Heuristic:   map[messages.TxID]bool{tx(1): true, tx(2): false},
+		// What the participant did with each, until a mark passes it.
+		Outcomes: map[messages.TxID]messages.RecordKind{tx(1): messages.RecCommitted, tx(2): messages.RecAborted},
+		Marks:    map[int32]messages.TxID{},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("fold:\n got %+v\nwant %+v", s, want)
@@ -177,5 +180,34 @@ func TestStateApply(t *testing.T) {
 	c.Heuristic[tx(2)] = true
 	if s.Pending[tx(3)][0] != 1 || s.KV["a"] != 7 || s.Heuristic[tx(2)] {
 		t.Fatal("Clone shares memory with the original")
+	}
+}
+
+// A participant's outcomes are kept until its coordinator's mark passes
+// them: REFUSED and READ-ONLY count like COMMITTED, a mark drops what is
+// below it and outcomes that arrive below it, and marks only rise. The
+// snapshot keeps both.
+func TestStateOutcomesAndMarks(t *testing.T) {
+	c := func(inc uint32, seq uint64) messages.TxID { return messages.TxID{Node: 2, Incarnation: inc, Seq: seq} }
+	s := NewState()
+	s.Apply(messages.Record{Kind: messages.RecRefused, Tx: c(1, 4)})
+	s.Apply(messages.Record{Kind: messages.RecReadOnly, Tx: c(1, 6)})
+	s.Apply(messages.Record{Kind: messages.RecRefused, Tx: tx(3)}) // another coordinator
+	s.Apply(messages.Record{Kind: messages.RecMark, Tx: c(1, 5)})
+	if _, ok := s.Outcomes[c(1, 4)]; ok || s.Outcomes[c(1, 6)] != messages.RecReadOnly || s.Outcomes[tx(3)] != messages.RecRefused {
+		t.Fatalf("after mark 2.1.5: outcomes %v", s.Outcomes)
+	}
+	s.Apply(messages.Record{Kind: messages.RecMark, Tx: c(1, 2)}) // lower: ignored
+	s.Apply(messages.Record{Kind: messages.RecRefused, Tx: c(1, 3)})
+	if s.Marks[2] != c(1, 5) || len(s.Outcomes) != 2 {
+		t.Fatalf("a lower mark or an outcome below the mark changed the state: marks %v outcomes %v", s.Marks, s.Outcomes)
+	}
+	covers, got, err := decodeState(appendState(nil, 9, s))
+	if err != nil || covers != 9 || !reflect.DeepEqual(got, s) {
+		t.Fatalf("snapshot round trip: covers %d err %v\n got %+v\nwant %+v", covers, err, got, s)
+	}
+	s.Apply(messages.Record{Kind: messages.RecMark, Tx: c(2, 1)}) // a later incarnation passes all of 1
+	if len(s.Outcomes) != 1 || !Below(c(1, 99), s.Marks[2]) || Below(c(2, 1), s.Marks[2]) || Below(tx(3), s.Marks[2]) {
+		t.Fatalf("after mark 2.2.1: outcomes %v marks %v", s.Outcomes, s.Marks)
 	}
 }

@@ -385,16 +385,25 @@ func heuristicHistory() []messages.Record {
 // section. s must hold no heuristic decision.
 func v1State(t *testing.T, covers uint64, s *State) []byte {
 	t.Helper()
-	if len(s.Heuristic) != 0 {
-		t.Fatal("a version 1 snapshot cannot hold heuristic decisions")
+	if len(s.Heuristic) != 0 || len(s.Outcomes) != 0 || len(s.Marks) != 0 {
+		t.Fatal("a version 1 snapshot cannot hold heuristic decisions, outcomes or marks")
 	}
 	b := appendState(nil, covers, s)
-	if b[0] != 2 || b[len(b)-1] != 0 {
-		t.Fatalf("version 2 encoding does not start with 2 and end with an empty heuristic section: %x", b)
+	if n := len(b); b[0] != 3 || b[n-3] != 0 || b[n-2] != 0 || b[n-1] != 0 {
+		t.Fatalf("version 3 encoding does not start with 3 and end with empty heuristic, outcome and mark sections: %x", b)
 	}
-	b = b[:len(b)-1]
+	b = b[:len(b)-3]
 	b[0] = 1
 	return b
+}
+
+// preOutcomes is the fold of recs as a snapshot older than version 3
+// holds it: without the participant's outcomes and marks.
+func preOutcomes(recs []messages.Record) *State {
+	s := foldOf(recs)
+	s.Outcomes = map[messages.TxID]messages.RecordKind{}
+	s.Marks = map[int32]messages.TxID{}
+	return s
 }
 
 func sampleRecords() []messages.Record {
@@ -408,6 +417,9 @@ func sampleRecords() []messages.Record {
 		{Kind: messages.RecEnd, Tx: messages.TxID{Node: 0, Incarnation: 1, Seq: 1}},
 		{Kind: messages.RecHeuristic, Tx: messages.TxID{Node: 3, Incarnation: 2, Seq: 9}, Decision: messages.DecisionAbort},
 		{Kind: messages.RecHeuristic, Tx: messages.TxID{Node: 0, Incarnation: 4, Seq: 1}, Decision: messages.DecisionCommit},
+		{Kind: messages.RecRefused, Tx: messages.TxID{Node: 1, Incarnation: 3, Seq: 4}},
+		{Kind: messages.RecReadOnly, Tx: messages.TxID{Node: 1, Incarnation: 3, Seq: 5}},
+		{Kind: messages.RecMark, Tx: messages.TxID{Node: 1, Incarnation: 3, Seq: 5}},
 	}
 }
 
@@ -424,7 +436,7 @@ func recordFrom(data []byte) messages.Record {
 		return rng.Uint64()
 	}
 	r := messages.Record{
-		Kind:        messages.RecordKind(1 + next()%7),
+		Kind:        messages.RecordKind(1 + next()%uint64(messages.LastRecordKind)),
 		Tx:          messages.TxID{Node: int32(next()), Incarnation: uint32(next()), Seq: next()},
 		Incarnation: uint32(next()),
 	}

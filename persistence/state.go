@@ -23,6 +23,17 @@ type State struct {
 	// forced commit, false: a forced abort), from RecHeuristic records.
 	// Never dropped: a coordinator's Commit may come back to one at any time.
 	Heuristic map[messages.TxID]bool
+	// Outcomes: participant: what it did with a transaction it is no
+	// longer in doubt about — the kind of the record that settled it
+	// (RecCommitted, RecAborted, RecRefused, RecReadOnly) — kept until the
+	// coordinator's mark (Marks) passes the transaction. It is what a
+	// restarted participant can vouch for: a transaction of a coordinator
+	// at or above its mark with no entry here (and not in doubt) was never
+	// voted on by this node.
+	Outcomes map[messages.TxID]messages.RecordKind
+	// Marks: participant: per coordinator node, the lowest transaction
+	// (incarnation, seq) this node still vouches for (RecMark records).
+	Marks map[int32]messages.TxID
 }
 
 // NewState returns the fold of an empty log.
@@ -32,8 +43,13 @@ func NewState() *State {
 		InDoubt:   map[messages.TxID]messages.Record{},
 		Pending:   map[messages.TxID][]int32{},
 		Heuristic: map[messages.TxID]bool{},
+		Outcomes:  map[messages.TxID]messages.RecordKind{},
+		Marks:     map[int32]messages.TxID{},
 	}
 }
+
+// Below reports whether tx lies below mark (see messages.TxID.Below).
+func Below(tx, mark messages.TxID) bool { return tx.Below(mark) }
 
 // Apply folds one record into s.
 func (s *State) Apply(r messages.Record) {
@@ -54,8 +70,25 @@ func (s *State) Apply(r messages.Record) {
 			messages.Apply(s.KV, o)
 		}
 		delete(s.InDoubt, r.Tx)
+		s.settle(r.Tx, r.Kind)
 	case messages.RecAborted:
-		delete(s.InDoubt, r.Tx)
+		if _, ok := s.InDoubt[r.Tx]; ok {
+			delete(s.InDoubt, r.Tx)
+			s.settle(r.Tx, r.Kind)
+		}
+	case messages.RecRefused, messages.RecReadOnly:
+		s.settle(r.Tx, r.Kind)
+	case messages.RecMark:
+		old, ok := s.Marks[r.Tx.Node]
+		if ok && !Below(old, r.Tx) {
+			return // marks only rise
+		}
+		s.Marks[r.Tx.Node] = r.Tx
+		for tx := range s.Outcomes {
+			if Below(tx, r.Tx) {
+				delete(s.Outcomes, tx)
+			}
+		}
 	case messages.RecCommitDecision:
 		s.Pending[r.Tx] = cloneInts(r.Participants)
 	case messages.RecEnd:
@@ -65,6 +98,15 @@ func (s *State) Apply(r messages.Record) {
 		// a participant recovering one finishes the forced decision.
 		s.Heuristic[r.Tx] = r.Decision == messages.DecisionCommit
 	}
+}
+
+// settle notes what this node did with tx, unless its coordinator's mark
+// has passed it already (then nothing is vouched for it).
+func (s *State) settle(tx messages.TxID, k messages.RecordKind) {
+	if m, ok := s.Marks[tx.Node]; ok && Below(tx, m) {
+		return
+	}
+	s.Outcomes[tx] = k
 }
 
 // ensureMaps lets a zero State be used like NewState's.
@@ -81,6 +123,12 @@ func (s *State) ensureMaps() {
 	if s.Heuristic == nil {
 		s.Heuristic = map[messages.TxID]bool{}
 	}
+	if s.Outcomes == nil {
+		s.Outcomes = map[messages.TxID]messages.RecordKind{}
+	}
+	if s.Marks == nil {
+		s.Marks = map[int32]messages.TxID{}
+	}
 }
 
 // Clone returns a deep copy that shares nothing with s.
@@ -91,6 +139,14 @@ func (s *State) Clone() *State {
 		InDoubt:     make(map[messages.TxID]messages.Record, len(s.InDoubt)),
 		Pending:     make(map[messages.TxID][]int32, len(s.Pending)),
 		Heuristic:   make(map[messages.TxID]bool, len(s.Heuristic)),
+		Outcomes:    make(map[messages.TxID]messages.RecordKind, len(s.Outcomes)),
+		Marks:       make(map[int32]messages.TxID, len(s.Marks)),
+	}
+	for tx, k := range s.Outcomes {
+		c.Outcomes[tx] = k
+	}
+	for n, m := range s.Marks {
+		c.Marks[n] = m
 	}
 	for tx, c2 := range s.Heuristic {
 		c.Heuristic[tx] = c2
@@ -127,9 +183,13 @@ func cloneInts(p []int32) []int32 {
 // stateVersion leads a snapshot payload, for the same reason as
 // recordVersion. Version 2 adds the heuristic decisions after the pending
 // commits; a version 1 snapshot (written before there were any) still loads,
-// with none.
+// with none. Version 3 adds the participant's outcomes and marks after the
+// heuristic decisions; a version 1 or 2 snapshot loads with none (see
+// Outcomes: a node upgraded from one vouches for less than it should only
+// for transactions settled before the upgrade — restart it quiesced).
 const (
-	stateVersion   = 2
+	stateVersion   = 3
+	stateVersionV2 = 2
 	stateVersionV1 = 1
 )
 
@@ -199,6 +259,29 @@ func appendState(dst []byte, covers uint64, s *State) []byte {
 		dst = appendTx(dst, tx)
 		dst = append(dst, byte(d))
 	}
+
+	txs = txs[:0]
+	for tx := range s.Outcomes {
+		txs = append(txs, tx)
+	}
+	slices.SortFunc(txs, compareTx)
+	dst = binary.AppendUvarint(dst, uint64(len(txs)))
+	for _, tx := range txs {
+		dst = appendTx(dst, tx)
+		dst = append(dst, byte(s.Outcomes[tx]))
+	}
+
+	nodes := make([]int32, 0, len(s.Marks))
+	for n := range s.Marks {
+		nodes = append(nodes, n)
+	}
+	slices.Sort(nodes)
+	dst = binary.AppendUvarint(dst, uint64(len(nodes)))
+	for _, n := range nodes {
+		m := s.Marks[n]
+		m.Node = n // the map key is the truth
+		dst = appendTx(dst, m)
+	}
 	return dst
 }
 
@@ -206,7 +289,7 @@ func appendState(dst []byte, covers uint64, s *State) []byte {
 func decodeState(b []byte) (covers uint64, s *State, err error) {
 	d := decoder{b: b}
 	version := d.u8("snapshot version")
-	if d.err == nil && version != stateVersion && version != stateVersionV1 {
+	if d.err == nil && version != stateVersion && version != stateVersionV2 && version != stateVersionV1 {
 		d.failf("unknown snapshot encoding version %d", version)
 	}
 	covers = d.uvarint("covered segment index")
@@ -275,6 +358,34 @@ func decodeState(b []byte) (covers uint64, s *State, err error) {
 				d.failf("heuristic transaction %v appears twice", tx)
 			}
 			s.Heuristic[tx] = dec == messages.DecisionCommit
+		}
+	}
+
+	if version >= 3 {
+		n = d.count("outcome count", minTxSize+1)
+		for i := 0; i < n && d.err == nil; i++ {
+			tx := d.tx("outcome tx")
+			k := messages.RecordKind(d.u8("outcome kind"))
+			if d.err != nil {
+				break
+			}
+			switch k {
+			case messages.RecCommitted, messages.RecAborted, messages.RecRefused, messages.RecReadOnly:
+			default:
+				d.failf("outcome %v for %v: want COMMITTED, ABORTED, REFUSED or READ-ONLY", k, tx)
+			}
+			if _, dup := s.Outcomes[tx]; dup {
+				d.failf("outcome of %v appears twice", tx)
+			}
+			s.Outcomes[tx] = k
+		}
+		n = d.count("mark count", minTxSize)
+		for i := 0; i < n && d.err == nil; i++ {
+			m := d.tx("mark")
+			if _, dup := s.Marks[m.Node]; dup && d.err == nil {
+				d.failf("mark of node %d appears twice", m.Node)
+			}
+			s.Marks[m.Node] = m
 		}
 	}
 

@@ -138,6 +138,45 @@ func (r *repl) restart(args []string) error {
 	return nil
 }
 
+// maxSkew bounds the skew command: far beyond any clock fault worth
+// injecting, short of durations that overflow a time.
+const maxSkew = 24 * time.Hour
+
+// skew sets a node's clock off by a duration (cluster.Local.SetSkew).
+func (r *repl) skew(args []string) error {
+	n, err := r.parseNode(args[0])
+	if err != nil {
+		return err
+	}
+	d, err := time.ParseDuration(args[1])
+	if err != nil {
+		return fmt.Errorf("skew %q is not a duration (e.g. +5s, -500ms, 0)", args[1])
+	}
+	if d > maxSkew || d < -maxSkew {
+		return fmt.Errorf("skew %v is more than %v either way", d, maxSkew)
+	}
+	if err := r.c.SetSkew(n, d); err != nil {
+		return err
+	}
+	if d == 0 {
+		fmt.Fprintf(r.out, "node %d clock skew cleared\n", n)
+	} else {
+		fmt.Fprintf(r.out, "node %d clock skew %s\n", n, skewString(d))
+	}
+	return nil
+}
+
+// skewString shows a skew with its sign: +5s, -5s, 0.
+func skewString(d time.Duration) string {
+	if d > 0 {
+		return "+" + d.String()
+	}
+	if d == 0 {
+		return "0"
+	}
+	return d.String()
+}
+
 func (r *repl) partition(args []string) error {
 	a, err := r.parseNode(args[0])
 	if err != nil {

@@ -76,7 +76,7 @@ func init() {
 			args: atLeast(1), run: (*repl).get, complete: func(r *repl, _ []string) []string { return r.keys.list(true) }},
 		{name: "spawn", syntax: "spawn <n> <add|set|transfer ...>", help: "n concurrent transactions of that command (round-robin over the nodes that are up unless via is given)",
 			args: atLeast(2), run: (*repl).spawn, complete: completeSpawn},
-		{name: "status", syntax: "status", help: "every node: address, up or down, transactions in flight, locks, in doubt, log size, last snapshot",
+		{name: "status", syntax: "status", help: "every node: address, up or down, transactions in flight, locks, in doubt, log size, last snapshot, clock skew",
 			args: exactly(0), run: (*repl).status},
 		{name: "crash", syntax: "crash <node> [at <step>]", help: "cut the node's power now, or when it next reaches step (see below); unsynced log writes are lost",
 			args: exactly(1, 3), run: (*repl).crash, complete: completeCrash},
@@ -85,6 +85,8 @@ func init() {
 		{name: "partition", syntax: "partition <a> <b>", help: "cut the links between nodes a and b (both ways)",
 			args: exactly(2), run: (*repl).partition, complete: completeNodes(2)},
 		{name: "heal", syntax: "heal", help: "restore every link", args: exactly(0), run: (*repl).heal},
+		{name: "skew", syntax: "skew <node> <±duration>", help: "set the node's clock off by duration (e.g. +5s, -5s; 0 clears it), kept across its restarts; no outcome depends on it",
+			args: exactly(2), run: (*repl).skew, complete: completeSkew},
 		{name: "indoubt", syntax: "indoubt", help: "every transaction a participant voted yes on and has no decision for: id, node, age, whom it waits for",
 			args: exactly(0), run: (*repl).indoubt},
 		{name: "resolve", syntax: "resolve <txid> commit|abort", help: "an operator's forced (heuristic) decision for an in-doubt transaction; refused when the real outcome is known",
@@ -279,6 +281,16 @@ func completeCrash(r *repl, args []string) []string {
 			out = append(out, s.name)
 		}
 		return out
+	}
+	return nil
+}
+
+func completeSkew(r *repl, args []string) []string {
+	switch len(args) {
+	case 0:
+		return r.nodeNames()
+	case 1:
+		return []string{"+5s", "-5s", "0"}
 	}
 	return nil
 }

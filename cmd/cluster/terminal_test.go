@@ -71,7 +71,7 @@ func TestTerminalSessionWithCompletionAndHistory(t *testing.T) {
 	typeIn("status\r")
 	waitFor("node  address ", 1)
 	actortest.Eventually(t, 60*time.Second, func() string {
-		if !regexp.MustCompile(`node  address +state +in-flight +locks +in-doubt +log +last snapshot\r?\n0 +127\.0\.0\.1:\d+ +up `).MatchString(screen.String()) {
+		if !regexp.MustCompile(`node  address +state +in-flight +locks +in-doubt +log +last snapshot +skew\r?\n0 +127\.0\.0\.1:\d+ +up `).MatchString(screen.String()) {
 			return "waiting for the status table, whole"
 		}
 		return ""

@@ -428,11 +428,12 @@ func (r *repl) get(args []string) error {
 func (r *repl) status([]string) error {
 	members := r.c.Members()
 	w := tabwriter.NewWriter(r.out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "node\taddress\tstate\tin-flight\tlocks\tin-doubt\tlog\tlast snapshot")
+	fmt.Fprintln(w, "node\taddress\tstate\tin-flight\tlocks\tin-doubt\tlog\tlast snapshot\tskew")
 	for i, addr := range members {
+		skew := skewString(r.c.Skew(i)) // kept while the node is down, too
 		n := r.c.Up(i)
 		if n == nil {
-			fmt.Fprintf(w, "%d\t%s\tdown\t-\t-\t-\t-\t-\n", i, addr)
+			fmt.Fprintf(w, "%d\t%s\tdown\t-\t-\t-\t-\t-\t%s\n", i, addr, skew)
 			continue
 		}
 		inFlight, locks, inDoubt := "?", "?", "?"
@@ -447,7 +448,7 @@ func (r *repl) status([]string) error {
 		if snap == "" {
 			snap = "none"
 		}
-		fmt.Fprintf(w, "%d\t%s\tup\t%s\t%s\t%s\t%s\t%s\n", i, addr, inFlight, locks, inDoubt, bytesString(st.LogBytes), snap)
+		fmt.Fprintf(w, "%d\t%s\tup\t%s\t%s\t%s\t%s\t%s\t%s\n", i, addr, inFlight, locks, inDoubt, bytesString(st.LogBytes), snap, skew)
 	}
 	w.Flush()
 	if parts := r.c.Partitions(); len(parts) > 0 {
