@@ -384,3 +384,19 @@ func (n *txNote) get() messages.TxID {
 	defer n.mu.Unlock()
 	return n.tx
 }
+
+// SyncLog returns once every record this node's roles have handed its log
+// so far is durable: an empty forced append queues behind them, and group
+// commit syncs them with it. Lazy records (END, an abort's) are otherwise
+// written with a later batch; the prompt's `wait settled` uses this so
+// that what it reports settled is also on disk and in the trace.
+func (n *Node) SyncLog() error {
+	res, err := n.ask(n.persistencePID, &messages.Append{Force: true}, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	if a, ok := res.(*messages.Appended); ok && a.Err != nil {
+		return fmt.Errorf("node %d: %w", n.cfg.ID, a.Err)
+	}
+	return nil
+}

@@ -377,6 +377,15 @@ func (r *repl) settled() (bool, string) {
 			return false, fmt.Sprintf("node %d with %d locks, %d in doubt", i, ps.LocksHeld, len(ps.InDoubt))
 		}
 	}
+	// Settled includes the log: the lazy records of what just ended (END,
+	// aborts) are written before this says so, and so are in the trace.
+	for i := 0; i < r.opts.nodes; i++ {
+		if n := r.c.Up(i); n != nil {
+			if err := n.SyncLog(); err != nil {
+				return false, err.Error()
+			}
+		}
+	}
 	return true, ""
 }
 

@@ -16,6 +16,7 @@ func TestCoordinatorCrashBetweenCommitAndAcks(t *testing.T) {
 		"get value",
 		"restart 0",
 		"get value",
+		"wait settled",
 		"trace 0.1.2",
 	}, "\n")+"\n", "--in-doubt-after", "1m")
 	// The trace: COMMIT durable, the crash, no Commit from the dead node,
@@ -37,6 +38,7 @@ func TestCoordinatorCrashBetweenCommitAndAcks(t *testing.T) {
 		`error: value on node 0: node 0 is down`, `error: value on node 1: .*`, `error: value on node 2: .*`, `error: value on node 3: .*`,
 		`node 0 restarted \(incarnation 2(, 1 in doubt)?\)`,
 		`value = 5  \(node 0\)`, `value = 5  \(node 1\)`, `value = 5  \(node 2\)`, `value = 5  \(node 3\)`,
+		`settled: .*`,
 	)
 }
 
