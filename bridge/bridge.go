@@ -205,7 +205,7 @@ type Bridge struct {
 	// (SenderHeader); impostors limits the log of batches refused for
 	// claiming another sender than their connection's certificate.
 	fromHeader []map[string]string
-	impostors  logEvery
+	impostors  LogEvery
 
 	// The fault state is the bridge actor's (faults.go); inbound batches
 	// see only the cuts it publishes in links.
@@ -322,7 +322,7 @@ func (b *Bridge) PeerServerCodec(c io.ReadWriteCloser, peer int32) rpc.ServerCod
 	s.impostor = func(e *ImpostorError) error {
 		e.Self = b.cfg.Self
 		b.refusedBatches.Add(1)
-		if ok, missed := b.impostors.allow(); ok {
+		if ok, missed := b.impostors.Allow(); ok {
 			b.log.Warn("refused a batch claiming another sender than the connection's certificate", "certificate", e.Conn, "claimed", e.Claimed, "refusals_not_logged", missed)
 		}
 		return e

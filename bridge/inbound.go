@@ -6,8 +6,6 @@ package bridge
 import (
 	"fmt"
 	"strconv"
-	"sync"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -32,7 +30,7 @@ func (s *bridgeService) Deliver(batch *Batch, ack *Ack) error {
 		// A member speaking for another: refused whole, before any of its
 		// messages is looked at. Logged at a bounded rate, numbers only.
 		s.b.refusedBatches.Add(1)
-		if ok, missed := s.b.impostors.allow(); ok {
+		if ok, missed := s.b.impostors.Allow(); ok {
 			s.b.log.Warn("refused a batch claiming another sender than the connection's certificate", "certificate", s.peer, "claimed", batch.From, "refusals_not_logged", missed)
 		}
 		return fmt.Errorf("node %d refuses batch: the connection is node %d's, the batch claims node %d", s.b.cfg.Self, s.peer, batch.From)
@@ -261,25 +259,4 @@ func (b *Bridge) warnForged(from int32, rule, why string, m *Msg) {
 	}
 	b.forged[k] = true
 	b.log.Warn("refused a forged message (further ones of this kind from this node are logged at a bounded rate)", "from", from, "to", sanitize(m.To), "rule", rule, "reason", why)
-}
-
-// logEvery lets one log line through per interval and counts the rest, so
-// a peer cannot flood the log with refusals.
-type logEvery struct {
-	mu     sync.Mutex
-	last   time.Time
-	missed int
-}
-
-const logInterval = 10 * time.Second
-
-func (l *logEvery) allow() (ok bool, missed int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now := time.Now(); l.last.IsZero() || now.Sub(l.last) >= logInterval {
-		l.last, missed, l.missed = now, l.missed, 0
-		return true, missed
-	}
-	l.missed++
-	return false, 0
 }

@@ -70,3 +70,29 @@ func (r *RefusalLog) refuse(reason, msg string, args ...any) {
 	}
 	r.log.Warn(msg, args...)
 }
+
+// LogEvery lets one log line through per interval (LogEveryInterval) and
+// counts the rest, for refusals whose reasons need no key of their own: a
+// member or a stranger cannot flood the log, and the next line says how
+// many were not logged.
+type LogEvery struct {
+	mu     sync.Mutex
+	last   time.Time
+	missed int
+}
+
+// LogEveryInterval is how often a LogEvery lets a line through.
+const LogEveryInterval = 10 * time.Second
+
+// Allow says whether to log now, and how many were held back since the
+// last line that was.
+func (l *LogEvery) Allow() (ok bool, missed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now := time.Now(); l.last.IsZero() || now.Sub(l.last) >= LogEveryInterval {
+		l.last, missed, l.missed = now, l.missed, 0
+		return true, missed
+	}
+	l.missed++
+	return false, 0
+}

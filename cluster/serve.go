@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"twopc/bridge"
 	"twopc/identity"
 )
 
@@ -95,8 +96,8 @@ type connServer struct {
 	peers    map[int32][]net.Conn   // member connections by node, oldest first
 	closed   bool
 	wg       sync.WaitGroup // the accept loop and one handler per connection
-	refusals logEvery
-	accepts  logEvery
+	refusals bridge.LogEvery
+	accepts  bridge.LogEvery
 }
 
 // serveConns serves plaintext connections with the default limits.
@@ -141,7 +142,7 @@ func (s *connServer) accept() {
 			// accepting nothing. Back off, so as not to spin, and say so
 			// once per interval.
 			delay = min(max(2*delay, acceptBackoffMin), acceptBackoffMax)
-			if ok, missed := s.accepts.allow(); ok {
+			if ok, missed := s.accepts.Allow(); ok {
 				s.log.Error("accept failed; retrying with backoff", "error", err, "out_of_descriptors", errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE), "failures_not_logged", missed, "next_in", delay)
 			}
 			t := time.NewTimer(delay)
@@ -201,7 +202,7 @@ func (s *connServer) evictOldestPending() {
 // refuse logs a refusal at a bounded rate, with only numbers and the
 // server's own words: nothing a stranger chose.
 func (s *connServer) refuse(msg string, args ...interface{}) {
-	if ok, missed := s.refusals.allow(); ok {
+	if ok, missed := s.refusals.Allow(); ok {
 		s.log.Warn(msg, append(args, "refusals_not_logged", missed)...)
 	}
 }
@@ -343,24 +344,4 @@ func (c *idleConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.Conn.Write(p)
-}
-
-// logEvery lets one log line through per interval and counts the rest.
-type logEvery struct {
-	mu     sync.Mutex
-	last   time.Time
-	missed int
-}
-
-const logInterval = 10 * time.Second
-
-func (l *logEvery) allow() (ok bool, missed int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now := time.Now(); l.last.IsZero() || now.Sub(l.last) >= logInterval {
-		l.last, missed, l.missed = now, l.missed, 0
-		return true, missed
-	}
-	l.missed++
-	return false, 0
 }
