@@ -23,8 +23,9 @@ import (
 // its count behind for good; a txn actor's messages are bounded by the
 // transactions the coordinator admits.
 type Backlog struct {
-	depth atomic.Int64
-	limit int64
+	depth   atomic.Int64
+	limit   int64
+	holding atomic.Int64 // inbound batches waiting in wait now
 }
 
 // DefaultMaxBacklog is the messages a node's roles may have queued before
@@ -49,6 +50,9 @@ func (b *Backlog) Mailbox() actor.MailboxProducer {
 // Depth is the number of messages queued in the counted mailboxes now.
 func (b *Backlog) Depth() int64 { return b.depth.Load() }
 
+// Holding is the number of inbound batches waiting for room now.
+func (b *Backlog) Holding() int64 { return b.holding.Load() }
+
 // Limit is the depth above which inbound batches wait.
 func (b *Backlog) Limit() int64 { return b.limit }
 
@@ -60,6 +64,8 @@ func (b *Backlog) wait(ctx context.Context) bool {
 	}
 	// Over the limit only under a flood: poll rather than make every
 	// message signal a condition.
+	b.holding.Add(1)
+	defer b.holding.Add(-1)
 	t := time.NewTicker(time.Millisecond)
 	defer t.Stop()
 	for b.depth.Load() > b.limit {

@@ -45,8 +45,8 @@ func TestBacklogHoldsInboundBatchesWhileRolesAreBusy(t *testing.T) {
 
 	sendVotes(t, a.sys, actor.NewPID(b.addr, "recorder"), n)
 	waitFor(t, "the backlog to fill", func() bool { return backlog.Depth() >= limit })
-	// Whatever more arrives is held back: give the sender time to try.
-	time.Sleep(300 * time.Millisecond)
+	// The next batch arrives and is held back, not handed over.
+	waitFor(t, "a batch held back", func() bool { return backlog.Holding() > 0 })
 	if d := backlog.Depth(); d > limit+batch {
 		t.Fatalf("backlog depth %d with a limit of %d and batches of %d: inbound batches were not held", d, limit, batch)
 	}

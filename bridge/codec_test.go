@@ -499,7 +499,7 @@ func FuzzDecode(f *testing.F) {
 }
 
 func typicalBatch() *Batch {
-	b := &Batch{Cluster: 12345, From: 1, FromAddr: "127.0.0.1:3001", To: 0, Session: time.Now().UnixNano(), Seq: 42}
+	b := &Batch{Cluster: 12345, From: 1, FromAddr: "127.0.0.1:7001", To: 0, Session: time.Now().UnixNano(), Seq: 42}
 	for i := range 200 {
 		tx := messages.TxID{Node: 1, Incarnation: 3, Seq: uint64(1000 + i)}
 		var body any
@@ -513,7 +513,7 @@ func typicalBatch() *Batch {
 		default:
 			body = &messages.Ack{Tx: tx, From: 1}
 		}
-		b.Msgs = append(b.Msgs, Msg{To: "participant", SenderAddr: "127.0.0.1:3001", SenderID: "coordinator/1.3.1000", Body: body})
+		b.Msgs = append(b.Msgs, Msg{To: "participant", SenderAddr: "127.0.0.1:7001", SenderID: "coordinator/1.3.1000", Body: body})
 	}
 	return b
 }

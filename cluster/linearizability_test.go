@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/rand"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -118,8 +117,37 @@ func (h *linHistory) add(op porcupine.Operation) {
 	h.ops = append(h.ops, op)
 }
 
+// opCounter counts operations started, and lets a test wait until a
+// number of them have: moments of a run measured in work, not time.
+type opCounter struct {
+	mu   sync.Mutex
+	cond sync.Cond
+	n    int64
+}
+
+func newOpCounter() *opCounter {
+	c := &opCounter{}
+	c.cond.L = &c.mu
+	return c
+}
+
+func (c *opCounter) Add(d int64) {
+	c.mu.Lock()
+	c.n += d
+	c.mu.Unlock()
+	c.cond.Broadcast()
+}
+
+func (c *opCounter) waitFor(n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.n < n {
+		c.cond.Wait()
+	}
+}
+
 // linClient runs ops operations against l, through random nodes that are up.
-func linClient(l *Local, h *linHistory, id int, rng *rand.Rand, keys []string, ops int, done *atomic.Int64) {
+func linClient(l *Local, h *linHistory, id int, rng *rand.Rand, keys []string, ops int, done *opCounter) {
 	for i := 0; i < ops; i++ {
 		done.Add(1)
 		n := l.Node(rng.Intn(len(l.Members())))
@@ -248,13 +276,13 @@ func TestLinearizableSingleKeyOperations(t *testing.T) {
 	l := startLinCluster(t)
 	h := &linHistory{start: time.Now()}
 	var wg sync.WaitGroup
-	var done atomic.Int64
+	done := newOpCounter()
 	for c := 0; c < linClients; c++ {
 		rng := rand.New(rand.NewSource(seed + int64(c)))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			linClient(l, h, c, rng, linKeys, linOpsPerClient, &done)
+			linClient(l, h, c, rng, linKeys, linOpsPerClient, done)
 		}()
 	}
 	wg.Wait()
@@ -276,22 +304,18 @@ func TestLinearizableSingleKeyOperationsUnderFaults(t *testing.T) {
 	}
 	h := &linHistory{start: time.Now()}
 	var wg sync.WaitGroup
-	var done atomic.Int64
+	done := newOpCounter()
 	for c := 0; c < linClients; c++ {
 		crng := rand.New(rand.NewSource(seed + int64(c) + 1))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			linClient(l, h, c, crng, linKeys, linOpsPerClient, &done)
+			linClient(l, h, c, crng, linKeys, linOpsPerClient, done)
 		}()
 	}
 	// Moments measured in operations started, not in time.
 	total := int64(linClients * linOpsPerClient)
-	waitOps := func(n int64) {
-		for done.Load() < n {
-			time.Sleep(2 * time.Millisecond)
-		}
-	}
+	waitOps := done.waitFor
 	a := rng.Intn(3)
 	b := (a + 1 + rng.Intn(3)) % 4
 	waitOps(total / 8)

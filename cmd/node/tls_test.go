@@ -152,9 +152,6 @@ func TestNodeOutOfDescriptorsAcceptsAgain(t *testing.T) {
 			break // the backlog is full: the node is surely out
 		}
 		held = append(held, c)
-		if i > 80 {
-			time.Sleep(5 * time.Millisecond) // give the node a moment to try accepting
-		}
 	}
 	waitFor(t, &stderr, "out_of_descriptors=true", 20*time.Second)
 	for _, c := range held {
@@ -163,22 +160,18 @@ func TestNodeOutOfDescriptorsAcceptsAgain(t *testing.T) {
 	held = nil
 	// Serving again: a client gets through (retried while the node is
 	// still closing the strangers' connections).
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	actortest.Eventually(t, 30*time.Second, func() string {
 		c, err := certs.dial(addr)
 		if err == nil {
 			o, serr := c.Submit(messages.Set("n0/x", 7))
 			c.Close()
 			if serr == nil && o.Committed {
-				break
+				return ""
 			}
 			err = serr
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the node does not serve after running out of descriptors: %v\nstderr:\n%s", err, stderr.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Sprintf("the node does not serve after running out of descriptors: %v\nstderr:\n%s", err, stderr.String())
+	})
 	select {
 	case err := <-exited:
 		t.Fatalf("the node exited: %v", err)
