@@ -41,6 +41,9 @@ type CoordinatorConfig struct {
 	// Prepare.Begun (the age that orders lock waits) and logged durations
 	// come from it; no decision does.
 	Clock func() time.Time
+
+	// Protocol is the commit protocol (DefaultProtocol when unset).
+	Protocol Protocol
 }
 
 // RedriveCommits tells a coordinator to drive these recovered commit
@@ -122,6 +125,10 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		c.toChild(ctx, m.Tx)
 	case *messages.Ack:
 		c.toChild(ctx, m.Tx)
+	case *messages.AcceptReply:
+		c.toChild(ctx, m.Tx)
+	case *messages.PromiseReply:
+		c.toChild(ctx, m.Tx)
 	case *messages.DecisionQuery:
 		c.onQuery(ctx, m)
 	case *OutcomeQuery:
@@ -141,7 +148,7 @@ func (c *coordinator) Receive(ctx actor.Context) {
 				inFlight++
 			}
 		}
-		ctx.Respond(&CoordinatorStatus{Node: c.cfg.Node, InFlight: inFlight, Incarnation: c.cfg.Incarnation})
+		ctx.Respond(&CoordinatorStatus{Node: c.cfg.Node, InFlight: inFlight, Incarnation: c.cfg.Incarnation, Protocol: c.cfg.Protocol.OrDefault()})
 	}
 }
 
@@ -185,8 +192,16 @@ func (c *coordinator) begin(ctx actor.Context, m *messages.Begin) {
 }
 
 func (c *coordinator) spawn(ctx actor.Context, tx messages.TxID, participants []int32, ops [][]messages.Op, redrive bool) *liveTxn {
+	return c.spawnTxn(ctx, tx, participants, ops, redrive, false)
+}
+
+// spawnTxn starts a txn actor: a new transaction, one re-driving a durable
+// commit (redrive), or one recovering the outcome of a transaction whose
+// txn actor crashed (recovering, non-blocking commit only).
+func (c *coordinator) spawnTxn(ctx actor.Context, tx messages.TxID, participants []int32, ops [][]messages.Op, redrive, recovering bool) *liveTxn {
 	props := newTxnProps(txnConfig{
 		tx: tx, participants: participants, ops: ops, redrive: redrive, settled: c.settled(tx),
+		nonblocking: c.nonblocking(), members: c.cfg.Members, recovering: recovering,
 		directory: c.cfg.Directory, persistence: c.cfg.Persistence,
 		timing: c.timing, log: c.log, steps: c.cfg.Steps, now: c.now,
 	})
@@ -194,7 +209,7 @@ func (c *coordinator) spawn(ctx actor.Context, tx messages.TxID, participants []
 		props = c.cfg.TxnProps(props)
 	}
 	name := tx.String()
-	if redrive {
+	if redrive || recovering {
 		// A crashed predecessor may not have terminated yet; its name is
 		// still taken.
 		c.spawns++
@@ -219,6 +234,8 @@ func (c *coordinator) spawn(ctx actor.Context, tx messages.TxID, participants []
 	c.txns[tx] = lt
 	return lt
 }
+
+func (c *coordinator) nonblocking() bool { return c.cfg.Protocol.OrDefault() == NonBlocking }
 
 // settled is this coordinator's low-water mark, carried on the Prepare,
 // Commit and Abort of a transaction tx about to be run: the lowest seq of
@@ -330,12 +347,28 @@ func (c *coordinator) onQuery(ctx actor.Context, m *messages.DecisionQuery) {
 			if c.running(q.Tx) == nil {
 				c.spawn(ctx, q.Tx, r.Participants, nil, true)
 			}
+		} else if c.mayNotPresume(q.Tx) {
+			if c.log.IsInfo() {
+				c.log.Info("decision query for a transaction of an earlier incarnation with no chosen commit logged here; the acceptors hold its outcome", "tx", q.Tx, "from", q.From)
+			}
+			ctx.Send(c.cfg.Directory.Participant(q.From), &messages.DecisionReply{Tx: q.Tx, From: c.cfg.Node, Decision: messages.DecisionUnknown})
+			return
 		}
 		if c.log.IsInfo() {
 			c.log.Info("decision query answered", "tx", q.Tx, "from", q.From, "decision", d)
 		}
 		ctx.Send(c.cfg.Directory.Participant(q.From), &messages.DecisionReply{Tx: q.Tx, From: c.cfg.Node, Decision: d, Presumed: !r.CommitPending})
 	})
+}
+
+// mayNotPresume: under the non-blocking commit, presumed abort holds only
+// for this incarnation's transactions. One of this incarnation that has no
+// txn actor was aborted by it (it never proposed commit) or ended after
+// every yes-voter acked. One of an earlier incarnation may have had commit
+// chosen by its acceptors just before the crash, with this node's lazy
+// COMMIT record lost: only the acceptors can tell.
+func (c *coordinator) mayNotPresume(tx messages.TxID) bool {
+	return c.nonblocking() && tx.Incarnation < c.cfg.Incarnation
 }
 
 // lookupResult unpacks the persistence actor's answer to a DecisionLookup:
@@ -403,6 +436,15 @@ func (c *coordinator) onChildCrashed(ctx actor.Context, m *childCrashed) {
 			}
 			return
 		}
+		if c.nonblocking() {
+			// Its AcceptRequests may have made commit chosen already: a
+			// successor learns the outcome from the acceptors (or has
+			// abort chosen) and answers the client.
+			if pid := c.running(m.tx); pid == nil || pid.Id == m.pid.Id {
+				c.spawnTxn(ctx, m.tx, lt.participants, nil, false, true)
+			}
+			return
+		}
 		for _, n := range lt.participants {
 			ctx.Send(c.cfg.Directory.Participant(n), &messages.Abort{Tx: m.tx, From: c.cfg.Node, Reason: "txn actor crashed", Settled: c.settled(m.tx)})
 		}
@@ -419,6 +461,7 @@ type CoordinatorStatus struct {
 	Node        int32
 	Incarnation uint32
 	InFlight    int // transactions with a running txn actor
+	Protocol    Protocol
 }
 
 // The coordinator's reasons, shared by its answers.
@@ -495,6 +538,8 @@ func (c *coordinator) onOutcomeQuery(ctx actor.Context, m *OutcomeQuery) {
 			answer(messages.DecisionUnknown, "the coordinator's log cannot tell: "+err.Error())
 		case r.CommitPending:
 			answer(messages.DecisionCommit, commitPendingWhy)
+		case c.mayNotPresume(m.Tx):
+			answer(messages.DecisionUnknown, "no chosen commit in this coordinator's log, and it is of an earlier incarnation: its acceptors hold the outcome")
 		default:
 			answer(messages.DecisionAbort, presumedAbortWhy)
 		}

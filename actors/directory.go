@@ -11,6 +11,7 @@ const (
 	CoordinatorName = "coordinator"
 	ParticipantName = "participant"
 	PersistenceName = "persistence"
+	AcceptorName    = "acceptor"
 )
 
 // Directory tells a role where the roles of any node are. The cluster maps
@@ -18,6 +19,7 @@ const (
 type Directory interface {
 	Coordinator(node int32) *actor.PID
 	Participant(node int32) *actor.PID
+	Acceptor(node int32) *actor.PID // non-blocking commit
 }
 
 func orNull(l hclog.Logger) hclog.Logger {

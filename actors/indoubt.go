@@ -141,6 +141,9 @@ func (p *participant) askAboutInDoubt(ctx actor.Context) {
 		if t.asked > 0 && p.cfg.Rounds != nil {
 			p.cfg.Rounds(messages.DecisionUnknown) // the previous round learned nothing
 		}
+		if p.nonblocking() {
+			p.startRecovery(ctx, tx, t)
+		}
 		t.asked++
 		t.nextQuery = now.Add(t.queryGap.grow())
 	}

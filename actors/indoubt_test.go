@@ -251,7 +251,7 @@ func TestInDoubtParticipantAsksPeersWhenCoordinatorSilent(t *testing.T) {
 		Coordinators: map[int32]*actor.PID{0: coord.PID},
 		Participants: map[int32]*actor.PID{1: peer.PID},
 	}
-	pid, err := sys.Root.SpawnNamed(NewParticipantProps(ParticipantConfig{
+	pid, err := sys.Root.SpawnNamed(NewParticipantProps(ParticipantConfig{Protocol: TwoPC,
 		Node: 0, Members: 1, Persistence: wal.PID, Directory: dir,
 		Timing:  Timing{InDoubtAfter: 20 * time.Millisecond, MaxQueryInterval: 40 * time.Millisecond},
 		InDoubt: []messages.Record{rec},

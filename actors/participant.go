@@ -68,6 +68,11 @@ type ParticipantConfig struct {
 	// when the next round began without one. A node's metrics count them.
 	// It must be quick. Nil: nothing is told.
 	Rounds func(messages.Decision)
+
+	// Protocol is the commit protocol (DefaultProtocol when unset). Under
+	// NonBlocking a participant in doubt also runs recovery rounds with
+	// the transaction's acceptors (recovery.go).
+	Protocol Protocol
 }
 
 // participant owns its node's committed state and lock table. It is the only
@@ -150,6 +155,9 @@ type ptx struct {
 	nextQuery  time.Time
 	queryGap   backoff
 	asked      int // DecisionQuery rounds sent
+	// recovery: this node's proposal for the outcome (non-blocking
+	// commit), from its first round of asking on.
+	recovery *proposal
 }
 
 // standing is where a transaction stands at this participant: the one
@@ -288,6 +296,10 @@ func (p *participant) Receive(ctx actor.Context) {
 		p.onDecisionReply(ctx, m)
 	case *messages.DecisionQuery:
 		p.onQuery(ctx, m)
+	case *messages.PromiseReply:
+		p.onPromiseReply(ctx, m)
+	case *messages.AcceptReply:
+		p.onAcceptReply(ctx, m)
 	case *messages.Read:
 		p.onRead(ctx, m)
 	case *messages.ReadLock, *messages.ReadRelease:

@@ -63,7 +63,7 @@ func buildParticipantRigWith(t *testing.T, edit func(*ParticipantConfig)) *parti
 		Coordinators: map[int32]*actor.PID{0: r.coord.PID},
 		Participants: map[int32]*actor.PID{1: r.peer.PID},
 	}
-	cfg := ParticipantConfig{Node: 0, Members: 1, Persistence: r.wal.PID, Directory: dir, Fresh: true}
+	cfg := ParticipantConfig{Protocol: TwoPC, Node: 0, Members: 1, Persistence: r.wal.PID, Directory: dir, Fresh: true}
 	edit(&cfg)
 	pid, err := sys.Root.SpawnNamed(NewParticipantProps(cfg), "participant")
 	if err != nil {
@@ -210,7 +210,7 @@ func newRestartRigTiming(t *testing.T, timing Timing) *restartRig {
 		}
 		return st.KV, inDoubt, st.Heuristic, nil
 	}
-	pid, err := sys.Root.SpawnNamed(NewParticipantProps(ParticipantConfig{
+	pid, err := sys.Root.SpawnNamed(NewParticipantProps(ParticipantConfig{Protocol: TwoPC,
 		Node: 0, Members: 1, Persistence: wal, Timing: timing,
 		Directory: &actortest.Directory{
 			Coordinators: map[int32]*actor.PID{0: r.coord.PID},
@@ -389,7 +389,7 @@ func newCoordRigOn(t *testing.T, sys *actor.ActorSystem, timing Timing, pending 
 		r.parts[n] = p
 		dir.Participants[n] = p.PID
 	}
-	pid, err := sys.Root.SpawnNamed(NewCoordinatorProps(CoordinatorConfig{
+	pid, err := sys.Root.SpawnNamed(NewCoordinatorProps(CoordinatorConfig{Protocol: TwoPC,
 		Node: 0, Members: 2, Incarnation: coordIncarnation, Persistence: persistencePID,
 		Directory: dir, Timing: timing, Pending: pending,
 	}), CoordinatorName)
@@ -809,7 +809,7 @@ func newInspectableRig(t *testing.T, timing Timing, kv map[string]int64) *partic
 		coord: actortest.NewProbe(t, sys, "coord"),
 		peer:  actortest.NewProbe(t, sys, "peer"),
 	}
-	cfg := ParticipantConfig{
+	cfg := ParticipantConfig{Protocol: TwoPC,
 		Node: 0, Members: 1, Persistence: r.wal.PID, Timing: timing, KV: kv, Fresh: true,
 		Directory: &actortest.Directory{
 			Coordinators: map[int32]*actor.PID{0: r.coord.PID},

@@ -30,6 +30,16 @@ const (
 
 	// Added later, kept last so the numbers above do not change.
 	StepAbortDecided // the txn actor decided abort (Reason in the step); Abort not yet sent
+
+	// Non-blocking commit. There StepCommitDecided is "every vote is yes,
+	// no AcceptRequest sent yet" and StepCommitLogged is "commit chosen: a
+	// majority of the acceptors logged it; the client not yet told, no
+	// Commit sent" — the same places in the protocol as in 2PC.
+	StepAcceptSent      // txn actor: ballot-0 AcceptRequest sent to acceptor Peer
+	StepPromisedLogged  // acceptor: PROMISED durable, PromiseReply not yet sent (Peer: the proposer)
+	StepAcceptedLogged  // acceptor: ACCEPTED durable, AcceptReply not yet sent (Peer: the proposer)
+	StepRecoveryStarted // a proposer in doubt (participant, or txn actor whose ballot 0 was overtaken) sent PromiseRequests
+	StepRecoveryChosen  // that proposer's value was chosen (Reason: which); not yet applied or passed on
 )
 
 var stepNames = map[StepKind]string{
@@ -46,6 +56,11 @@ var stepNames = map[StepKind]string{
 	StepAckReceived:     "ack received",
 	StepAllAcked:        "all acked",
 	StepAbortDecided:    "abort decided",
+	StepAcceptSent:      "accept sent",
+	StepPromisedLogged:  "PROMISED logged",
+	StepAcceptedLogged:  "ACCEPTED logged",
+	StepRecoveryStarted: "recovery started",
+	StepRecoveryChosen:  "recovery chosen",
 }
 
 func (k StepKind) String() string {

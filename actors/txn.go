@@ -35,6 +35,15 @@ type txnConfig struct {
 	// reportTo gets the txnOutcome; nil means the parent (the coordinator).
 	reportTo *actor.PID
 	steps    StepHook
+
+	// nonblocking: the decision is chosen by the transaction's acceptors
+	// (acceptor.go), not by the coordinator's log alone; members sizes the
+	// ballots. recovering: the txn actor that ran the transaction crashed
+	// before its outcome was known; this one learns it, or decides abort,
+	// with a ballot of its own (phase 1), then drives it.
+	nonblocking bool
+	members     int
+	recovering  bool
 }
 
 // txn runs one transaction. Its states are functions, switched with
@@ -53,6 +62,11 @@ type txn struct {
 	askers   []int32        // DecisionQuery senders waiting for the decision to be durable
 	answered bool           // the client has its Outcome
 	start    time.Time      // when collecting began; sent as Prepare.Begun
+
+	// Non-blocking commit: the proposal for the outcome, and the deadline
+	// after which the client is told the outcome is not known yet.
+	proposal   *proposal
+	clientWait *timer
 }
 
 // txnOutcome is the txn actor's word to its coordinator: answer the client.
@@ -66,18 +80,22 @@ func newTxnProps(cfg txnConfig) *actor.Props {
 	}
 	return actor.PropsFromProducer(func() actor.Actor {
 		t := &txn{
-			cfg:      cfg,
-			behavior: actor.NewBehavior(),
-			votes:    make(map[int32]messages.VoteKind),
-			unacked:  make(map[int32]bool),
-			deadline: newTimer("deadline"),
+			cfg:        cfg,
+			behavior:   actor.NewBehavior(),
+			votes:      make(map[int32]messages.VoteKind),
+			unacked:    make(map[int32]bool),
+			deadline:   newTimer("deadline"),
+			clientWait: newTimer("client"),
 			// A txn actor is never restarted (its coordinator stops a
 			// failed one), so its appends need no sequence beyond its own.
 			durable: newDurable(cfg.persistence, new(uint64)),
 		}
-		if cfg.redrive {
+		switch {
+		case cfg.redrive:
 			t.behavior.Become(t.committing)
-		} else {
+		case cfg.recovering:
+			t.behavior.Become(t.choosing)
+		default:
 			t.behavior.Become(t.collecting)
 		}
 		return t
@@ -87,6 +105,7 @@ func newTxnProps(cfg txnConfig) *actor.Props {
 func (t *txn) Receive(ctx actor.Context) {
 	if _, ok := ctx.Message().(*actor.Stopping); ok {
 		t.deadline.stop()
+		t.clientWait.stop()
 	}
 	t.behavior.Receive(ctx)
 }
@@ -151,6 +170,10 @@ func (t *txn) decideCommit(ctx actor.Context) {
 	}
 	sort.Slice(t.yes, func(i, j int) bool { return t.yes[i] < t.yes[j] })
 	t.step(StepCommitDecided, -1, 0)
+	if t.cfg.nonblocking {
+		t.proposeCommit(ctx)
+		return
+	}
 	// Commit is sent only once the decision is durable: a coordinator that
 	// restarts must answer "commit" to anyone who asks.
 	t.durable.then(ctx, messages.Record{Kind: messages.RecCommitDecision, Tx: t.cfg.tx, Participants: t.yes}, t.onDecisionLogged)
@@ -343,4 +366,106 @@ func opsString(ops []messages.Op) string {
 		parts[i] = o.String()
 	}
 	return strings.Join(parts, "; ")
+}
+
+// proposeCommit (non-blocking commit): every vote is yes, so commit is
+// proposed in ballot 0 to the transaction's acceptors. It is the decision
+// once a majority of them has logged it (choosing); until then nothing is
+// said to the client or the participants.
+func (t *txn) proposeCommit(ctx actor.Context) {
+	t.proposal = newProposal(t.cfg.tx, t.cfg.tx.Node, t.cfg.members, t.cfg.directory)
+	if t.cfg.log.IsInfo() {
+		t.cfg.log.Info("commit proposed to the acceptors", "tx", t.cfg.tx, "acceptors", t.proposal.acceptors)
+	}
+	t.proposal.propose(ctx, messages.DecisionCommit, t.cfg.settled, func(n int32) { t.step(StepAcceptSent, n, 0) })
+	t.resend = newBackoff(t.cfg.timing.ResendInterval, t.cfg.timing.MaxResendInterval)
+	t.deadline.arm(ctx, t.resend.pause)
+	t.clientWait.arm(ctx, t.cfg.timing.VoteTimeout)
+	t.behavior.Become(t.choosing)
+}
+
+// choosing (non-blocking commit): a proposal for the outcome is out to the
+// acceptors — commit in ballot 0, or, once that was overtaken by a
+// recovering participant's ballot (or for a txn actor started to recover
+// a crashed one's transaction), whatever a round of this node's own ballot
+// finds may have been chosen.
+func (t *txn) choosing(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		// Only a recovering txn actor starts here.
+		t.start = t.cfg.now()
+		t.yes = t.cfg.participants
+		t.proposal = newProposal(t.cfg.tx, t.cfg.tx.Node, t.cfg.members, t.cfg.directory)
+		t.resend = newBackoff(t.cfg.timing.ResendInterval, t.cfg.timing.MaxResendInterval)
+		t.recoverOutcome(ctx, "its txn actor crashed")
+		t.clientWait.arm(ctx, t.cfg.timing.VoteTimeout)
+	case *messages.AcceptReply:
+		if m.Tx != t.cfg.tx {
+			return
+		}
+		if t.proposal.onAccepted(m) {
+			t.onChosen(ctx, t.proposal.chosen)
+			return
+		}
+		if t.proposal.refused && t.proposal.ballot == 0 {
+			// A participant in doubt took over with a higher ballot: commit
+			// may or may not be chosen; a round of our own finds out.
+			t.recoverOutcome(ctx, fmt.Sprintf("acceptor %d promised ballot %d", m.From, m.Promised))
+		}
+	case *messages.PromiseReply:
+		if m.Tx == t.cfg.tx {
+			t.proposal.onPromise(ctx, m)
+		}
+	case *timerFired:
+		switch {
+		case t.clientWait.current(m):
+			// Not a decision: the acceptors may still choose either way,
+			// and this actor keeps at it. The client is not left hanging.
+			t.reply(ctx, &messages.Outcome{Tx: t.cfg.tx, Unknown: true, Reason: fmt.Sprintf(
+				"outcome unknown: no majority of the acceptors (nodes %v) answered within %v; it will be what they choose", t.proposal.acceptors, t.cfg.timing.VoteTimeout)})
+		case t.deadline.current(m):
+			if t.proposal.running() {
+				t.proposal.resendAccepts(ctx, t.cfg.settled)
+				if t.proposal.phase == 1 {
+					t.proposal.recover(ctx) // promises lost: a fresh ballot
+				}
+			} else {
+				t.recoverOutcome(ctx, "the previous round was overtaken")
+			}
+			t.deadline.arm(ctx, t.resend.grow())
+		}
+	case *messages.DecisionQuery:
+		t.askers = append(t.askers, m.From) // answered once the outcome is chosen
+	case *messages.Vote:
+		// late or duplicate: the votes are counted
+	}
+}
+
+// recoverOutcome starts a round of this node's own ballot.
+func (t *txn) recoverOutcome(ctx actor.Context, why string) {
+	t.proposal.recover(ctx)
+	if t.cfg.log.IsInfo() {
+		t.cfg.log.Info("recovering the outcome with a ballot of its own", "tx", t.cfg.tx, "ballot", t.proposal.ballot, "why", why)
+	}
+	t.cfg.steps.reportReason(t.cfg.tx.Node, StepRecoveryStarted, t.cfg.tx, why)
+}
+
+// onChosen: the acceptors have chosen d. Commit goes on as in 2PC once
+// COMMIT is durable (committing); the COMMIT record is lazy here, as the
+// acceptors hold the decision durably already — it only lets this node,
+// restarted, drive the commit again without asking them.
+func (t *txn) onChosen(ctx actor.Context, d messages.Decision) {
+	t.deadline.stop()
+	t.clientWait.stop()
+	if d == messages.DecisionAbort {
+		t.abort(ctx, fmt.Sprintf("the acceptors chose abort (ballot %d)", t.proposal.ballot))
+		return
+	}
+	t.step(StepCommitLogged, -1, 0)
+	if t.cfg.log.IsInfo() {
+		t.cfg.log.Info("decision chosen", "tx", t.cfg.tx, "decision", "commit", "ballot", t.proposal.ballot)
+	}
+	t.durable.lazy(ctx, messages.Record{Kind: messages.RecCommitDecision, Tx: t.cfg.tx, Participants: t.yes})
+	t.behavior.Become(t.committing)
+	t.beginCommitting(ctx)
 }

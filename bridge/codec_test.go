@@ -45,6 +45,10 @@ func samples() []any {
 		&messages.ReadLocked{Reader: messages.ReadID{Node: 1, Incarnation: 9, Seq: 4}, From: 2, Values: []messages.KeyValue{{Key: "n1/a", Value: -3}}, Err: "e"},
 		&messages.ReadRelease{Reader: messages.ReadID{Node: 0, Incarnation: 1, Seq: 2}},
 		&messages.ReadReleased{Reader: messages.ReadID{Node: 2, Incarnation: 3, Seq: 5}, From: 1, Held: true},
+		&messages.PromiseRequest{Tx: tx, Ballot: 6, From: 1},
+		&messages.PromiseReply{Tx: tx, Ballot: 6, From: 3, OK: true, Promised: 6, AcceptedBallot: 0, Accepted: messages.DecisionCommit},
+		&messages.AcceptRequest{Tx: tx, Ballot: 0, From: 2, Decision: messages.DecisionCommit, Settled: 1 << 39},
+		&messages.AcceptReply{Tx: tx, Ballot: 1 << 31, From: 0, OK: false, Promised: 1<<31 + 4},
 	}
 }
 

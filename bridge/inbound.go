@@ -207,6 +207,20 @@ func (b *Bridge) forgery(from int32, body interface{}) (rule, why string) {
 		typ, claimed, tx = "DecisionReply", m.From, m.Tx
 	case *messages.ReadLock, *messages.ReadRelease, *messages.ReadLocked, *messages.ReadReleased:
 		return readForgery(from, m)
+	case *messages.PromiseRequest:
+		typ, claimed, tx = "PromiseRequest", m.From, m.Tx
+		if rule, why := b.ballotForgery(typ, from, tx, m.Ballot, false); rule != "" {
+			return rule, why
+		}
+	case *messages.AcceptRequest:
+		typ, claimed, tx = "AcceptRequest", m.From, m.Tx
+		if rule, why := b.ballotForgery(typ, from, tx, m.Ballot, true); rule != "" {
+			return rule, why
+		}
+	case *messages.PromiseReply:
+		typ, claimed, tx = "PromiseReply", m.From, m.Tx
+	case *messages.AcceptReply:
+		typ, claimed, tx = "AcceptReply", m.From, m.Tx
 	default:
 		return "", ""
 	}
@@ -217,6 +231,25 @@ func (b *Bridge) forgery(from int32, body interface{}) (rule, why string) {
 		return typ + ".Tx.Node", fmt.Sprintf("%s is for transaction %v, whose coordinator node %d is not a member (members are 0-%d)", typ, tx, tx.Node, len(b.cfg.Members)-1)
 	case coordinator && tx.Node != from:
 		return typ + ".Tx.Node", fmt.Sprintf("%s is for transaction %v, coordinated by node %d, but node %d sent it (only a transaction's coordinator may)", typ, tx, tx.Node, from)
+	}
+	return "", ""
+}
+
+// ballotForgery checks a proposer's request (non-blocking commit): a node
+// proposes only in ballots it owns — ballot 0 is the transaction's
+// coordinator's, every other ballot one node's (messages.Ballot.Owner) —
+// and ballot 0 needs no promise. A peer proposing in another's ballot could
+// otherwise get a value accepted under a promise made to someone else,
+// which is how two outcomes would get chosen.
+func (b *Bridge) ballotForgery(typ string, from int32, tx messages.TxID, ballot messages.Ballot, zeroOK bool) (rule, why string) {
+	if ballot == 0 && !zeroOK {
+		return typ + ".Ballot", fmt.Sprintf("%s for %v in ballot 0, which needs no promise", typ, tx)
+	}
+	if tx.Node < 0 || int(tx.Node) >= len(b.cfg.Members) {
+		return "", "" // the Tx.Node rule names it
+	}
+	if owner := ballot.Owner(tx, len(b.cfg.Members)); owner != from {
+		return typ + ".Ballot", fmt.Sprintf("%s for %v in ballot %d, which is node %d's, but node %d sent it", typ, tx, ballot, owner, from)
 	}
 	return "", ""
 }

@@ -72,6 +72,10 @@ var wireMessages = []interface{}{
 	&messages.ReadLocked{},
 	&messages.ReadRelease{},
 	&messages.ReadReleased{},
+	&messages.PromiseRequest{},
+	&messages.PromiseReply{},
+	&messages.AcceptRequest{},
+	&messages.AcceptReply{},
 	// Not Begin and Outcome: clients reach a coordinator through the Client
 	// rpc service, never through a peer, and an Outcome from a peer could
 	// answer another client's Submit.
@@ -283,6 +287,57 @@ var bodyCodecs = []bodyCodec{
 	}, func(d *Decoder, m *messages.ReadReleased) {
 		m.Reader, m.From, m.Held = decodeReadID(d), d.Int32(), d.Bool()
 	}),
+	body(18, func(e *Encoder, m *messages.PromiseRequest) {
+		e.TxID(m.Tx)
+		e.Uvarint(uint64(m.Ballot))
+		e.Varint(int64(m.From))
+	}, func(d *Decoder, m *messages.PromiseRequest) {
+		m.Tx, m.Ballot, m.From = d.TxID(), messages.Ballot(d.Uint32()), d.Int32()
+	}),
+	body(19, func(e *Encoder, m *messages.PromiseReply) {
+		e.TxID(m.Tx)
+		e.Uvarint(uint64(m.Ballot))
+		e.Varint(int64(m.From))
+		e.Bool(m.OK)
+		e.Uvarint(uint64(m.Promised))
+		e.Uvarint(uint64(m.AcceptedBallot))
+		e.Byte(byte(m.Accepted))
+	}, func(d *Decoder, m *messages.PromiseReply) {
+		m.Tx, m.Ballot, m.From, m.OK = d.TxID(), messages.Ballot(d.Uint32()), d.Int32(), d.Bool()
+		m.Promised, m.AcceptedBallot = messages.Ballot(d.Uint32()), messages.Ballot(d.Uint32())
+		m.Accepted = decodeDecision(d, true)
+	}),
+	body(20, func(e *Encoder, m *messages.AcceptRequest) {
+		e.TxID(m.Tx)
+		e.Uvarint(uint64(m.Ballot))
+		e.Varint(int64(m.From))
+		e.Byte(byte(m.Decision))
+		e.Uvarint(m.Settled)
+	}, func(d *Decoder, m *messages.AcceptRequest) {
+		m.Tx, m.Ballot, m.From = d.TxID(), messages.Ballot(d.Uint32()), d.Int32()
+		m.Decision = decodeDecision(d, false)
+		m.Settled = d.Uvarint()
+	}),
+	body(21, func(e *Encoder, m *messages.AcceptReply) {
+		e.TxID(m.Tx)
+		e.Uvarint(uint64(m.Ballot))
+		e.Varint(int64(m.From))
+		e.Bool(m.OK)
+		e.Uvarint(uint64(m.Promised))
+	}, func(d *Decoder, m *messages.AcceptReply) {
+		m.Tx, m.Ballot, m.From, m.OK, m.Promised = d.TxID(), messages.Ballot(d.Uint32()), d.Int32(), d.Bool(), messages.Ballot(d.Uint32())
+	}),
+}
+
+// decodeDecision reads a decision byte: commit or abort, or also "none"
+// where none may be said (orNone). Anything else fails the decode, so an
+// acceptor never holds a value no proposer could have chosen.
+func decodeDecision(d *Decoder, orNone bool) messages.Decision {
+	v := messages.Decision(d.Byte())
+	if d.Err() == nil && (v > messages.DecisionAbort || (!orNone && v == messages.DecisionUnknown)) {
+		d.Fail(fmt.Errorf("decision %d: want commit or abort", uint8(v)))
+	}
+	return v
 }
 
 func encodeReadID(e *Encoder, r messages.ReadID) {

@@ -42,6 +42,8 @@ type LocalConfig struct {
 	// Observers, if set, gives each node its Observer (Config.Observer),
 	// called again with the same id when the node restarts. Nil: none.
 	Observers func(id int32) Observer
+	// Protocol is every node's commit protocol (Config.Protocol).
+	Protocol actors.Protocol
 }
 
 // Local is a cluster of in-process nodes: the four-node demo, the
@@ -147,6 +149,7 @@ func (l *Local) start(i int, lis net.Listener) error {
 		Clock:       l.clock(i),
 		BridgeReady: func(b *bridge.Bridge) { l.bridgeReady(i, b) },
 		FailStopped: func(n *Node) { l.failStopped(i, n) }, Observer: l.observer(i),
+		Protocol: l.cfg.Protocol,
 	})
 	if err != nil {
 		return err

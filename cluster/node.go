@@ -71,6 +71,10 @@ type Config struct {
 	// Observer, if set, is told what the node's metrics count on its hot
 	// paths (see Observer). Nil: nothing is told, and nothing is timed.
 	Observer Observer
+
+	// Protocol is the commit protocol (actors.DefaultProtocol when
+	// unset). Every node of a cluster must run the same.
+	Protocol actors.Protocol
 }
 
 // Validate names the first field of c that breaks its rule. Start calls it
@@ -95,6 +99,11 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBacklog < 0 {
 		return fmt.Errorf("cluster: MaxBacklog = %d: must not be negative (0 takes bridge.DefaultMaxBacklog)", c.MaxBacklog)
+	}
+	if c.Protocol != "" {
+		if _, err := actors.ParseProtocol(string(c.Protocol)); err != nil {
+			return fmt.Errorf("config Protocol: %w", err)
+		}
 	}
 	if err := c.Timing.Validate(); err != nil {
 		return fmt.Errorf("cluster: %w", err)
@@ -121,8 +130,8 @@ type Node struct {
 	lis     net.Listener
 	lock    *os.File
 
-	coordinator, participant, persistencePID *actor.PID
-	incarnation                              uint32
+	coordinator, participant, acceptor, persistencePID *actor.PID
+	incarnation                                        uint32
 
 	server  *connServer // peers' and clients' connections
 	mu      sync.Mutex
@@ -251,12 +260,21 @@ func (n *Node) start() error {
 	for tx, parts := range state.Pending {
 		pending = append(pending, actors.PendingCommit{Tx: tx, Participants: parts})
 	}
+	// The acceptor before the roles that propose to it.
+	n.acceptor, err = n.sys.Root.SpawnNamed(n.tracer.props(actors.NewAcceptorProps(actors.AcceptorConfig{
+		Node: n.cfg.ID, Members: len(n.cfg.Members), Persistence: n.persistencePID,
+		Logger: n.log.Named("acceptor"), Recovered: state.Acceptor, Steps: n.cfg.Steps,
+	}).Configure(actor.WithMailbox(n.backlog.Mailbox()))), actors.AcceptorName)
+	if err != nil {
+		return fmt.Errorf("node %d: spawn acceptor: %w", n.cfg.ID, err)
+	}
 	// The coordinator first: a recovered participant asks coordinators about
 	// its in-doubt transactions at once, this node's own among them.
 	n.coordinator, err = n.sys.Root.SpawnNamed(n.tracer.props(actors.NewCoordinatorProps(actors.CoordinatorConfig{
 		Node: n.cfg.ID, Members: len(n.cfg.Members), Incarnation: n.incarnation,
 		Persistence: n.persistencePID, Directory: dirOf, Timing: n.cfg.Timing,
 		Logger: n.log.Named("coordinator"), Steps: n.cfg.Steps, TxnProps: n.tracer.txnProps(), Clock: n.cfg.Clock,
+		Protocol: n.cfg.Protocol,
 	}).Configure(actor.WithMailbox(n.backlog.Mailbox()))), actors.CoordinatorName)
 	if err != nil {
 		return fmt.Errorf("node %d: spawn coordinator: %w", n.cfg.ID, err)
@@ -266,7 +284,7 @@ func (n *Node) start() error {
 		Timing: n.cfg.Timing, Logger: n.log.Named("participant"), KV: state.KV, InDoubt: inDoubt,
 		Heuristic: state.Heuristic, Reload: n.reloadParticipant, Steps: n.cfg.Steps, Fresh: n.incarnation == 1,
 		Rounds:   n.rounds(),
-		Outcomes: state.Outcomes, Marks: state.Marks, Clock: n.cfg.Clock,
+		Outcomes: state.Outcomes, Marks: state.Marks, Clock: n.cfg.Clock, Protocol: n.cfg.Protocol,
 	}).Configure(actor.WithMailbox(n.backlog.Mailbox()))), actors.ParticipantName)
 	if err != nil {
 		return fmt.Errorf("node %d: spawn participant: %w", n.cfg.ID, err)
@@ -516,6 +534,10 @@ func (d *addressDirectory) Coordinator(node int32) *actor.PID {
 
 func (d *addressDirectory) Participant(node int32) *actor.PID {
 	return actor.NewPID(d.addr(node), actors.ParticipantName)
+}
+
+func (d *addressDirectory) Acceptor(node int32) *actor.PID {
+	return actor.NewPID(d.addr(node), actors.AcceptorName)
 }
 
 func (d *addressDirectory) addr(node int32) string {

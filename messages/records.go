@@ -49,12 +49,21 @@ const (
 	// their outcomes (COMMITTED, ABORTED, REFUSED, READ-ONLY) and answers
 	// Prepares of them with no. Lazy: a lost mark only keeps more.
 	RecMark
-	// These three are appended after RecHeuristic so that the numbering of
+	// RecPromised: an acceptor (non-blocking commit) promised to accept
+	// nothing below Ballot for Tx. Forced before the promise is sent: an
+	// acceptor that forgot it could accept an older proposal afterwards and
+	// let two different outcomes be chosen.
+	RecPromised
+	// RecAccepted: an acceptor accepted Decision for Tx in Ballot. Forced
+	// before the acceptance is sent: the outcome is chosen once a majority
+	// holds it durably.
+	RecAccepted
+	// The kinds after RecHeuristic are appended so that the numbering of
 	// the older kinds (and the logs that hold them) stays.
 )
 
 // LastRecordKind is the highest record kind this build knows.
-const LastRecordKind = RecMark
+const LastRecordKind = RecAccepted
 
 func (k RecordKind) String() string {
 	switch k {
@@ -78,6 +87,10 @@ func (k RecordKind) String() string {
 		return "READ-ONLY"
 	case RecMark:
 		return "MARK"
+	case RecPromised:
+		return "PROMISED"
+	case RecAccepted:
+		return "ACCEPTED"
 	}
 	return fmt.Sprintf("record(%d)", uint8(k))
 }
@@ -90,15 +103,21 @@ type Record struct {
 	Incarnation  uint32   // RecBoot
 	Participants []int32  // RecPrepared, RecCommitDecision
 	Ops          []Op     // RecPrepared
-	Decision     Decision // RecHeuristic: the operator's decision (commit or abort); DecisionUnknown for every other kind
+	Decision     Decision // RecHeuristic: the operator's decision (commit or abort); RecAccepted: the value accepted; DecisionUnknown for every other kind
+	Ballot       Ballot   // RecPromised, RecAccepted
 }
 
 func (r Record) String() string {
 	if r.Kind == RecBoot {
 		return fmt.Sprintf("BOOT incarnation %d", r.Incarnation)
 	}
-	if r.Kind == RecHeuristic {
+	switch r.Kind {
+	case RecHeuristic:
 		return fmt.Sprintf("HEURISTIC %v %v", r.Decision, r.Tx)
+	case RecPromised:
+		return fmt.Sprintf("PROMISED %v ballot %d", r.Tx, r.Ballot)
+	case RecAccepted:
+		return fmt.Sprintf("ACCEPTED %v %v ballot %d", r.Decision, r.Tx, r.Ballot)
 	}
 	return fmt.Sprintf("%v %v", r.Kind, r.Tx)
 }

@@ -49,6 +49,14 @@ func (t TxID) Below(mark TxID) bool {
 	return t.Incarnation < mark.Incarnation || (t.Incarnation == mark.Incarnation && t.Seq < mark.Seq)
 }
 
+// BelowInIncarnation reports whether t lies below mark within mark's own
+// incarnation: same coordinator node and incarnation, lower Seq. An
+// acceptor forgets by this rule, never by an earlier incarnation (see
+// persistence.ForgetAccepted).
+func (t TxID) BelowInIncarnation(mark TxID) bool {
+	return t.Node == mark.Node && t.Incarnation == mark.Incarnation && t.Seq < mark.Seq
+}
+
 // ParseTxID reads the form produced by String.
 func ParseTxID(s string) (TxID, error) {
 	parts := strings.Split(s, ".")

@@ -53,6 +53,7 @@ func TestAppendSurvivesCloseAndOpen(t *testing.T) {
 		Heuristic:   map[messages.TxID]bool{},
 		Outcomes:    map[messages.TxID]messages.RecordKind{tx(1): messages.RecCommitted},
 		Marks:       map[int32]messages.TxID{},
+		Acceptor:    map[messages.TxID]Acceptance{},
 	}
 	if got := l.State(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("replayed state:\n got %+v\nwant %+v", got, want)

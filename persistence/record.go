@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strings"
 
 	"twopc/messages"
 )
@@ -28,10 +29,12 @@ func checkRecord(r *messages.Record) error {
 		return fmt.Errorf("unknown record kind %d", uint8(r.Kind))
 	}
 	switch {
-	case r.Kind == messages.RecHeuristic && r.Decision != messages.DecisionCommit && r.Decision != messages.DecisionAbort:
-		return fmt.Errorf("HEURISTIC record with decision %v: want commit or abort", r.Decision)
-	case r.Kind != messages.RecHeuristic && r.Decision != messages.DecisionUnknown:
-		return fmt.Errorf("%v record with a decision (%v): only HEURISTIC records carry one", r.Kind, r.Decision)
+	case carriesDecision(r.Kind) && r.Decision != messages.DecisionCommit && r.Decision != messages.DecisionAbort:
+		return fmt.Errorf("%v record with decision %v: want commit or abort", r.Kind, r.Decision)
+	case !carriesDecision(r.Kind) && r.Decision != messages.DecisionUnknown:
+		return fmt.Errorf("%v record with a decision (%v): only HEURISTIC and ACCEPTED records carry one", r.Kind, r.Decision)
+	case !carriesBallot(r.Kind) && r.Ballot != 0:
+		return fmt.Errorf("%v record with a ballot (%d): only PROMISED and ACCEPTED records carry one", r.Kind, r.Ballot)
 	}
 	for i, o := range r.Ops {
 		if o.Kind < messages.OpSet || o.Kind > messages.OpDelete {
@@ -39,6 +42,17 @@ func checkRecord(r *messages.Record) error {
 		}
 	}
 	return nil
+}
+
+// carriesDecision: the kinds whose records end with a decision byte.
+func carriesDecision(k messages.RecordKind) bool {
+	return k == messages.RecHeuristic || k == messages.RecAccepted
+}
+
+// carriesBallot: the kinds whose records carry a ballot (after the ops,
+// before a decision).
+func carriesBallot(k messages.RecordKind) bool {
+	return k == messages.RecPromised || k == messages.RecAccepted
 }
 
 // appendRecord appends the payload encoding of r to dst. Every field is
@@ -65,7 +79,10 @@ func appendRecord(dst []byte, r *messages.Record) []byte {
 		dst = binary.AppendVarint(dst, o.Value)
 		dst = binary.AppendVarint(dst, o.Floor)
 	}
-	if r.Kind == messages.RecHeuristic {
+	if carriesBallot(r.Kind) {
+		dst = binary.AppendUvarint(dst, uint64(r.Ballot))
+	}
+	if carriesDecision(r.Kind) {
 		dst = append(dst, byte(r.Decision))
 	}
 	return dst
@@ -249,10 +266,13 @@ func (d *decoder) record() messages.Record {
 			o.Floor = d.varint("op floor")
 		}
 	}
-	if r.Kind == messages.RecHeuristic {
-		r.Decision = messages.Decision(d.u8("heuristic decision"))
+	if carriesBallot(r.Kind) {
+		r.Ballot = messages.Ballot(d.uint32("ballot"))
+	}
+	if carriesDecision(r.Kind) {
+		r.Decision = messages.Decision(d.u8("decision"))
 		if d.err == nil && r.Decision != messages.DecisionCommit && r.Decision != messages.DecisionAbort {
-			d.failf("unknown heuristic decision %d", uint8(r.Decision))
+			d.failf("unknown %s decision %d", strings.ToLower(r.Kind.String()), uint8(r.Decision))
 		}
 	}
 	if d.err != nil {

@@ -170,6 +170,7 @@ func TestStateApply(t *testing.T) {
 		// What the participant did with each, until a mark passes it.
 		Outcomes: map[messages.TxID]messages.RecordKind{tx(1): messages.RecCommitted, tx(2): messages.RecAborted},
 		Marks:    map[int32]messages.TxID{},
+		Acceptor: map[messages.TxID]Acceptance{},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("fold:\n got %+v\nwant %+v", s, want)

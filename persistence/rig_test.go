@@ -205,6 +205,16 @@ func randomHistory(rng *rand.Rand, n int) []messages.Record {
 			t := messages.TxID{Node: 0, Incarnation: inc + 1, Seq: seq}
 			recs = append(recs, messages.Record{Kind: messages.RecCommitDecision, Tx: t, Participants: []int32{0, 1, 2}[:1+rng.IntN(3)]})
 			pending = append(pending, t)
+		case k < 92:
+			// An acceptor's promise or acceptance (non-blocking commit),
+			// for one of the transactions named so far.
+			t := messages.TxID{Node: rng.Int32N(4), Incarnation: inc + 1, Seq: 1 + rng.Uint64N(seq+1)}
+			b := messages.Ballot(rng.IntN(20))
+			if rng.IntN(2) == 0 {
+				recs = append(recs, messages.Record{Kind: messages.RecPromised, Tx: t, Ballot: b + 1})
+			} else {
+				recs = append(recs, messages.Record{Kind: messages.RecAccepted, Tx: t, Ballot: b, Decision: messages.Decision(1 + rng.IntN(2))})
+			}
 		case len(pending) > 0:
 			recs = append(recs, messages.Record{Kind: messages.RecEnd, Tx: pick(&pending)})
 		}
@@ -385,14 +395,14 @@ func heuristicHistory() []messages.Record {
 // section. s must hold no heuristic decision.
 func v1State(t *testing.T, covers uint64, s *State) []byte {
 	t.Helper()
-	if len(s.Heuristic) != 0 || len(s.Outcomes) != 0 || len(s.Marks) != 0 {
-		t.Fatal("a version 1 snapshot cannot hold heuristic decisions, outcomes or marks")
+	if len(s.Heuristic) != 0 || len(s.Outcomes) != 0 || len(s.Marks) != 0 || len(s.Acceptor) != 0 {
+		t.Fatal("a version 1 snapshot cannot hold heuristic decisions, outcomes, marks or acceptor entries")
 	}
 	b := appendState(nil, covers, s)
-	if n := len(b); b[0] != 3 || b[n-3] != 0 || b[n-2] != 0 || b[n-1] != 0 {
-		t.Fatalf("version 3 encoding does not start with 3 and end with empty heuristic, outcome and mark sections: %x", b)
+	if n := len(b); b[0] != 4 || b[n-4] != 0 || b[n-3] != 0 || b[n-2] != 0 || b[n-1] != 0 {
+		t.Fatalf("version 4 encoding does not start with 4 and end with empty heuristic, outcome, mark and acceptor sections: %x", b)
 	}
-	b = b[:len(b)-3]
+	b = b[:len(b)-4]
 	b[0] = 1
 	return b
 }
@@ -418,6 +428,9 @@ func sampleRecords() []messages.Record {
 		{Kind: messages.RecHeuristic, Tx: messages.TxID{Node: 3, Incarnation: 2, Seq: 9}, Decision: messages.DecisionAbort},
 		{Kind: messages.RecHeuristic, Tx: messages.TxID{Node: 0, Incarnation: 4, Seq: 1}, Decision: messages.DecisionCommit},
 		{Kind: messages.RecRefused, Tx: messages.TxID{Node: 1, Incarnation: 3, Seq: 4}},
+		{Kind: messages.RecPromised, Tx: messages.TxID{Node: 1, Incarnation: 3, Seq: 5}, Ballot: 7},
+		{Kind: messages.RecAccepted, Tx: messages.TxID{Node: 1, Incarnation: 3, Seq: 5}, Ballot: math.MaxUint32, Decision: messages.DecisionAbort},
+		{Kind: messages.RecAccepted, Tx: messages.TxID{Node: 2, Incarnation: 1, Seq: 6}, Decision: messages.DecisionCommit},
 		{Kind: messages.RecReadOnly, Tx: messages.TxID{Node: 1, Incarnation: 3, Seq: 5}},
 		{Kind: messages.RecMark, Tx: messages.TxID{Node: 1, Incarnation: 3, Seq: 5}},
 	}

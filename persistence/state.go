@@ -34,7 +34,14 @@ type State struct {
 	// Marks: participant: per coordinator node, the lowest transaction
 	// (incarnation, seq) this node still vouches for (RecMark records).
 	Marks map[int32]messages.TxID
+	// Acceptor: acceptor (non-blocking commit): per transaction, its
+	// highest promise and its accepted value (RecPromised, RecAccepted).
+	// Dropped only below a mark of the same incarnation (see forgetAccepted).
+	Acceptor map[messages.TxID]Acceptance
 }
+
+// Acceptance is an acceptor's state for one transaction (messages.Acceptance).
+type Acceptance = messages.Acceptance
 
 // NewState returns the fold of an empty log.
 func NewState() *State {
@@ -45,6 +52,7 @@ func NewState() *State {
 		Heuristic: map[messages.TxID]bool{},
 		Outcomes:  map[messages.TxID]messages.RecordKind{},
 		Marks:     map[int32]messages.TxID{},
+		Acceptor:  map[messages.TxID]Acceptance{},
 	}
 }
 
@@ -89,6 +97,18 @@ func (s *State) Apply(r messages.Record) {
 				delete(s.Outcomes, tx)
 			}
 		}
+		ForgetAccepted(s.Acceptor, r.Tx)
+	case messages.RecPromised:
+		a := s.Acceptor[r.Tx]
+		a.Promised = max(a.Promised, r.Ballot)
+		s.Acceptor[r.Tx] = a
+	case messages.RecAccepted:
+		a := s.Acceptor[r.Tx]
+		a.Promised = max(a.Promised, r.Ballot)
+		if a.Accepted == messages.DecisionUnknown || r.Ballot >= a.AcceptedBallot {
+			a.AcceptedBallot, a.Accepted = r.Ballot, r.Decision
+		}
+		s.Acceptor[r.Tx] = a
 	case messages.RecCommitDecision:
 		s.Pending[r.Tx] = cloneInts(r.Participants)
 	case messages.RecEnd:
@@ -97,6 +117,22 @@ func (s *State) Apply(r messages.Record) {
 		// The transaction stays in InDoubt until its COMMITTED or ABORTED:
 		// a participant recovering one finishes the forced decision.
 		s.Heuristic[r.Tx] = r.Decision == messages.DecisionCommit
+	}
+}
+
+// ForgetAccepted drops what an acceptor holds for transactions below mark
+// of mark's own incarnation only. Unlike a participant's outcomes, an
+// acceptor's promises and acceptances of an earlier incarnation are kept:
+// that incarnation died with transactions that participants may still be
+// in doubt about, and only the acceptors can tell whether commit was chosen
+// for one. Below a mark of the same incarnation, every transaction has
+// ended at its coordinator (every yes-voter acked, or abort was decided),
+// so no proposer can still need the answer.
+func ForgetAccepted(acc map[messages.TxID]Acceptance, mark messages.TxID) {
+	for tx := range acc {
+		if tx.BelowInIncarnation(mark) {
+			delete(acc, tx)
+		}
 	}
 }
 
@@ -129,6 +165,9 @@ func (s *State) ensureMaps() {
 	if s.Marks == nil {
 		s.Marks = map[int32]messages.TxID{}
 	}
+	if s.Acceptor == nil {
+		s.Acceptor = map[messages.TxID]Acceptance{}
+	}
 }
 
 // Clone returns a deep copy that shares nothing with s.
@@ -141,6 +180,10 @@ func (s *State) Clone() *State {
 		Heuristic:   make(map[messages.TxID]bool, len(s.Heuristic)),
 		Outcomes:    make(map[messages.TxID]messages.RecordKind, len(s.Outcomes)),
 		Marks:       make(map[int32]messages.TxID, len(s.Marks)),
+		Acceptor:    make(map[messages.TxID]Acceptance, len(s.Acceptor)),
+	}
+	for tx, a := range s.Acceptor {
+		c.Acceptor[tx] = a
 	}
 	for tx, k := range s.Outcomes {
 		c.Outcomes[tx] = k
@@ -187,8 +230,11 @@ func cloneInts(p []int32) []int32 {
 // heuristic decisions; a version 1 or 2 snapshot loads with none (see
 // Outcomes: a node upgraded from one vouches for less than it should only
 // for transactions settled before the upgrade — restart it quiesced).
+// Version 4 adds the acceptor's promises and acceptances after the marks;
+// older snapshots were written before there were any.
 const (
-	stateVersion   = 3
+	stateVersion   = 4
+	stateVersionV3 = 3
 	stateVersionV2 = 2
 	stateVersionV1 = 1
 )
@@ -282,6 +328,20 @@ func appendState(dst []byte, covers uint64, s *State) []byte {
 		m.Node = n // the map key is the truth
 		dst = appendTx(dst, m)
 	}
+
+	txs = txs[:0]
+	for tx := range s.Acceptor {
+		txs = append(txs, tx)
+	}
+	slices.SortFunc(txs, compareTx)
+	dst = binary.AppendUvarint(dst, uint64(len(txs)))
+	for _, tx := range txs {
+		a := s.Acceptor[tx]
+		dst = appendTx(dst, tx)
+		dst = binary.AppendUvarint(dst, uint64(a.Promised))
+		dst = binary.AppendUvarint(dst, uint64(a.AcceptedBallot))
+		dst = append(dst, byte(a.Accepted))
+	}
 	return dst
 }
 
@@ -289,7 +349,7 @@ func appendState(dst []byte, covers uint64, s *State) []byte {
 func decodeState(b []byte) (covers uint64, s *State, err error) {
 	d := decoder{b: b}
 	version := d.u8("snapshot version")
-	if d.err == nil && version != stateVersion && version != stateVersionV2 && version != stateVersionV1 {
+	if d.err == nil && version != stateVersion && version != stateVersionV3 && version != stateVersionV2 && version != stateVersionV1 {
 		d.failf("unknown snapshot encoding version %d", version)
 	}
 	covers = d.uvarint("covered segment index")
@@ -386,6 +446,26 @@ func decodeState(b []byte) (covers uint64, s *State, err error) {
 				d.failf("mark of node %d appears twice", m.Node)
 			}
 			s.Marks[m.Node] = m
+		}
+	}
+
+	if version >= 4 {
+		n = d.count("acceptor count", minTxSize+3)
+		for i := 0; i < n && d.err == nil; i++ {
+			tx := d.tx("acceptor tx")
+			a := Acceptance{Promised: messages.Ballot(d.uint32("promised ballot")), AcceptedBallot: messages.Ballot(d.uint32("accepted ballot"))}
+			a.Accepted = messages.Decision(d.u8("accepted decision"))
+			if d.err != nil {
+				break
+			}
+			if a.Accepted > messages.DecisionAbort {
+				d.failf("accepted decision %d for %v: want none, commit or abort", uint8(a.Accepted), tx)
+				break
+			}
+			if _, dup := s.Acceptor[tx]; dup {
+				d.failf("acceptor entry of %v appears twice", tx)
+			}
+			s.Acceptor[tx] = a
 		}
 	}
 

@@ -109,10 +109,12 @@ func ExpectNone(t testing.TB, p *Probe, d time.Duration) {
 type Directory struct {
 	Coordinators map[int32]*actor.PID
 	Participants map[int32]*actor.PID
+	Acceptors    map[int32]*actor.PID
 }
 
 func (d *Directory) Coordinator(n int32) *actor.PID { return d.Coordinators[n] }
 func (d *Directory) Participant(n int32) *actor.PID { return d.Participants[n] }
+func (d *Directory) Acceptor(n int32) *actor.PID    { return d.Acceptors[n] }
 
 // VerifyNoLeaks runs a package's tests and fails them if any goroutine is
 // left running afterwards. protoactor's dead-letter throttle is let go: it
