@@ -846,3 +846,93 @@ func waitersIndexed(p *participant) interface{} {
 	}
 	return n
 }
+
+// ---------------------------------------------------------------------------
+// acceptor rig: node 1's acceptor (of a 4-node cluster) with a probe for
+// its log; requests come from a probe proposer.
+
+type acceptorRig struct {
+	sys      *actor.ActorSystem
+	wal      *actortest.Probe
+	proposer *actortest.Probe
+	pid      *actor.PID
+	log      []messages.Record // every record the acceptor had made durable
+}
+
+func newAcceptorRig(t *testing.T, recovered map[messages.TxID]messages.Acceptance) *acceptorRig {
+	t.Helper()
+	sys := actortest.NewSystem(t)
+	r := &acceptorRig{sys: sys, wal: actortest.NewProbe(t, sys, "wal"), proposer: actortest.NewProbe(t, sys, "proposer")}
+	pid, err := sys.Root.SpawnNamed(NewAcceptorProps(AcceptorConfig{Node: 1, Members: 4, Persistence: r.wal.PID, Recovered: recovered}), "acceptor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.pid = pid
+	return r
+}
+
+// ask sends m as if from the proposer probe.
+func (r *acceptorRig) ask(m any) { r.sys.Root.RequestWithCustomSender(r.pid, m, r.proposer.PID) }
+
+// forced takes the acceptor's next Append, checks it is one forced record
+// of kind, and (unless hold) answers it.
+func (r *acceptorRig) forced(t *testing.T, kind messages.RecordKind) (messages.Record, func()) {
+	t.Helper()
+	app, from := actortest.Expect[*messages.Append](t, r.wal, wait)
+	if !app.Force || len(app.Records) != 1 || app.Records[0].Kind != kind {
+		t.Fatalf("append %+v, want one forced %v", app, kind)
+	}
+	rec := app.Records[0]
+	return rec, func() {
+		r.log = append(r.log, rec)
+		r.sys.Root.Send(from, &messages.Appended{ID: app.ID})
+	}
+}
+
+// promise asks for a promise of ballot b for id. ok: the acceptor is
+// expected to make it durable (answered here) before replying.
+func (r *acceptorRig) promise(t *testing.T, id messages.TxID, b messages.Ballot, ok bool) *messages.PromiseReply {
+	t.Helper()
+	before := len(r.wal.Seen())
+	r.ask(&messages.PromiseRequest{Tx: id, Ballot: b, From: b.Owner(id, 4)})
+	if ok {
+		_, done := r.forced(t, messages.RecPromised)
+		done()
+	}
+	m, _ := actortest.Expect[*messages.PromiseReply](t, r.proposer, wait)
+	r.noAppendSince(t, ok, before)
+	return m
+}
+
+// accept asks for id's acceptance of d in ballot b, as promise does.
+func (r *acceptorRig) accept(t *testing.T, id messages.TxID, b messages.Ballot, d messages.Decision, ok bool) *messages.AcceptReply {
+	t.Helper()
+	before := len(r.wal.Seen())
+	r.ask(&messages.AcceptRequest{Tx: id, Ballot: b, From: b.Owner(id, 4), Decision: d})
+	if ok {
+		_, done := r.forced(t, messages.RecAccepted)
+		done()
+	}
+	m, _ := actortest.Expect[*messages.AcceptReply](t, r.proposer, wait)
+	r.noAppendSince(t, ok, before)
+	return m
+}
+
+// noAppendSince checks that a refused request wrote nothing: once its
+// reply is out the acceptor is done with it, so any Append is queued by
+// now.
+func (r *acceptorRig) noAppendSince(t *testing.T, wrote bool, before int) {
+	t.Helper()
+	if seen := r.wal.Seen(); !wrote && len(seen) != before {
+		t.Fatalf("a refused request wrote %+v", seen[before].Msg)
+	}
+}
+
+// fold is the acceptor state its log would give after a restart.
+func (r *acceptorRig) fold() map[messages.TxID]messages.Acceptance {
+	s := persistence.NewState()
+	for _, rec := range r.log {
+		s.Apply(rec)
+	}
+	return s.Acceptor
+}

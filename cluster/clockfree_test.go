@@ -107,17 +107,21 @@ func TestCrashPointsWithSkewedClocks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash points take a few seconds")
 	}
-	r := newCrashRig(t)
-	for i, d := range []time.Duration{5 * time.Second, -5 * time.Second, 5 * time.Second, -5 * time.Second} {
-		if err := r.l.SetSkew(i, d); err != nil {
-			t.Fatal(err)
-		}
-	}
-	runCrashPoints(t, r)
-	for i, want := range []time.Duration{5 * time.Second, -5 * time.Second, 5 * time.Second, -5 * time.Second} {
-		if got := r.l.Skew(i); got != want {
-			t.Errorf("node %d skew %v after its restarts, want %v", i, got, want)
-		}
+	for _, proto := range []actors.Protocol{actors.TwoPC, actors.NonBlocking} {
+		t.Run(string(proto), func(t *testing.T) {
+			r := newCrashRigSnapshotting(t, 0, proto)
+			for i, d := range []time.Duration{5 * time.Second, -5 * time.Second, 5 * time.Second, -5 * time.Second} {
+				if err := r.l.SetSkew(i, d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			runCrashPoints(t, r)
+			for i, want := range []time.Duration{5 * time.Second, -5 * time.Second, 5 * time.Second, -5 * time.Second} {
+				if got := r.l.Skew(i); got != want {
+					t.Errorf("node %d skew %v after its restarts, want %v", i, got, want)
+				}
+			}
+		})
 	}
 }
 

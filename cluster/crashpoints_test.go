@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"twopc/actors"
+	"twopc/actors/actortest"
 	"twopc/messages"
 	"twopc/persistence"
 )
@@ -65,18 +66,20 @@ type crashAt struct {
 
 // crashRig is a cluster whose power cuts are armed with Local.CrashAt.
 type crashRig struct {
-	t *testing.T
-	l *Local
+	t     *testing.T
+	l     *Local
+	proto actors.Protocol
 }
 
-func newCrashRig(t *testing.T) *crashRig { return newCrashRigSnapshotting(t, 0) }
+func newCrashRig(t *testing.T) *crashRig { return newCrashRigSnapshotting(t, 0, actors.DefaultProtocol) }
 
 // newCrashRigSnapshotting snapshots every snapEvery records (0: the
-// default), so recovery must find what it needs in snapshots as well.
-func newCrashRigSnapshotting(t *testing.T, snapEvery int) *crashRig {
-	r := &crashRig{t: t}
+// default), so recovery must find what it needs in snapshots as well, and
+// runs protocol proto.
+func newCrashRigSnapshotting(t *testing.T, snapEvery int, proto actors.Protocol) *crashRig {
+	r := &crashRig{t: t, proto: proto.OrDefault()}
 	l, err := StartLocal(LocalConfig{
-		Nodes: 4, DataDir: t.TempDir(), Timing: crashPointTiming, SnapshotEvery: snapEvery, CrashAtSteps: true,
+		Nodes: 4, DataDir: t.TempDir(), Timing: crashPointTiming, SnapshotEvery: snapEvery, CrashAtSteps: true, Protocol: proto,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
 	})
 	if err != nil {
@@ -150,6 +153,8 @@ type crashPoint struct {
 	// wantOnCoordinatorNode, if set, is the outcome when the participant
 	// whose power is cut shares its node with the coordinator.
 	wantOnCoordinatorNode outcome
+	// only: the point exists in this protocol only ("": in both).
+	only actors.Protocol
 }
 
 // Every crash point the protocol has, and the outcome it must lead to.
@@ -176,6 +181,11 @@ var crashPoints = []crashPoint{
 	// the crashing node logged before sending it must be durable.
 	{name: "participant once its ack reached the coordinator", role: "participant", at: actors.StepAckReceived, on: "coordinator", want: committed},
 	{name: "coordinator once a participant received Commit", role: "coordinator", at: actors.StepCommitReceived, on: "participant", want: committed},
+	// The non-blocking commit's own steps. The acceptors of a transaction
+	// coordinated by node 0 are nodes 0, 1 and 2.
+	{name: "coordinator once its first accept was sent", role: "coordinator", at: actors.StepAcceptSent, first: true, want: either, only: actors.NonBlocking},
+	{name: "coordinator once one acceptor logged ACCEPTED", role: "coordinator", at: actors.StepAcceptedLogged, on: "participant", want: either, only: actors.NonBlocking},
+	{name: "participant-acceptor after logging ACCEPTED", role: "participant", at: actors.StepAcceptedLogged, want: committed, wantOnCoordinatorNode: either, only: actors.NonBlocking},
 }
 
 // A transaction's shape: who coordinates, who takes part.
@@ -198,6 +208,14 @@ func TestCrashPoints(t *testing.T) {
 	runCrashPoints(t, newCrashRig(t))
 }
 
+// The table under classic 2PC (the default runs the non-blocking commit).
+func TestCrashPointsTwoPC(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash points take a few seconds")
+	}
+	runCrashPoints(t, newCrashRigSnapshotting(t, 0, actors.TwoPC))
+}
+
 // The same table with a snapshot every other record: the records a
 // recovery needs (PREPARED, COMMIT) are often only in a snapshot, their
 // segments deleted — a committed transaction must still never be answered
@@ -206,7 +224,7 @@ func TestCrashPointsOverSnapshots(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash points take a few seconds")
 	}
-	r := newCrashRigSnapshotting(t, 2)
+	r := newCrashRigSnapshotting(t, 2, actors.DefaultProtocol)
 	runCrashPoints(t, r)
 	// Restarted nodes count from zero: every node of the transactions (3 is
 	// idle) must have snapshotted since its last start, or this proved
@@ -221,6 +239,9 @@ func TestCrashPointsOverSnapshots(t *testing.T) {
 func runCrashPoints(t *testing.T, r *crashRig) {
 	for _, shape := range txShapes {
 		for i, cp := range crashPoints {
+			if cp.only != "" && cp.only != r.proto {
+				continue
+			}
 			name := fmt.Sprintf("%s/%s", shape.name, cp.name)
 			ok := t.Run(name, func(t *testing.T) {
 				r.t = t
@@ -293,7 +314,12 @@ func (r *crashRig) runCrashPoint(shape txShape, cp crashPoint, tag string) {
 		o, err := coord.Submit(ops...)
 		done <- result{o, err}
 	}()
-	t.Logf("power cut at %v", r.crashed(c))
+	at := r.crashed(c)
+	t.Logf("power cut at %v", at)
+	if r.proto == actors.NonBlocking {
+		// Non-blocking: the others finish without the crashed node.
+		r.othersSettle(victim, at.Tx)
+	}
 	// The node is taken down after the cut, and the restart waits for it.
 	if err := r.l.RestartNode(int(victim)); err != nil {
 		t.Fatalf("restart after the crash: %v", err)
@@ -337,6 +363,42 @@ func (r *crashRig) runCrashPoint(shape txShape, cp crashPoint, tag string) {
 	if res.err == nil && !res.o.Unknown && res.o.Committed != (happened == committed) {
 		t.Errorf("client was told %v, but the transaction %s", res.o, happened)
 	}
+}
+
+// maxRoundsInDoubt bounds the rounds of asking a node other than the
+// crashed one may spend in doubt under the non-blocking commit: the first
+// round's recovery should settle it; more allow for a round overtaken by
+// another participant's.
+const maxRoundsInDoubt = 4
+
+// othersSettle waits, with victim down and not restarted, until no other
+// node is in doubt about tx, and fails if one was asked about more than
+// maxRoundsInDoubt rounds: a single crash must block no one.
+func (r *crashRig) othersSettle(victim int32, tx messages.TxID) {
+	r.t.Helper()
+	waitFor(r.t, "victim down", func() bool { return r.l.Up(int(victim)) == nil })
+	actortest.Eventually(r.t, 20*time.Second, func() string {
+		for i := range r.l.Members() {
+			n := r.l.Up(i)
+			if n == nil || int32(i) == victim {
+				continue
+			}
+			ps, err := n.ParticipantStatus()
+			if err != nil {
+				return err.Error()
+			}
+			for _, d := range ps.Doubts {
+				if d.Tx != tx {
+					continue
+				}
+				if d.Asked > maxRoundsInDoubt {
+					r.t.Fatalf("node %d still in doubt about %v after %d rounds with only node %d down", i, tx, d.Asked, victim)
+				}
+				return fmt.Sprintf("node %d in doubt about %v (round %d) with only node %d down", i, tx, d.Asked, victim)
+			}
+		}
+		return ""
+	})
 }
 
 // waitSettled waits until no node holds a lock, is in doubt, runs a txn

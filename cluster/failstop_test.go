@@ -23,7 +23,8 @@ func TestLogFailureStopsTheNodeAndRestartRecovers(t *testing.T) {
 	logger, logs := newBufferLogger(hclog.Warn)
 	hook := new(atomic.Pointer[func(actors.Step)])
 	l, err := StartLocal(LocalConfig{
-		Nodes: 3, DataDir: t.TempDir(), Timing: opTiming, Logger: logger,
+		// 2PC: the participants stay in doubt while the coordinator is down.
+		Nodes: 3, DataDir: t.TempDir(), Timing: opTiming, Logger: logger, Protocol: actors.TwoPC,
 		Steps: func(s actors.Step) {
 			if f := hook.Load(); f != nil {
 				(*f)(s)

@@ -179,6 +179,9 @@ func (l *Local) observer(i int) Observer {
 // Members are the nodes' addresses, indexed by node id.
 func (l *Local) Members() []string { return append([]string(nil), l.members...) }
 
+// Protocol is the commit protocol every node runs.
+func (l *Local) Protocol() actors.Protocol { return l.cfg.Protocol.OrDefault() }
+
 // Node returns node i, or nil while it is down.
 func (l *Local) Node(i int) *Node {
 	l.mu.Lock()

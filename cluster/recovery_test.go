@@ -18,7 +18,7 @@ import (
 // After the second restart the transaction is committed everywhere, and the
 // second incarnation's re-drive is not confused with the first.
 func TestCoordinatorCrashesTwiceWhileRedriving(t *testing.T) {
-	r := newCrashRigSnapshotting(t, 2)
+	r := newCrashRigSnapshotting(t, 2, actors.TwoPC) // re-driving a logged COMMIT is 2PC's recovery
 	a, b := "n1/r4-twice-a", "n2/r4-twice-b"
 	if o, err := r.l.Node(0).Submit(messages.Set(a, 100), messages.Set(b, 100)); err != nil || !o.Committed {
 		t.Fatalf("setup: %v %v", o, err)
@@ -62,7 +62,7 @@ func TestCoordinatorCrashesTwiceWhileRedriving(t *testing.T) {
 // answers from the snapshot alone) must still say "commit" to the recovered
 // participant, never presumed abort.
 func TestCommitOnlyInSnapshotAnsweredCommitAfterRestart(t *testing.T) {
-	r := newCrashRigSnapshotting(t, 2)
+	r := newCrashRigSnapshotting(t, 2, actors.TwoPC) // re-driving a logged COMMIT is 2PC's recovery
 	a, b := "n1/r4-snap-a", "n2/r4-snap-b"
 	if o, err := r.l.Node(0).Submit(messages.Set(a, 100), messages.Set(b, 100)); err != nil || !o.Committed {
 		t.Fatalf("setup: %v %v", o, err)
@@ -143,7 +143,7 @@ func TestRestartNoBatchRefusedAsLate(t *testing.T) {
 // participant is back it learns the commit, acks, and the coordinator writes
 // END and forgets: no commit without END, nothing in doubt anywhere.
 func TestRedrivenCommitEndsOnceALongDownParticipantReturns(t *testing.T) {
-	l, hook := hookedCluster(t, 3, termTiming)
+	l, hook := hookedClusterRunning(t, 3, termTiming, actors.TwoPC) // a re-driven COMMIT is 2PC's
 	if o, err := l.Node(0).Submit(messages.Set("n1/x", 10), messages.Set("n2/y", 10)); err != nil || !o.Committed {
 		t.Fatalf("setup: %v %v", o, err)
 	}

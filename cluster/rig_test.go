@@ -180,9 +180,16 @@ func quietLogger() hclog.Logger {
 // by the test, through the returned pointer).
 func hookedCluster(t *testing.T, n int, timing actors.Timing) (*Local, *atomic.Pointer[func(actors.Step)]) {
 	t.Helper()
+	return hookedClusterRunning(t, n, timing, actors.DefaultProtocol)
+}
+
+// hookedClusterRunning is hookedCluster running protocol proto: tests of
+// what only one protocol does (2PC's blocking, its forced COMMIT) name it.
+func hookedClusterRunning(t *testing.T, n int, timing actors.Timing, proto actors.Protocol) (*Local, *atomic.Pointer[func(actors.Step)]) {
+	t.Helper()
 	hook := new(atomic.Pointer[func(actors.Step)])
 	l, err := StartLocal(LocalConfig{
-		Nodes: n, DataDir: t.TempDir(), Timing: timing,
+		Nodes: n, DataDir: t.TempDir(), Timing: timing, Protocol: proto,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
 		Steps: func(s actors.Step) {
 			if f := hook.Load(); f != nil {
@@ -437,7 +444,9 @@ func newOpRig(t *testing.T, timing actors.Timing, log hclog.Logger) *opRig {
 		log = hclog.New(&hclog.LoggerOptions{Level: hclog.Off})
 	}
 	cr := &crashRig{t: t}
-	l, err := StartLocal(LocalConfig{Nodes: 3, DataDir: t.TempDir(), Timing: timing, Logger: log, CrashAtSteps: true})
+	// 2PC: heuristic decisions are for transactions that block, and under
+	// the non-blocking commit they are refused while recovery can decide.
+	l, err := StartLocal(LocalConfig{Nodes: 3, DataDir: t.TempDir(), Timing: timing, Logger: log, CrashAtSteps: true, Protocol: actors.TwoPC})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -601,11 +610,12 @@ func afterTransfers(t *testing.T, b *bank.Bank, n int) {
 	})
 }
 
-// tracedCluster is a four-node cluster recording into rec.
+// tracedCluster is a four-node cluster recording into rec. It runs 2PC:
+// the trace tests look for its records (a forced COMMIT at the coordinator).
 func tracedCluster(t *testing.T, rec *trace.Recorder, steps actors.StepHook) *Local {
 	t.Helper()
 	l, err := StartLocal(LocalConfig{
-		Nodes: 4, DataDir: t.TempDir(), Timing: crashTiming, Tracer: rec, Steps: steps,
+		Nodes: 4, DataDir: t.TempDir(), Timing: crashTiming, Tracer: rec, Steps: steps, Protocol: actors.TwoPC,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
 	})
 	if err != nil {

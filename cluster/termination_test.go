@@ -101,7 +101,7 @@ func TestDuplicatePrepareAtReadOnlyVoterKeepsCommit(t *testing.T) {
 // and the coordinator keeps the transaction. Once healed, the participant
 // settles, the coordinator writes END and forgets.
 func TestInDoubtAcrossAPartitionSettlesAfterHeal(t *testing.T) {
-	l, hook := hookedCluster(t, 3, termTiming)
+	l, hook := hookedClusterRunning(t, 3, termTiming, actors.TwoPC) // 2PC blocks across the partition
 	if o, err := l.Node(0).Submit(messages.Set("n0/x", 1), messages.Set("n1/y", 1)); err != nil || !o.Committed {
 		t.Fatalf("setup: %v %v", o, err)
 	}

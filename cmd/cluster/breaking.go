@@ -44,6 +44,12 @@ var crashSteps = []crashStep{
 	{"voted", actors.StepVoted, "participant: its vote has reached the coordinator", true},
 	{"commit-received", actors.StepCommitReceived, "participant: Commit arrived, COMMITTED not yet logged", false},
 	{"committed-logged", actors.StepCommittedLogged, "participant: COMMITTED durable and applied, ack not yet sent", false},
+	// The non-blocking commit's own steps (--protocol nonblocking).
+	{"accept-sent", actors.StepAcceptSent, "coordinator (nonblocking): its ballot-0 AcceptRequest has reached an acceptor on another node", true},
+	{"accepted-logged", actors.StepAcceptedLogged, "acceptor (nonblocking): ACCEPTED durable, its answer not yet sent", false},
+	{"promised-logged", actors.StepPromisedLogged, "acceptor (nonblocking): PROMISED durable for a recovery ballot, its answer not yet sent", false},
+	{"recovery-started", actors.StepRecoveryStarted, "participant in doubt (nonblocking): its recovery round's PromiseRequests are out", false},
+	{"recovery-chosen", actors.StepRecoveryChosen, "participant (nonblocking): its recovery round chose the outcome, not yet applied or passed on", false},
 }
 
 // stepName is the prompt's name for kind.

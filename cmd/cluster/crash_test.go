@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 )
@@ -43,6 +44,7 @@ func TestCrashAbortsAtTheTimeoutAndRestartRestores(t *testing.T) {
 		`1 +127\.0\.0\.1:\d+ +up +\d +\d +\d +\d+(\.\d)? (B|KiB) +none +0`,
 		`2 +127\.0\.0\.1:\d+ +down +- +- +- +- +- +0`,
 		`3 +127\.0\.0\.1:\d+ +up +\d +\d +\d +\d+(\.\d)? (B|KiB) +none +0`,
+		`protocol: nonblocking`,
 		`error: node 2 is already down`,
 		`error: node 2 is down \(restart 2 brings it back\)`,
 		`node 2 restarted \(incarnation 2\)`,
@@ -72,6 +74,7 @@ func TestPartitionThenHeal(t *testing.T) {
 		`partitioned node 0 from node 2`,
 		`node .*`, `0 .* up .*`, `1 .* up .*`, `2 .* up .*`, `3 .* up .*`,
 		`partitioned: 0-2`,
+		`protocol: nonblocking`,
 		`aborted 0\.1\.2: vote timeout: no vote from node\(s\) 2 within 500ms`,
 		`committed 1\.1\.2 \(\d+ ms\)`,
 		`committed 3\.1\.2 \(\d+ ms\)`,
@@ -81,6 +84,7 @@ func TestPartitionThenHeal(t *testing.T) {
 		`committed 0\.1\.3 \(\d+ ms\)`,
 		`n2/x = 3  \(node 2\)`,
 		`node .*`, `0 .* up .*`, `1 .* up .*`, `2 .* up .*`, `3 .* up .*`,
+		`protocol: nonblocking`,
 	)
 }
 
@@ -88,7 +92,23 @@ func TestPartitionThenHeal(t *testing.T) {
 // at `voted`, both participants' yes votes count and the transaction
 // commits; their restarts learn it. One armed crash per node: a second
 // replaces the first, and a plain crash cancels it.
+//
+// Under the non-blocking commit, nodes 1 and 2 are two of the
+// transaction's three acceptors (0, 1, 2): with both down no majority can
+// choose, so the client hears "unknown" — the one case where it blocks,
+// two crashes among a transaction's acceptors — and the commit is chosen
+// once they are back.
 func TestCrashAtASendingStepLetsTheMessageArrive(t *testing.T) {
+	for _, proto := range []string{"2pc", "nonblocking"} {
+		t.Run(proto, func(t *testing.T) { crashAtASendingStep(t, proto) })
+	}
+}
+
+func crashAtASendingStep(t *testing.T, proto string) {
+	outcome := `committed 0\.1\.2 \(\d+ ms\)`
+	if proto == "nonblocking" {
+		outcome = `unknown 0\.1\.2: outcome unknown: no majority of the acceptors \(nodes \[0 1 2\]\) answered within 500ms; it will be what they choose`
+	}
 	got := session(t, t.TempDir(), strings.Join([]string{
 		"crash 2 at voted",
 		"crash 1 at voted",
@@ -101,13 +121,13 @@ func TestCrashAtASendingStepLetsTheMessageArrive(t *testing.T) {
 		"crash 3",
 		"restart 3",
 		"add 1 via 0",
-	}, "\n")+"\n")
+	}, "\n")+"\n", "--protocol", proto)
 	expectLines(t, got,
 		`node 2 will crash when it next reaches voted \(participant: its vote has reached the coordinator\)`,
 		`node 1 will crash when it next reaches voted \(participant: its vote has reached the coordinator\)`,
 		`node [12] crashed at voted of 0\.1\.2 \(power cut\)`,
 		`node [12] crashed at voted of 0\.1\.2 \(power cut\)`,
-		`committed 0\.1\.2 \(\d+ ms\)`,
+		outcome,
 		`node 1 restarted \(incarnation 2(, 1 in doubt)?\)`,
 		`node 2 restarted \(incarnation 2(, 1 in doubt)?\)`,
 		`value = 5  \(node 0\)`, `value = 5  \(node 1\)`, `value = 5  \(node 2\)`, `value = 5  \(node 3\)`,
@@ -173,10 +193,28 @@ func TestSkewShownInStatusAndKeptAcrossRestarts(t *testing.T) {
 		`node 2 crashed \(power cut: log writes not yet synced are lost\)`,
 		`node +address +state +in-flight +locks +in-doubt +log +last snapshot +skew`,
 		`0 .* up .* \+5s`, `1 .* up .* 0`, `2 .* down .* -5s`, `3 .* up .* 0`,
+		`protocol: nonblocking`,
 		`node 2 restarted \(incarnation 2\)`,
 		`committed 2\.2\.1 \(\d+ ms\)`,
 		`node 0 clock skew cleared`,
 		`node .*`, `0 .* up .* 0`, `1 .* up .* 0`, `2 .* up .* -5s`, `3 .* up .* 0`,
+		`protocol: nonblocking`,
 		`value = 6  \(node 0\)`, `value = 6  \(node 1\)`, `value = 6  \(node 2\)`, `value = 6  \(node 3\)`,
 	)
+}
+
+// status names the commit protocol the cluster runs, as --protocol chose
+// it; an unknown one is refused at start.
+func TestStatusShowsTheProtocol(t *testing.T) {
+	got := session(t, t.TempDir(), "status\n", "--protocol", "2pc")
+	if last := got[len(got)-1]; last != "protocol: 2pc" {
+		t.Fatalf("last status line %q, want protocol: 2pc", last)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"--protocol", "3pc", "--base-port", "0", "--data-dir", t.TempDir(), "--history", ""}, strings.NewReader(""), &out, &errOut); code != 2 {
+		t.Fatalf("exit code %d for --protocol 3pc, want 2; stderr:\n%s", code, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), `unknown protocol "3pc"`) {
+		t.Fatalf("stderr does not name the bad protocol:\n%s", errOut.String())
+	}
 }

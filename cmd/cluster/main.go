@@ -45,6 +45,7 @@ type options struct {
 	history      string
 	voteTimeout  time.Duration
 	inDoubtAfter time.Duration
+	protocol     actors.Protocol
 	tlsDir       string            // "": an in-memory CA made at start
 	http         string            // --http: where metrics and health are served ("": nowhere)
 	web          *metrics.Endpoint // serving --http (nil without it)
@@ -62,6 +63,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.voteTimeout, "vote-timeout", actors.DefaultTiming.VoteTimeout, "how long a coordinator waits for votes before it aborts")
 	fs.DurationVar(&o.inDoubtAfter, "in-doubt-after", actors.DefaultTiming.InDoubtAfter, "how long a prepared participant waits for the decision before it asks")
 	fs.StringVar(&o.tlsDir, "tls-dir", "", "directory with the cluster's certificates (go run ./cmd/certs --hosts 127.0.0.1 makes them); default: a CA made in memory at start")
+	fs.Func("protocol", fmt.Sprintf("commit protocol: 2pc (classic, blocks while a coordinator is down) or nonblocking (Paxos Commit: a majority of three acceptors chooses the outcome) (default %s)", actors.DefaultProtocol), func(v string) error {
+		p, err := actors.ParseProtocol(v)
+		o.protocol = p
+		return err
+	})
 	fs.StringVar(&o.http, "http", "", "serve /metrics, /healthz and /readyz for every node on this host:port (\"\": no HTTP server)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -164,7 +170,7 @@ func startREPL(o *options, stderr io.Writer) (*repl, error) {
 	c, err := startCluster(cluster.LocalConfig{
 		Nodes: o.nodes, BasePort: o.basePort, DataDir: o.dataDir, Logger: logger,
 		Timing: actors.Timing{VoteTimeout: o.voteTimeout, InDoubtAfter: o.inDoubtAfter},
-		Tracer: r.tracer, CrashAtSteps: true, TLS: nodeTLS, Observers: o.web.Observers(),
+		Tracer: r.tracer, CrashAtSteps: true, TLS: nodeTLS, Observers: o.web.Observers(), Protocol: o.protocol,
 	}, cluster.WithTLS(client))
 	if err != nil {
 		return nil, err

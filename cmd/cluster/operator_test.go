@@ -18,7 +18,7 @@ func TestCoordinatorCrashBetweenCommitAndAcks(t *testing.T) {
 		"get value",
 		"wait settled",
 		"trace 0.1.2",
-	}, "\n")+"\n", "--in-doubt-after", "1m")
+	}, "\n")+"\n", "--in-doubt-after", "1m", "--protocol", "2pc") // 2PC: the participants block in doubt
 	// The trace: COMMIT durable, the crash, no Commit from the dead node,
 	// the restart, then Commit to every participant, their COMMITTED
 	// records and acks, and END.
@@ -76,7 +76,7 @@ func TestResolveIsRefusedWhenTheOutcomeIsKnown(t *testing.T) {
 		"restart 0",
 		"resolve 0.1.2 commit",
 		"resolve 0.1.2 abort",
-	}, "\n")+"\n", "--in-doubt-after", "1m")
+	}, "\n")+"\n", "--in-doubt-after", "1m", "--protocol", "2pc") // 2PC: the participants block in doubt
 	expectLines(t, got,
 		`node 0 will crash .*`,
 		`node 0 crashed at commit-decided of 0\.1\.2 \(power cut\)`,
@@ -99,7 +99,7 @@ func TestWrongHeuristicDecisionIsReportedAsDamage(t *testing.T) {
 		"get value",
 		"indoubt",
 		"trace 0.1.2",
-	}, "\n")+"\n", "--in-doubt-after", "1m")
+	}, "\n")+"\n", "--in-doubt-after", "1m", "--protocol", "2pc") // 2PC: the participants block in doubt
 	traceAt := traceStart(got, "0.1.2")
 	expectTrace(t, got[traceAt:],
 		"trace 0.1.2: committed (the operator forced a heuristic decision on node 1 2 3; heuristic damage on node 1 2 3); coordinator node 0, participants 0 1 2 3",

@@ -458,6 +458,7 @@ func (r *repl) status([]string) error {
 		}
 		fmt.Fprintln(r.out, "partitioned:", strings.Join(s, " "))
 	}
+	fmt.Fprintf(r.out, "protocol: %s\n", r.c.Protocol())
 	return nil
 }
 

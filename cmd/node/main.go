@@ -117,6 +117,7 @@ type options struct {
 	insecure bool
 	maxConns int    // client connections (0: cluster.DefaultMaxConns)
 	http     string // --http: where metrics and health are served ("": nowhere)
+	protocol actors.Protocol
 }
 
 // parseArgs reads the command line; every error is a *usageError naming
@@ -135,6 +136,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	insecure := fs.Bool("insecure", false, "serve plain TCP without certificates: anyone who reaches the port is believed to be a member")
 	maxConns := fs.Int("max-conns", 0, fmt.Sprintf("client and admin connections served at once (0: %d); members' connections do not count", cluster.DefaultMaxConns))
 	httpAddr := fs.String("http", "", "serve /metrics, /healthz and /readyz on this host:port (\"\": no HTTP server)")
+	protocol := fs.String("protocol", string(actors.DefaultProtocol), "commit protocol: 2pc (classic, blocks while a coordinator is down) or nonblocking (Paxos Commit: a majority of three acceptors chooses the outcome); every node must run the same")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: node --id N --peers host:port,host:port,... [flags]\n\nRuns one twopc node; it listens on its own entry of --peers.\n\n")
 		fs.PrintDefaults()
@@ -187,6 +189,9 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 		}
 	}
 	o.timing = actors.Timing{VoteTimeout: *voteTimeout, InDoubtAfter: *inDoubtAfter}
+	if o.protocol, err = actors.ParseProtocol(*protocol); err != nil {
+		return nil, usagef("--protocol: %v", err)
+	}
 	if *maxConns < 0 {
 		return nil, usagef("--max-conns %d: must not be negative", *maxConns)
 	}
@@ -283,7 +288,7 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) erro
 	n, err := cluster.Start(cluster.Config{
 		ID: o.id, Members: o.peers, DataDir: o.dataDir, Timing: o.timing, Logger: logger,
 		TLS: id, ConnLimits: cluster.ConnLimits{MaxConns: o.maxConns},
-		Observer: web.Observer(o.id),
+		Observer: web.Observer(o.id), Protocol: o.protocol,
 	})
 	if err != nil {
 		return err
