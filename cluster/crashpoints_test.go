@@ -71,7 +71,9 @@ type crashRig struct {
 	proto actors.Protocol
 }
 
-func newCrashRig(t *testing.T) *crashRig { return newCrashRigSnapshotting(t, 0, actors.DefaultProtocol) }
+func newCrashRig(t *testing.T) *crashRig {
+	return newCrashRigSnapshotting(t, 0, actors.DefaultProtocol)
+}
 
 // newCrashRigSnapshotting snapshots every snapEvery records (0: the
 // default), so recovery must find what it needs in snapshots as well, and
