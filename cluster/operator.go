@@ -182,6 +182,46 @@ func (e *CoordinatorRunningError) Error() string {
 	return fmt.Sprintf("refused: %v's coordinator, node %d, is running and decides it (%s); wait for it — a heuristic decision is only for a transaction whose coordinator is down", e.Tx, e.Node, e.Why)
 }
 
+// RecoveryCanDecideError: under the non-blocking commit, a majority of the
+// transaction's acceptors is reachable from a node in doubt, so that
+// node's recovery rounds will find the outcome — commit if it may have
+// been chosen — with no risk; a heuristic guess could only do worse.
+type RecoveryCanDecideError struct {
+	Tx        messages.TxID
+	Acceptors []int32 // the transaction's acceptors
+	Reachable []int32 // those up and reachable from a node in doubt
+}
+
+func (e *RecoveryCanDecideError) Error() string {
+	return fmt.Sprintf("refused: %v's acceptors %v are reachable by a majority (%v): its participants' recovery decides it without risk; a heuristic decision is the last resort for when they are not", e.Tx, e.Acceptors, e.Reachable)
+}
+
+// recoveryCanDecide refuses a heuristic decision on tx while recovery can
+// decide it (non-blocking commit only): a majority of tx's acceptors up,
+// each reachable (not partitioned off) from one of the nodes in doubt.
+func (l *Local) recoveryCanDecide(tx messages.TxID, inDoubt []int32) error {
+	if l.Protocol() != actors.NonBlocking {
+		return nil
+	}
+	acc := messages.Acceptors(tx, len(l.members))
+	var reachable []int32
+	for _, a := range acc {
+		if l.Up(int(a)) == nil {
+			continue
+		}
+		for _, n := range inDoubt {
+			if n == a || !l.cut(int(n), int(a)) {
+				reachable = append(reachable, a)
+				break
+			}
+		}
+	}
+	if len(reachable) >= messages.Majority(len(acc)) {
+		return &RecoveryCanDecideError{Tx: tx, Acceptors: acc, Reachable: reachable}
+	}
+	return nil
+}
+
 func (e *OutcomeKnownError) Error() string {
 	what := "aborted"
 	if e.Committed {
@@ -245,6 +285,9 @@ func (l *Local) Resolve(tx messages.TxID, commit bool) (*Resolution, error) {
 			why = "it has not decided yet"
 		}
 		return nil, &CoordinatorRunningError{Tx: tx, Node: tx.Node, Why: why}
+	}
+	if err := l.recoveryCanDecide(tx, nodes); err != nil {
+		return nil, err
 	}
 	res := &Resolution{Tx: tx, Commit: commit}
 	// Told all at once: a participant told later could otherwise learn the

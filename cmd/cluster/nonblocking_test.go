@@ -37,3 +37,32 @@ func TestCoordinatorDeathBlocksNobodyUnderNonBlockingCommit(t *testing.T) {
 		`value = 5  \(node 0\)`, `value = 5  \(node 1\)`, `value = 5  \(node 2\)`, `value = 5  \(node 3\)`,
 	)
 }
+
+// A heuristic resolve is refused while a majority of the transaction's
+// acceptors is reachable — recovery decides then, without risk — and
+// remains the operator's last resort once it is not (here two of the
+// three acceptors are down as well as the coordinator). The participants
+// ask only after a minute, so the transaction is still in doubt when the
+// operator tries.
+func TestResolveIsRefusedWhileRecoveryCanDecide(t *testing.T) {
+	got := session(t, t.TempDir(), strings.Join([]string{
+		"crash 0 at commit-logged",
+		"add 1 via 0",
+		"resolve 0.1.2 abort",
+		"crash 1",
+		"crash 2",
+		"resolve 0.1.2 commit",
+		"get value",
+	}, "\n")+"\n", "--protocol", "nonblocking", "--in-doubt-after", "1m")
+	expectLines(t, got,
+		`node 0 will crash when it next reaches commit-logged \(.*\)`,
+		`node 0 crashed at commit-logged of 0\.1\.2 \(power cut\)`,
+		`unknown 0\.1\.2: .*`,
+		`error: refused: 0\.1\.2's acceptors \[0 1 2\] are reachable by a majority \(\[1 2\]\): its participants' recovery decides it without risk; .*`,
+		`node 1 crashed \(power cut: log writes not yet synced are lost\)`,
+		`node 2 crashed \(power cut: log writes not yet synced are lost\)`,
+		`resolved 0\.1\.2: heuristic commit on node 3 .*`,
+		`error: value on node 0: node 0 is down`, `error: value on node 1: node 1 is down`, `error: value on node 2: node 2 is down`,
+		`value = 5  \(node 3\)`,
+	)
+}
