@@ -48,11 +48,15 @@ func newProposal(tx messages.TxID, self int32, members int, dir Directory) *prop
 	return &proposal{tx: tx, self: self, members: members, acceptors: messages.Acceptors(tx, members), directory: dir}
 }
 
-// propose starts ballot 0 (the coordinator's): phase 2 at once, with v.
+// propose starts ballot 0 (the coordinator's): phase 2 at once, with v,
+// sent to a bare majority of the acceptors — the coordinator's own and the
+// next — rather than to all three: that is enough to choose, costs two
+// messages on the wire instead of four, and resendAccepts brings in the
+// third if one of them is slow to answer or down.
 func (p *proposal) propose(ctx actor.Context, v messages.Decision, settled uint64, sent func(acceptor int32)) {
 	p.ballot, p.phase, p.value = 0, 2, v
 	p.accepted, p.refused = make(map[int32]bool), false
-	for _, n := range p.acceptors {
+	for _, n := range p.acceptors[:messages.Majority(len(p.acceptors))] {
 		ctx.Request(p.directory.Acceptor(n), &messages.AcceptRequest{Tx: p.tx, Ballot: 0, From: p.self, Decision: v, Settled: settled})
 		if sent != nil {
 			sent(n)

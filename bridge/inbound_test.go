@@ -106,13 +106,18 @@ func TestInboundRefusesForgedMessages(t *testing.T) {
 		&messages.ReadRelease{Reader: messages.ReadID{Node: 0, Incarnation: 1, Seq: 1}},                      // the receiver's own read
 		&messages.ReadLocked{From: 2},                                                                        // answers for node 2
 		&messages.ReadReleased{From: 3},                                                                      // answers for node 3
+		&messages.PromiseRequest{Tx: tx(0, 1), Ballot: 4, From: 1},                                           // ballot 4 is node 0's ((4-1) mod 3)
+		&messages.AcceptRequest{Tx: tx(0, 1), Ballot: 0, From: 1, Decision: messages.DecisionCommit},         // ballot 0 is the coordinator's, node 0
+		&messages.AcceptReply{Tx: tx(0, 1), Ballot: 2, From: 2, OK: true},                                    // answers for node 2
 		&messages.Vote{Tx: tx(0, 1), From: 1, Kind: messages.VoteYes},                                        // the valid one: delivered
 		&messages.Prepare{Tx: tx(1, 2), Participants: []int32{0, 1}},                                         // valid: delivered
 		&messages.DecisionQuery{Tx: tx(2, 1), From: 1},                                                       // valid (asking about node 2's): delivered
 		&messages.Abort{Tx: tx(1, 3), From: 1, Reason: "valid, its own"},                                     // valid: delivered
 		&messages.ReadLock{Reader: messages.ReadID{Node: 1, Incarnation: 1, Seq: 1}, Keys: []string{"n0/a"}}, // valid, its own read
+		&messages.PromiseRequest{Tx: tx(0, 1), Ballot: 5, From: 1},                                           // valid: ballot 5 is node 1's
+		&messages.AcceptRequest{Tx: tx(1, 1), Ballot: 0, From: 1, Decision: messages.DecisionAbort},          // valid: its own transaction's ballot 0
 	}
-	const valid = 5
+	const valid = 7
 	batch := func(seq uint64) *Batch {
 		b := &Batch{Cluster: recv.bridge.cluster, From: 1, FromAddr: members[1], To: 0, Session: 1, Seq: seq}
 		for _, m := range forged {
@@ -151,6 +156,9 @@ func TestInboundRefusesForgedMessages(t *testing.T) {
 		"coordinator node 7 is not a member",
 		"ReadRelease.Reader.Node is node 0, but node 1 sent it",
 		"ReadLocked.From is node 2, but node 1 sent it",
+		"PromiseRequest for 0.1.1 in ballot 4, which is node 0's, but node 1 sent it",
+		"AcceptRequest for 0.1.1 in ballot 0, which is node 0's, but node 1 sent it",
+		"AcceptReply claims to be from node 2, but node 1 sent it",
 	} {
 		if !strings.Contains(logs.String(), reason) {
 			t.Errorf("no warning says %q:\n%s", reason, logs.String())

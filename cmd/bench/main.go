@@ -39,6 +39,7 @@ func main() {
 	memProfile := flag.String("memprofile", "", "with --memory: write a heap profile, taken once finished transactions are forgotten, to this file")
 	useTLS := flag.Bool("tls", true, "mutual TLS between the nodes and from the clients (an in-memory CA); --tls=false measures plain TCP")
 	memory := flag.Bool("memory", false, "after the run, report heap and on-disk size once the cluster settled and again once finished transactions are forgotten")
+	protocol := flag.String("protocol", string(actors.DefaultProtocol), "commit protocol: 2pc or nonblocking")
 	httpAddr := flag.String("http", "", "serve the nodes' /metrics, /healthz and /readyz on this host:port during the run (\"\": metrics off), to measure what they cost")
 	flag.Parse()
 	if *httpAddr != "" {
@@ -56,6 +57,11 @@ func main() {
 	}
 	if *mode != "disjoint" && *mode != "shared" {
 		fmt.Fprintf(os.Stderr, "error: unknown --keys %q (want disjoint or shared)\n", *mode)
+		os.Exit(2)
+	}
+	proto, err := actors.ParseProtocol(*protocol)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error: --protocol:", err)
 		os.Exit(2)
 	}
 	cluster.TuneProcs(*nodes)
@@ -84,7 +90,7 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	heapProfile = *memProfile
-	r, err := run(*clients, *nodes, *duration, *txs, *memory, *useTLS, filepath.Join(dir, "cluster"), *mode)
+	r, err := run(*clients, *nodes, *duration, *txs, *memory, *useTLS, filepath.Join(dir, "cluster"), *mode, proto)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
@@ -100,8 +106,9 @@ func main() {
 	fmt.Printf("latency: p50 %v  p90 %v  p99 %v  max %v\n", r.pct(50), r.pct(90), r.pct(99), r.pct(100))
 	fmt.Printf("log: %d appends, %d fsyncs, %d records (%.1f records per fsync)\n", r.appends, r.fsyncs, r.records, float64(r.records)/float64(max(r.fsyncs, 1)))
 	tps := float64(r.committed) / r.elapsed.Seconds()
-	fmt.Printf("bench: tls=%v clients=%d nodes=%d keys=%s commits/s=%.0f p50=%v p99=%v fsyncs/commit=%.2f raw-fsync/s=%.0f commits-per-raw-fsync=%.2fx\n",
-		*useTLS, *clients, *nodes, *mode, tps, r.pct(50), r.pct(99), float64(r.fsyncs)/float64(max(r.committed, 1)), raw, tps/raw)
+	fmt.Printf("wire: %d messages between nodes (%.1f per committed transaction)\n", r.msgs, float64(r.msgs)/float64(max(r.committed, 1)))
+	fmt.Printf("bench: protocol=%s tls=%v clients=%d nodes=%d keys=%s commits/s=%.0f p50=%v p99=%v fsyncs/commit=%.2f msgs/commit=%.1f raw-fsync/s=%.0f commits-per-raw-fsync=%.2fx\n",
+		proto, *useTLS, *clients, *nodes, *mode, tps, r.pct(50), r.pct(99), float64(r.fsyncs)/float64(max(r.committed, 1)), float64(r.msgs)/float64(max(r.committed, 1)), raw, tps/raw)
 }
 
 // rawFsyncRate is the disk's speed for the naive design: append a small
@@ -133,6 +140,7 @@ type result struct {
 	elapsed                    time.Duration
 	latencies                  []time.Duration
 	appends, fsyncs, records   uint64
+	msgs                       uint64 // sent between nodes (over the wire)
 }
 
 func (r *result) pct(p int) time.Duration {
@@ -146,9 +154,9 @@ func (r *result) pct(p int) time.Duration {
 // web serves the nodes' metrics with --http (nil: metrics off).
 var web *metrics.Endpoint
 
-func run(clients, nodes int, d time.Duration, txs int64, memory, useTLS bool, dir, mode string) (*result, error) {
+func run(clients, nodes int, d time.Duration, txs int64, memory, useTLS bool, dir, mode string, proto actors.Protocol) (*result, error) {
 	cfg := cluster.LocalConfig{
-		Nodes: nodes, DataDir: dir,
+		Nodes: nodes, DataDir: dir, Protocol: proto,
 		Logger:    hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.Warn}),
 		Observers: web.Observers(),
 	}
@@ -179,6 +187,7 @@ func run(clients, nodes int, d time.Duration, txs int64, memory, useTLS bool, di
 		defer conns[i].Close()
 	}
 	before := logTotals(l, nodes)
+	msgsBefore := wireMessages(l, nodes)
 
 	var committed, aborted, errs atomic.Int64
 	lat := make([][]time.Duration, clients)
@@ -219,7 +228,8 @@ func run(clients, nodes int, d time.Duration, txs int64, memory, useTLS bool, di
 	elapsed := time.Since(start)
 	after := logTotals(l, nodes)
 	r := &result{committed: committed.Load(), aborted: aborted.Load(), errors: errs.Load(), elapsed: elapsed,
-		appends: after.Appends - before.Appends, fsyncs: after.Fsyncs - before.Fsyncs, records: after.Records - before.Records}
+		appends: after.Appends - before.Appends, fsyncs: after.Fsyncs - before.Fsyncs, records: after.Records - before.Records,
+		msgs: wireMessages(l, nodes) - msgsBefore}
 	for _, ls := range lat {
 		r.latencies = append(r.latencies, ls...)
 	}
@@ -297,6 +307,15 @@ func footprint(l *cluster.Local, nodes int, dir string) string {
 	})
 	return fmt.Sprintf("heap %.1f MiB (%d objects), outcomes remembered %d, disk %.1f KiB in %d files",
 		float64(ms.HeapAlloc)/(1<<20), ms.HeapObjects, remembered, float64(bytes)/1024, files)
+}
+
+// wireMessages counts the messages the nodes sent one another.
+func wireMessages(l *cluster.Local, nodes int) uint64 {
+	var n uint64
+	for i := 0; i < nodes; i++ {
+		n += l.Node(i).Bridge().Stats().SentMessages
+	}
+	return n
 }
 
 func logTotals(l *cluster.Local, nodes int) messages.LogStats {
