@@ -31,6 +31,12 @@ var timing = actors.Timing{
 // startLocal starts a Local of nodes served by a fresh Endpoint.
 func startLocal(t *testing.T, nodes int) (*cluster.Local, *Endpoint) {
 	t.Helper()
+	return startLocalRunning(t, nodes, actors.DefaultProtocol)
+}
+
+// startLocalRunning is startLocal running protocol proto.
+func startLocalRunning(t *testing.T, nodes int, proto actors.Protocol) (*cluster.Local, *Endpoint) {
+	t.Helper()
 	ep, err := ForLocal("127.0.0.1:0", nodes)
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +49,7 @@ func startLocal(t *testing.T, nodes int) (*cluster.Local, *Endpoint) {
 	if code, body := get(t, ep.URL()+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "recovering") {
 		t.Fatalf("/readyz before start: %d %q, want 503 saying it recovers", code, body)
 	}
-	l, err := cluster.StartLocal(cluster.LocalConfig{Nodes: nodes, DataDir: t.TempDir(), Timing: timing, CrashAtSteps: true,
+	l, err := cluster.StartLocal(cluster.LocalConfig{Nodes: nodes, DataDir: t.TempDir(), Timing: timing, CrashAtSteps: true, Protocol: proto,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}), Observers: ep.Observers()})
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +217,9 @@ func set(vs ...string) map[string]bool {
 // coordinator is down and answered (commit) once it is back; an operator's
 // heuristic decision is counted on each node it was applied to.
 func TestRecoveryRoundsAndHeuristicDecisions(t *testing.T) {
-	l, ep := startLocal(t, 3)
+	// 2PC: rounds go unanswered while the coordinator is down, and the
+	// operator may decide.
+	l, ep := startLocalRunning(t, 3, actors.TwoPC)
 	base := ep.URL()
 
 	// The coordinator dies with COMMIT durable, before any Commit.

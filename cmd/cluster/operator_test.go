@@ -54,7 +54,7 @@ func TestResolveForcesAHeuristicDecisionWhenNobodyKnows(t *testing.T) {
 		"indoubt",
 		"restart 0",
 		"get value",
-	}, "\n")+"\n", "--in-doubt-after", "1m")
+	}, "\n")+"\n", "--in-doubt-after", "1m", "--protocol", "2pc")
 	expectLines(t, got,
 		`node 0 will crash .*`,
 		`node 0 crashed at commit-logged of 0\.1\.2 \(power cut\)`,
