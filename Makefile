@@ -12,7 +12,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # The four-node cluster on 127.0.0.1:3000-3003 and the seed's demo.
 run:
-	$(GO) run ./cmd/cluster
+	$(GO) run ./cmd/cluster $(ARGS)
 
 # Every package, under the race detector, bounded in time.
 test: vet

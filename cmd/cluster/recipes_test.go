@@ -219,8 +219,13 @@ func readmeRecipes(t *testing.T) (rows []readmeRecipe) {
 		}
 		row := readmeRecipe{script: m[1]}
 		for _, c := range code.FindAllStringSubmatch(cells[1], -1) {
-			if f := strings.Fields(c[1]); len(f) > 0 && commandsByName[f[0]] != nil {
+			f := strings.Fields(c[1])
+			switch {
+			case len(f) > 0 && commandsByName[f[0]] != nil:
 				row.commands = append(row.commands, c[1])
+			case len(f) > 0 && strings.HasPrefix(f[0], "--"):
+				// The flags the recipe's cluster is started with.
+				row.flags = append(row.flags, f...)
 			}
 		}
 		rows = append(rows, row)
@@ -234,6 +239,7 @@ func readmeRecipes(t *testing.T) (rows []readmeRecipe) {
 type readmeRecipe struct {
 	script   string
 	commands []string
+	flags    []string // `--flag value` in the type column: how make run must be started
 }
 
 // The README names a script for every recipe, every script is in the
@@ -267,6 +273,9 @@ func TestREADMERecipesAreTheScripts(t *testing.T) {
 		}
 		if !sameCommands(row.commands, cmds) {
 			t.Errorf("README's recipe %s types %q, its script %q", row.script, row.commands, cmds)
+		}
+		if strings.Join(row.flags, " ") != strings.Join(s.flags, " ") {
+			t.Errorf("README's recipe %s starts the cluster with %q, its script with %q", row.script, row.flags, s.flags)
 		}
 	}
 	for name := range scripts {
