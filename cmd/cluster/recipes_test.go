@@ -223,8 +223,9 @@ func readmeRecipes(t *testing.T) (rows []readmeRecipe) {
 			switch {
 			case len(f) > 0 && commandsByName[f[0]] != nil:
 				row.commands = append(row.commands, c[1])
-			case len(f) > 0 && strings.HasPrefix(f[0], "--"):
-				// The flags the recipe's cluster is started with.
+			case len(f) == 2 && strings.HasPrefix(f[0], "--"):
+				// The flags the recipe's cluster is started with (`--flag value`;
+				// a lone `--flag` is prose naming one).
 				row.flags = append(row.flags, f...)
 			}
 		}
