@@ -718,7 +718,7 @@ type submitCounterNode struct {
 func (o submitCounterNode) TransactionEnded(*messages.Outcome, error, time.Duration) {
 	o.s.ended[o.id].Add(1)
 }
-func (submitCounterNode) LogSynced(time.Duration, int)     {}
+func (submitCounterNode) LogSynced(time.Duration, int)      {}
 func (submitCounterNode) HeuristicLogged(messages.Decision) {}
 func (submitCounterNode) RecoveryRound(messages.Decision)   {}
 
@@ -772,4 +772,19 @@ func waitDialFailed(t *testing.T, c *Client, i int) {
 		defer c.mu.Unlock()
 		return c.slots[i].lastErr != nil
 	})
+}
+
+// countLines counts the lines of log that contain every one of parts.
+func countLines(log string, parts ...string) int {
+	n := 0
+	for _, l := range strings.Split(log, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(l, p)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
 }

@@ -381,18 +381,18 @@ func heuristicHistory() []messages.Record {
 }
 
 // v1State encodes s as the version 1 snapshot payload, as written before
-// heuristic decisions existed: the version 2 encoding without its last
-// section. s must hold no heuristic decision.
+// heuristic decisions existed: the version 4 encoding without its last
+// four sections. s must hold no heuristic decision.
 func v1State(t *testing.T, covers uint64, s *State) []byte {
 	t.Helper()
-	if len(s.Heuristic) != 0 || len(s.Outcomes) != 0 || len(s.Marks) != 0 {
-		t.Fatal("a version 1 snapshot cannot hold heuristic decisions, outcomes or marks")
+	if len(s.Heuristic) != 0 || len(s.Outcomes) != 0 || len(s.Marks) != 0 || len(s.Reconciled) != 0 {
+		t.Fatal("a version 1 snapshot cannot hold heuristic decisions, outcomes, marks or reconciled ones")
 	}
 	b := appendState(nil, covers, s)
-	if n := len(b); b[0] != 3 || b[n-3] != 0 || b[n-2] != 0 || b[n-1] != 0 {
-		t.Fatalf("version 3 encoding does not start with 3 and end with empty heuristic, outcome and mark sections: %x", b)
+	if n := len(b); b[0] != 4 || b[n-4] != 0 || b[n-3] != 0 || b[n-2] != 0 || b[n-1] != 0 {
+		t.Fatalf("version 4 encoding does not start with 4 and end with empty heuristic, outcome, mark and reconciled sections: %x", b)
 	}
-	b = b[:len(b)-3]
+	b = b[:len(b)-4]
 	b[0] = 1
 	return b
 }

@@ -13,7 +13,7 @@ import (
 //
 // Empty slices are always held as nil, whichever path built the State
 // (Apply, Clone, a snapshot), so two folds of the same records compare equal
-// with reflect.DeepEqual.
+// with reflect.DeepEqual; so is an empty Reconciled.
 type State struct {
 	Incarnation uint32                            // highest RecBoot incarnation seen
 	KV          map[string]int64                  // committed values (missing key reads 0)
@@ -34,6 +34,10 @@ type State struct {
 	// Marks: participant: per coordinator node, the lowest transaction
 	// (incarnation, seq) this node still vouches for (RecMark records).
 	Marks map[int32]messages.TxID
+	// Reconciled: participant: the heuristic decisions (keys of Heuristic)
+	// whose comparison with the coordinator's decision was reported
+	// (RecReconciled records). Kept like Heuristic. Nil while empty.
+	Reconciled map[messages.TxID]bool
 }
 
 // NewState returns the fold of an empty log.
@@ -97,6 +101,14 @@ func (s *State) Apply(r messages.Record) {
 		// The transaction stays in InDoubt until its COMMITTED or ABORTED:
 		// a participant recovering one finishes the forced decision.
 		s.Heuristic[r.Tx] = r.Decision == messages.DecisionCommit
+	case messages.RecReconciled:
+		if _, ok := s.Heuristic[r.Tx]; !ok {
+			return // only a heuristic decision is reconciled
+		}
+		if s.Reconciled == nil {
+			s.Reconciled = map[messages.TxID]bool{}
+		}
+		s.Reconciled[r.Tx] = true
 	}
 }
 
@@ -151,6 +163,12 @@ func (s *State) Clone() *State {
 	for tx, c2 := range s.Heuristic {
 		c.Heuristic[tx] = c2
 	}
+	if len(s.Reconciled) > 0 {
+		c.Reconciled = make(map[messages.TxID]bool, len(s.Reconciled))
+		for tx := range s.Reconciled {
+			c.Reconciled[tx] = true
+		}
+	}
 	for k, v := range s.KV {
 		c.KV[k] = v
 	}
@@ -187,8 +205,12 @@ func cloneInts(p []int32) []int32 {
 // heuristic decisions; a version 1 or 2 snapshot loads with none (see
 // Outcomes: a node upgraded from one vouches for less than it should only
 // for transactions settled before the upgrade — restart it quiesced).
+// Version 4 adds the reconciled heuristic decisions after the marks; an
+// older snapshot loads with none (each is asked about, and reported, once
+// more).
 const (
-	stateVersion   = 3
+	stateVersion   = 4
+	stateVersionV3 = 3
 	stateVersionV2 = 2
 	stateVersionV1 = 1
 )
@@ -282,6 +304,16 @@ func appendState(dst []byte, covers uint64, s *State) []byte {
 		m.Node = n // the map key is the truth
 		dst = appendTx(dst, m)
 	}
+
+	txs = txs[:0]
+	for tx := range s.Reconciled {
+		txs = append(txs, tx)
+	}
+	slices.SortFunc(txs, compareTx)
+	dst = binary.AppendUvarint(dst, uint64(len(txs)))
+	for _, tx := range txs {
+		dst = appendTx(dst, tx)
+	}
 	return dst
 }
 
@@ -289,7 +321,7 @@ func appendState(dst []byte, covers uint64, s *State) []byte {
 func decodeState(b []byte) (covers uint64, s *State, err error) {
 	d := decoder{b: b}
 	version := d.u8("snapshot version")
-	if d.err == nil && version != stateVersion && version != stateVersionV2 && version != stateVersionV1 {
+	if d.err == nil && version != stateVersion && version != stateVersionV3 && version != stateVersionV2 && version != stateVersionV1 {
 		d.failf("unknown snapshot encoding version %d", version)
 	}
 	covers = d.uvarint("covered segment index")
@@ -386,6 +418,28 @@ func decodeState(b []byte) (covers uint64, s *State, err error) {
 				d.failf("mark of node %d appears twice", m.Node)
 			}
 			s.Marks[m.Node] = m
+		}
+	}
+
+	if version >= 4 {
+		n = d.count("reconciled count", minTxSize)
+		for i := 0; i < n && d.err == nil; i++ {
+			tx := d.tx("reconciled tx")
+			if d.err != nil {
+				break
+			}
+			if _, ok := s.Heuristic[tx]; !ok {
+				d.failf("reconciled %v is no heuristic decision", tx)
+				break
+			}
+			if s.Reconciled[tx] {
+				d.failf("reconciled %v appears twice", tx)
+				break
+			}
+			if s.Reconciled == nil {
+				s.Reconciled = map[messages.TxID]bool{}
+			}
+			s.Reconciled[tx] = true
 		}
 	}
 
