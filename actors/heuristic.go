@@ -15,9 +15,13 @@ package actors
 // timer and with the same doubling pauses, until the coordinator says
 // commit or abort. Then it logs whether the operator guessed right (WARN)
 // or not (ERROR, HEURISTIC DAMAGE), and stops asking. Nothing else changes:
-// no record is written, no value touched, nothing acked. The state is
-// memory only: a restarted participant asks again about every heuristic
-// decision in its log, and logs the answer again.
+// no value touched, nothing acked, no protocol record written. Once it has
+// reported, it sends a RECONCILED record to ParticipantConfig.Notes (the
+// node's log), so that a restarted participant does not ask about that
+// decision again, nor report it again: a confirmed decision stays quiet,
+// and one that cannot be judged (see onHeuristicReply) is said once. A
+// decision recovered without that record — the report was cut short by a
+// crash, or never came — is asked about again after the restart.
 
 import (
 	"fmt"
@@ -116,19 +120,36 @@ func (p *participant) onHeuristicReply(ctx actor.Context, m *messages.DecisionRe
 		delete(p.unreconciled, m.Tx)
 		p.log.Warn(fmt.Sprintf("heuristic commit of %v cannot be confirmed: its coordinator no longer remembers it (presumed abort): either it aborted, and the operator's commit was wrong, or it committed and ended once every participant acked", m.Tx),
 			"tx", m.Tx, "node", p.cfg.Node)
+		p.noteReported(ctx, m.Tx)
 		return
 	}
-	p.reconciled(m.Tx, m.Decision, forced)
+	p.reconciled(ctx, m.Tx, m.Decision, forced)
 }
 
 // reconciled logs how the coordinator's decision d compares with the
 // operator's forced one, and stops asking about tx.
-func (p *participant) reconciled(tx messages.TxID, d, forced messages.Decision) {
+func (p *participant) reconciled(ctx actor.Context, tx messages.TxID, d, forced messages.Decision) {
 	delete(p.unreconciled, tx)
 	if d == forced {
 		p.logConfirmed(tx, d)
 	} else {
 		p.logDamage(tx, d, forced)
+	}
+	p.noteReported(ctx, tx)
+}
+
+// noteReported writes, forced, that tx's heuristic decision has been
+// compared with the coordinator's and reported (RECONCILED), to Notes if
+// set, once: a restarted participant then neither asks nor reports again.
+// Nothing waits for it; a crash before it is durable only means one more
+// report after the restart.
+func (p *participant) noteReported(ctx actor.Context, tx messages.TxID) {
+	if p.reported[tx] {
+		return
+	}
+	p.reported[tx] = true
+	if p.cfg.Notes != nil {
+		ctx.Send(p.cfg.Notes, &messages.Append{Records: []messages.Record{{Kind: messages.RecReconciled, Tx: tx}}, Force: true})
 	}
 }
 
@@ -228,6 +249,9 @@ func (p *participant) onDecisionAfterHeuristic(ctx actor.Context, tx messages.Tx
 		p.logDamage(tx, d, forced)
 	} else if open {
 		p.logConfirmed(tx, d)
+	}
+	if open {
+		p.noteReported(ctx, tx)
 	}
 	if d != messages.DecisionCommit {
 		return // an Abort is never acked

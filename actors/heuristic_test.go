@@ -269,3 +269,71 @@ func TestTxnHeuristicAckEndsTheTransaction(t *testing.T) {
 		return ""
 	})
 }
+
+// A heuristic decision the coordinator confirmed stays quiet after later
+// restarts: the participant noted in its log that it reported it
+// (RECONCILED), so a restarted one neither asks the coordinator again nor
+// logs the confirmation again. A damage already reported is not asked
+// about again either; the coordinator's Commit, if it comes again, is
+// still answered as damage.
+func TestHeuristicConfirmedStaysQuietAfterRestart(t *testing.T) {
+	r := newLogRig(t)
+	r.prepared(t, tx(1), messages.Set("a", 5))
+	r.prepared(t, tx(2), messages.Set("b", 6))
+	r.force(t, tx(1), false)
+	r.force(t, tx(2), false)
+	expectQueries(t, r.coord, tx(1), tx(2))
+	r.sys.Root.Send(r.pid, &messages.DecisionReply{Tx: tx(1), From: 0, Decision: messages.DecisionAbort, Presumed: true})
+	r.sys.Root.Send(r.pid, &messages.DecisionReply{Tx: tx(2), From: 0, Decision: messages.DecisionCommit})
+	waitForLine(t, r.buf, confirmedLine(messages.DecisionAbort, tx(1)))
+	waitForLine(t, r.buf, damageLine(messages.DecisionCommit, messages.DecisionAbort, tx(2)))
+	for range 2 {
+		r.restart(t)
+		r.quietAbout(t, tx(1))
+		r.quietAbout(t, tx(2))
+	}
+	if n := strings.Count(r.buf.String(), "confirmed"); n != 1 {
+		t.Fatalf("%d confirmations over two restarts, want the first only:\n%s", n, r.buf.String())
+	}
+	if n := strings.Count(r.buf.String(), "HEURISTIC DAMAGE"); n != 1 {
+		t.Fatalf("%d damage lines over two restarts, want the first only:\n%s", n, r.buf.String())
+	}
+	// Still held to: the coordinator's Commit of the one it committed is
+	// damage, answered with an Ack marked Heuristic.
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Commit{Tx: tx(2)}, r.txn.PID)
+	expectHeuristicAck(t, r.txn, tx(2))
+	waitForLine(t, r.buf, "HEURISTIC DAMAGE") // a second line now
+	if n := strings.Count(r.buf.String(), "HEURISTIC DAMAGE"); n != 2 {
+		t.Fatalf("%d damage lines, want a second for the late Commit:\n%s", n, r.buf.String())
+	}
+}
+
+// A heuristic commit that truly cannot be judged — recovered after a
+// restart, its coordinator answering with a presumed abort (it may have
+// committed, been acked by this node, and forgotten) — is reported once,
+// not at every restart.
+func TestHeuristicUnjudgeableReportedOnce(t *testing.T) {
+	r := newLogRig(t)
+	r.prepared(t, tx(1), messages.Set("a", 5))
+	r.force(t, tx(1), true)
+	expectQueries(t, r.coord, tx(1)) // asked before the forced commit's ack
+	if ack, _ := actortest.Expect[*messages.Ack](t, r.coord, wait); ack.Tx != tx(1) || ack.Heuristic {
+		t.Fatalf("ack of the forced commit: %+v", ack)
+	}
+	// Restarted before the coordinator answered: asked again, as recovered.
+	r.restart(t)
+	expectQueries(t, r.coord, tx(1))
+	r.sys.Root.Send(r.pid, &messages.DecisionReply{Tx: tx(1), From: 0, Decision: messages.DecisionAbort, Presumed: true})
+	line := "heuristic commit of " + tx(1).String() + " cannot be confirmed"
+	waitForLine(t, r.buf, line)
+	for range 2 {
+		r.restart(t)
+		r.quietAbout(t, tx(1))
+	}
+	if n := strings.Count(r.buf.String(), line); n != 1 {
+		t.Fatalf("reported %d times over two more restarts, want once:\n%s", n, r.buf.String())
+	}
+	if strings.Contains(r.buf.String(), "HEURISTIC DAMAGE") || strings.Contains(r.buf.String(), "decision confirmed") {
+		t.Fatalf("a judgement made of what cannot be judged:\n%s", r.buf.String())
+	}
+}

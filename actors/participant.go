@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -29,6 +30,15 @@ type ParticipantConfig struct {
 	// (persistence.State.Heuristic; true: a forced commit, false: a forced
 	// abort). The participant takes the map over and never forgets them.
 	Heuristic map[messages.TxID]bool
+	// Reconciled: those of Heuristic whose comparison with the
+	// coordinator's decision was reported before a restart
+	// (persistence.State.Reconciled): not asked about, nor reported, again.
+	Reconciled map[messages.TxID]bool
+	// Notes, if set, is sent a forced Append of a RECONCILED record each
+	// time the participant reports a heuristic decision reconciled (the
+	// node's persistence actor), so that it stays reported across
+	// restarts. Nil: reported again after every restart.
+	Notes *actor.PID
 
 	// Reload returns the state the log holds now (maps the participant may
 	// take over, like KV and Heuristic). A participant that failed
@@ -113,6 +123,10 @@ type participant struct {
 	// answer (or its Commit or Abort) arrives. Memory only: after a restart
 	// every recovered heuristic decision is checked again.
 	unreconciled map[messages.TxID]*heuristicCheck
+	// reported: heuristic decisions whose reconciliation has been reported
+	// (ParticipantConfig.Reconciled, and those noted since). Shared by the
+	// instances a failure restarts, like mem: it only ever grows.
+	reported map[messages.TxID]bool
 
 	// waits holds Prepares and reads that wait for transactions holding
 	// their keys to commit or abort.
@@ -264,8 +278,12 @@ func NewParticipantProps(cfg ParticipantConfig) *actor.Props {
 		now = time.Now
 	}
 	mem := newMemory(cfg.Outcomes, cfg.Marks, now())
+	reported := maps.Clone(cfg.Reconciled)
+	if reported == nil {
+		reported = map[messages.TxID]bool{}
+	}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &participant{cfg: cfg, appendSeq: seq, starts: starts, mem: mem, now: now}
+		return &participant{cfg: cfg, appendSeq: seq, starts: starts, mem: mem, now: now, reported: reported}
 	})
 }
 
@@ -382,7 +400,10 @@ func (p *participant) start(ctx actor.Context) {
 	}
 	p.unreconciled = make(map[messages.TxID]*heuristicCheck)
 	for tx, commit := range p.heuristics {
-		p.log.Debug("heuristic decision recovered", "tx", tx, "decision", forcedDecision(commit))
+		p.log.Debug("heuristic decision recovered", "tx", tx, "decision", forcedDecision(commit), "reported", p.reported[tx])
+		if p.reported[tx] {
+			continue // compared and reported before: nothing to ask or say again
+		}
 		// Whether the coordinator agreed was known only to the predecessor's
 		// memory: ask again (see heuristic.go).
 		p.unreconciled[tx] = &heuristicCheck{nextQuery: now, queryGap: p.queryBackoff(), recovered: true}

@@ -936,3 +936,132 @@ func (r *acceptorRig) fold() map[messages.TxID]messages.Acceptance {
 	}
 	return s.Acceptor
 }
+
+// ---------------------------------------------------------------------------
+// log rig: a participant over a real log, restarted from what is on disk
+
+// logRig is a participant over a real persistence actor that a test
+// restarts as a node does: both are stopped (the log flushed), the log is
+// opened again from its directory, and a new participant starts from its
+// state — committed values, in-doubt transactions, heuristic decisions and
+// the reconciled ones. The participant's notes (RECONCILED) go to its log.
+// The probes outlive the restarts.
+type logRig struct {
+	dir              string
+	sys              *actor.ActorSystem
+	log              hclog.Logger
+	buf              *actortest.Buffer
+	pid, wal         *actor.PID
+	txn, coord, peer *actortest.Probe
+	starts           int
+}
+
+func newLogRig(t *testing.T) *logRig {
+	t.Helper()
+	log, buf := warnLogger()
+	sys := actortest.NewSystem(t)
+	r := &logRig{dir: t.TempDir(), sys: sys, log: log, buf: buf,
+		txn: actortest.NewProbe(t, sys, "txn"), coord: actortest.NewProbe(t, sys, "coord"), peer: actortest.NewProbe(t, sys, "peer")}
+	t.Cleanup(func() { r.stop(t) })
+	r.start(t)
+	return r
+}
+
+func (r *logRig) start(t *testing.T) {
+	t.Helper()
+	r.starts++
+	l, err := persistence.Open(persistence.Options{Dir: r.dir, SnapshotEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := l.State()
+	if r.wal, err = r.sys.Root.SpawnNamed(persistence.Props(l), fmt.Sprintf("wal-%d", r.starts)); err != nil {
+		t.Fatal(err)
+	}
+	var inDoubt []messages.Record
+	for _, rec := range st.InDoubt {
+		inDoubt = append(inDoubt, rec)
+	}
+	r.pid, err = r.sys.Root.SpawnNamed(NewParticipantProps(ParticipantConfig{Protocol: TwoPC,
+		Node: 0, Members: 1, Persistence: r.wal, Notes: r.wal, Timing: reconcileTiming, Logger: r.log,
+		Directory: &actortest.Directory{
+			Coordinators: map[int32]*actor.PID{0: r.coord.PID},
+			Participants: map[int32]*actor.PID{1: r.peer.PID},
+		},
+		KV: st.KV, InDoubt: inDoubt, Heuristic: st.Heuristic, Reconciled: st.Reconciled,
+		Outcomes: st.Outcomes, Marks: st.Marks, Fresh: r.starts == 1,
+	}), fmt.Sprintf("participant-%d", r.starts))
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stop stops the participant, then its log, which flushes what was sent
+// to it before.
+func (r *logRig) stop(t *testing.T) {
+	t.Helper()
+	if r.pid == nil {
+		return
+	}
+	_ = r.sys.Root.StopFuture(r.pid).Wait()
+	_ = r.sys.Root.PoisonFuture(r.wal).Wait()
+	r.pid, r.wal = nil, nil
+}
+
+// restart stops the participant and its log once the participant has
+// handled everything sent to it so far, and starts both again from disk.
+func (r *logRig) restart(t *testing.T) {
+	t.Helper()
+	r.status(t) // answered after everything sent before: its appends are queued at the log
+	r.stop(t)
+	r.start(t)
+}
+
+func (r *logRig) status(t *testing.T) *ParticipantStatus {
+	t.Helper()
+	res, err := r.sys.Root.RequestFuture(r.pid, &ParticipantStatusRequest{}, wait).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.(*ParticipantStatus)
+}
+
+// prepared prepares id with ops and waits for the yes vote.
+func (r *logRig) prepared(t *testing.T, id messages.TxID, ops ...messages.Op) {
+	t.Helper()
+	r.sys.Root.RequestWithCustomSender(r.pid, &messages.Prepare{Tx: id, Ops: ops, Participants: []int32{0}, Begun: testEpoch}, r.txn.PID)
+	if v, _ := actortest.Expect[*messages.Vote](t, r.txn, wait); v.Tx != id || v.Kind != messages.VoteYes {
+		t.Fatalf("vote %+v, want yes for %v", v, id)
+	}
+}
+
+// force takes the operator's decision on id and waits until it is applied.
+func (r *logRig) force(t *testing.T, id messages.TxID, commit bool) {
+	t.Helper()
+	res, err := r.sys.Root.RequestFuture(r.pid, &ForceDecision{Tx: id, Commit: commit}, wait).Result()
+	if fr, _ := res.(*ForceDecisionResult); err != nil || fr == nil || !fr.Applied {
+		t.Fatalf("force %v: %+v %v", id, res, err)
+	}
+}
+
+// quietAbout: after the participant's query timer has run rounds enough to
+// ask about id several times, it has not, and it holds nothing
+// unreconciled.
+func (r *logRig) quietAbout(t *testing.T, id messages.TxID) {
+	t.Helper()
+	st := r.status(t)
+	if st.Unreconciled != 0 {
+		t.Fatalf("%d unreconciled heuristic decisions after the restart, want 0", st.Unreconciled)
+	}
+	before := queriesSeen(r.coord, id)
+	start := st.Rounds
+	actortest.Eventually(t, wait, func() string {
+		if n := r.status(t).Rounds - start; n < 6 {
+			return fmt.Sprintf("the query timer ran %d rounds, want 6", n)
+		}
+		return ""
+	})
+	if after := queriesSeen(r.coord, id); after != before {
+		t.Fatalf("%d DecisionQueries about %v after the restart: it was reported before", after-before, id)
+	}
+}

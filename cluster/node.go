@@ -282,7 +282,8 @@ func (n *Node) start() error {
 	n.participant, err = n.sys.Root.SpawnNamed(n.tracer.props(actors.NewParticipantProps(actors.ParticipantConfig{
 		Node: n.cfg.ID, Members: len(n.cfg.Members), Persistence: n.persistencePID, Directory: dirOf,
 		Timing: n.cfg.Timing, Logger: n.log.Named("participant"), KV: state.KV, InDoubt: inDoubt,
-		Heuristic: state.Heuristic, Reload: n.reloadParticipant, Steps: n.cfg.Steps, Fresh: n.incarnation == 1,
+		Heuristic: state.Heuristic, Reconciled: state.Reconciled, Notes: n.persistencePID,
+		Reload: n.reloadParticipant, Steps: n.cfg.Steps, Fresh: n.incarnation == 1,
 		Rounds:   n.rounds(),
 		Outcomes: state.Outcomes, Marks: state.Marks, Clock: n.cfg.Clock, Protocol: n.cfg.Protocol,
 	}).Configure(actor.WithMailbox(n.backlog.Mailbox()))), actors.ParticipantName)

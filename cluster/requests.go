@@ -29,7 +29,7 @@ import (
 // (Tx is not zero), its participants settle it — commit or abort, the same
 // everywhere — and Local.KnownOutcome can tell which, later.
 type NoOutcomeError struct {
-	Node int32
+	Node int32         // the node the transaction was submitted to; -1 if a Client could not tell which
 	Tx   messages.TxID // zero if the coordinator never named it (as far as the caller heard)
 	Err  error         // why there is no outcome (e.g. errNodeCrashed, "no answer within 5s")
 }
@@ -39,7 +39,11 @@ func (e *NoOutcomeError) Error() string {
 	if !e.Tx.IsZero() {
 		tx = " for " + e.Tx.String()
 	}
-	return fmt.Sprintf("node %d: no outcome%s: %v (the transaction may still commit or abort; its participants settle it)", e.Node, tx, e.Err)
+	node := fmt.Sprintf("node %d: ", e.Node)
+	if e.Node < 0 {
+		node = "" // a Client that never learnt which node it reached
+	}
+	return fmt.Sprintf("%sno outcome%s: %v (the transaction may still commit or abort; its participants settle it)", node, tx, e.Err)
 }
 
 func (e *NoOutcomeError) Unwrap() error { return e.Err }
@@ -50,11 +54,18 @@ var errNodeStopping = errors.New("node stopping")
 // Submit runs a transaction coordinated by this node and returns its outcome.
 // When no outcome comes (timeout, crash, stop, no coordinator) the error is a
 // *NoOutcomeError naming the transaction if the coordinator named it.
-func (n *Node) Submit(ops ...messages.Op) (*messages.Outcome, error) {
+func (n *Node) Submit(ops ...messages.Op) (*messages.Outcome, error) { return n.submit(ops, nil) }
+
+// submit is Submit, calling named (if not nil) with the transaction's id
+// as soon as the coordinator names it, ahead of the outcome: the Client
+// service passes the id on, so a client whose node dies mid-call still
+// knows which transaction to ask about. named runs on the coordinator's
+// goroutine and must not block.
+func (n *Node) submit(ops []messages.Op, named func(messages.TxID)) (*messages.Outcome, error) {
 	if err := messages.CheckOpCount(len(ops), n.cfg.Limits.WithDefaults().MaxOpsPerTx); err != nil {
 		return nil, fmt.Errorf("node %d: %w", n.cfg.ID, err)
 	}
-	r, err := n.request(n.coordinator, &messages.Begin{Ops: ops, NotifyBegun: true})
+	r, err := n.requestNamed(n.coordinator, &messages.Begin{Ops: ops, NotifyBegun: true}, named)
 	if err != nil {
 		return nil, err
 	}
@@ -250,7 +261,13 @@ func nodeList(ids []int32) string {
 // stops (its dead roles will never answer), and a Future cannot be
 // selected on.
 func (n *Node) request(target *actor.PID, msg interface{}) (*pendingReply, error) {
-	box := &replyBox{ch: make(chan interface{}, 1), asked: n.cfg.ID}
+	return n.requestNamed(target, msg, nil)
+}
+
+// requestNamed is request, with named called on the Begun that answers a
+// Begin with NotifyBegun (see submit).
+func (n *Node) requestNamed(target *actor.PID, msg interface{}, named func(messages.TxID)) (*pendingReply, error) {
+	box := &replyBox{ch: make(chan interface{}, 1), asked: n.cfg.ID, named: named}
 	for i, addr := range n.cfg.Members {
 		if addr == target.Address {
 			box.asked = int32(i)
@@ -338,7 +355,8 @@ type replyBox struct {
 	// wire is kept only if that node sent it (the bridge names the sender
 	// its connection proves); what this node's own actors send is trusted.
 	asked   int32
-	ignored atomic.Uint64 // answers from a node not asked
+	ignored atomic.Uint64       // answers from a node not asked
+	named   func(messages.TxID) // told the Begun's id, if set (see submit)
 }
 
 func (r *replyBox) SendUserMessage(_ *actor.PID, m interface{}) {
@@ -349,6 +367,9 @@ func (r *replyBox) SendUserMessage(_ *actor.PID, m interface{}) {
 	}
 	if b, ok := msg.(*messages.Begun); ok {
 		r.begun.set(b.Tx)
+		if r.named != nil {
+			r.named(b.Tx)
+		}
 		return
 	}
 	select {

@@ -707,3 +707,94 @@ func rpcAs(t *testing.T, l *Local, node int, id *identity.Identity) *rpc.Client 
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// submitCounter is an Observer counting, per node, the transactions
+// submitted to it that ended (with an outcome or without): how many times
+// a client's transaction reached a coordinator.
+type submitCounter struct{ ended []atomic.Int64 }
+
+func newSubmitCounter(nodes int) *submitCounter {
+	return &submitCounter{ended: make([]atomic.Int64, nodes)}
+}
+
+// observer is node id's Observer (LocalConfig.Observers).
+func (s *submitCounter) observer(id int32) Observer { return submitCounterNode{s, id} }
+
+type submitCounterNode struct {
+	s  *submitCounter
+	id int32
+}
+
+func (o submitCounterNode) TransactionEnded(*messages.Outcome, error, time.Duration) {
+	o.s.ended[o.id].Add(1)
+}
+func (submitCounterNode) LogSynced(time.Duration, int)      {}
+func (submitCounterNode) HeuristicLogged(messages.Decision) {}
+func (submitCounterNode) RecoveryRound(messages.Decision)   {}
+
+// clientCluster starts n nodes, with c counting the transactions each
+// ended, and a client of all of them whose own node is node 0.
+func clientCluster(t *testing.T, n int, timing actors.Timing) (*Local, *Client, *submitCounter) {
+	t.Helper()
+	count := newSubmitCounter(n)
+	l, err := StartLocal(LocalConfig{
+		Nodes: n, DataDir: t.TempDir(), Timing: timing, Logger: quietLogger(), Observers: count.observer,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop() })
+	c, err := DialCluster(l.Members())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return l, c, count
+}
+
+// waitConnEnded waits until the client has seen its connection to the
+// node at slot i end (its node died), so that the next call finds it
+// over rather than racing the news.
+func waitConnEnded(t *testing.T, c *Client, i int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("the client to see its connection to %s end", c.slots[i].addr), func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		cn := c.slots[i].conn
+		if cn == nil {
+			return true
+		}
+		select {
+		case <-cn.ended:
+			return true
+		default:
+			return false
+		}
+	})
+}
+
+// waitDialFailed waits until the client has failed to dial the node at
+// slot i (some call is waiting for it).
+func waitDialFailed(t *testing.T, c *Client, i int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("a failed dial of %s", c.slots[i].addr), func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.slots[i].lastErr != nil
+	})
+}
+
+// countLines counts the lines of log that contain every one of parts.
+func countLines(log string, parts ...string) int {
+	n := 0
+	for _, l := range strings.Split(log, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(l, p)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}

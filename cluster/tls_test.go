@@ -382,7 +382,7 @@ func TestClientDialsAgainAfterItsConnectionEnded(t *testing.T) {
 	c := dialAs(t, l, 0, issue(t, ca, identity.Client))
 	mustCommit(t, c, messages.Set("n1/x", 1))
 	c.mu.Lock()
-	ended := c.rpc
+	ended := c.slots[0].conn.rpc
 	c.mu.Unlock()
 	ended.Close() // as net/rpc marks a connection whose peer closed it
 	mustCommit(t, c, messages.Add("n1/x", 1))

@@ -60,10 +60,18 @@ const (
 	RecAccepted
 	// The kinds after RecHeuristic are appended so that the numbering of
 	// the older kinds (and the logs that hold them) stays.
+
+	// RecReconciled: a participant compared its heuristic decision on Tx
+	// (RecHeuristic) with the coordinator's decision and reported the
+	// result — confirmed, damage, or that it cannot be told — so that,
+	// restarted, it neither asks nor reports again. Forced, written after
+	// the report (a crash in between reports once more). Kept as long as
+	// the HEURISTIC record.
+	RecReconciled
 )
 
 // LastRecordKind is the highest record kind this build knows.
-const LastRecordKind = RecAccepted
+const LastRecordKind = RecReconciled
 
 func (k RecordKind) String() string {
 	switch k {
@@ -91,6 +99,8 @@ func (k RecordKind) String() string {
 		return "PROMISED"
 	case RecAccepted:
 		return "ACCEPTED"
+	case RecReconciled:
+		return "RECONCILED"
 	}
 	return fmt.Sprintf("record(%d)", uint8(k))
 }

@@ -104,3 +104,57 @@ func TestOldSnapshotWithoutHeuristicsLoads(t *testing.T) {
 		t.Fatalf("heuristic after a version 1 snapshot: %v", got.Heuristic)
 	}
 }
+
+// A RECONCILED record marks a heuristic decision as reported (and is
+// ignored for a transaction with none); the mark is kept across a snapshot
+// that drops its segment, a reopen, and the snapshot's encoding. A version
+// 3 snapshot, written before such records existed, loads with none.
+func TestReconciledSurvivesSnapshotAndReopen(t *testing.T) {
+	dir := t.TempDir()
+	recs := append(heuristicHistory(),
+		messages.Record{Kind: messages.RecReconciled, Tx: tx(1)},
+		messages.Record{Kind: messages.RecReconciled, Tx: tx(3)}, // no heuristic decision: nothing to mark
+		messages.Record{Kind: messages.RecReconciled, Tx: tx(4)},
+		messages.Record{Kind: messages.RecReconciled, Tx: tx(4)}, // a repeat changes nothing
+	)
+	want := map[messages.TxID]bool{tx(1): true, tx(4): true}
+	if got := foldOf(recs).Reconciled; !reflect.DeepEqual(got, want) {
+		t.Fatalf("fold: reconciled %v, want %v", got, want)
+	}
+	if got := foldOf(heuristicHistory()).Reconciled; got != nil {
+		t.Fatalf("fold without RECONCILED records: %v, want nil", got)
+	}
+
+	n := startNode(t, newSystem(t), dir, -1)
+	n.mustAppend(true, recs...)
+	if rep := request[*messages.SnapshotTaken](t, n, &messages.TakeSnapshot{}); rep.Err != nil {
+		t.Fatal(rep.Err)
+	}
+	n.stop()
+	if _, err := os.Stat(segPath(dir, 1)); err == nil {
+		t.Fatal("segment 1, holding the RECONCILED records, still exists: the snapshot would not be tested")
+	}
+	l := openLog(t, dir, -1)
+	if got := l.State(); !reflect.DeepEqual(got.Reconciled, want) || !reflect.DeepEqual(got, foldOf(recs)) {
+		t.Fatalf("after snapshot + reopen: reconciled %v, want %v (state equal to the fold: %v)", got.Reconciled, want, reflect.DeepEqual(got, foldOf(recs)))
+	}
+	l.Close()
+
+	s := foldOf(recs)
+	enc := appendState(nil, 5, s)
+	// Version 4: the same payload without the reconciled section.
+	v4 := append([]byte{4}, enc[1:len(enc)-(1+2*(1+1+1))]...) // count, then two txs of three one-byte varints
+	_, old, err := decodeState(v4)
+	if err != nil {
+		t.Fatalf("a version 4 payload: %v", err)
+	}
+	if old.Reconciled != nil || !reflect.DeepEqual(old.Heuristic, s.Heuristic) {
+		t.Fatalf("a version 4 payload: reconciled %v, heuristic %v; want none and %v", old.Reconciled, old.Heuristic, s.Heuristic)
+	}
+	// A reconciled transaction with no heuristic decision is damage.
+	bad := s.Clone()
+	bad.Reconciled[tx(3)] = true
+	if _, _, err := decodeState(appendState(nil, 5, bad)); err == nil {
+		t.Fatal("a snapshot marking a transaction without a heuristic decision reconciled decoded")
+	}
+}

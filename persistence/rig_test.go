@@ -391,18 +391,18 @@ func heuristicHistory() []messages.Record {
 }
 
 // v1State encodes s as the version 1 snapshot payload, as written before
-// heuristic decisions existed: the version 2 encoding without its last
-// section. s must hold no heuristic decision.
+// heuristic decisions existed: the version 5 encoding without its last
+// five sections. s must hold no heuristic decision.
 func v1State(t *testing.T, covers uint64, s *State) []byte {
 	t.Helper()
-	if len(s.Heuristic) != 0 || len(s.Outcomes) != 0 || len(s.Marks) != 0 || len(s.Acceptor) != 0 {
-		t.Fatal("a version 1 snapshot cannot hold heuristic decisions, outcomes, marks or acceptor entries")
+	if len(s.Heuristic) != 0 || len(s.Outcomes) != 0 || len(s.Marks) != 0 || len(s.Acceptor) != 0 || len(s.Reconciled) != 0 {
+		t.Fatal("a version 1 snapshot cannot hold heuristic decisions, outcomes, marks, acceptor entries or reconciled ones")
 	}
 	b := appendState(nil, covers, s)
-	if n := len(b); b[0] != 4 || b[n-4] != 0 || b[n-3] != 0 || b[n-2] != 0 || b[n-1] != 0 {
-		t.Fatalf("version 4 encoding does not start with 4 and end with empty heuristic, outcome, mark and acceptor sections: %x", b)
+	if n := len(b); b[0] != 5 || b[n-5] != 0 || b[n-4] != 0 || b[n-3] != 0 || b[n-2] != 0 || b[n-1] != 0 {
+		t.Fatalf("version 5 encoding does not start with 5 and end with empty heuristic, outcome, mark, acceptor and reconciled sections: %x", b)
 	}
-	b = b[:len(b)-4]
+	b = b[:len(b)-5]
 	b[0] = 1
 	return b
 }
@@ -453,8 +453,11 @@ func recordFrom(data []byte) messages.Record {
 		Tx:          messages.TxID{Node: int32(next()), Incarnation: uint32(next()), Seq: next()},
 		Incarnation: uint32(next()),
 	}
-	if r.Kind == messages.RecHeuristic {
+	if r.Kind == messages.RecHeuristic || r.Kind == messages.RecAccepted {
 		r.Decision = messages.DecisionCommit + messages.Decision(next()%2)
+	}
+	if r.Kind == messages.RecPromised || r.Kind == messages.RecAccepted {
+		r.Ballot = messages.Ballot(next())
 	}
 	for range next() % 4 {
 		r.Participants = append(r.Participants, int32(next()))

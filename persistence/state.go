@@ -13,7 +13,7 @@ import (
 //
 // Empty slices are always held as nil, whichever path built the State
 // (Apply, Clone, a snapshot), so two folds of the same records compare equal
-// with reflect.DeepEqual.
+// with reflect.DeepEqual; so is an empty Reconciled.
 type State struct {
 	Incarnation uint32                            // highest RecBoot incarnation seen
 	KV          map[string]int64                  // committed values (missing key reads 0)
@@ -38,6 +38,10 @@ type State struct {
 	// highest promise and its accepted value (RecPromised, RecAccepted).
 	// Dropped only below a mark of the same incarnation (see forgetAccepted).
 	Acceptor map[messages.TxID]Acceptance
+	// Reconciled: participant: the heuristic decisions (keys of Heuristic)
+	// whose comparison with the coordinator's decision was reported
+	// (RecReconciled records). Kept like Heuristic. Nil while empty.
+	Reconciled map[messages.TxID]bool
 }
 
 // Acceptance is an acceptor's state for one transaction (messages.Acceptance).
@@ -117,6 +121,14 @@ func (s *State) Apply(r messages.Record) {
 		// The transaction stays in InDoubt until its COMMITTED or ABORTED:
 		// a participant recovering one finishes the forced decision.
 		s.Heuristic[r.Tx] = r.Decision == messages.DecisionCommit
+	case messages.RecReconciled:
+		if _, ok := s.Heuristic[r.Tx]; !ok {
+			return // only a heuristic decision is reconciled
+		}
+		if s.Reconciled == nil {
+			s.Reconciled = map[messages.TxID]bool{}
+		}
+		s.Reconciled[r.Tx] = true
 	}
 }
 
@@ -194,6 +206,12 @@ func (s *State) Clone() *State {
 	for tx, c2 := range s.Heuristic {
 		c.Heuristic[tx] = c2
 	}
+	if len(s.Reconciled) > 0 {
+		c.Reconciled = make(map[messages.TxID]bool, len(s.Reconciled))
+		for tx := range s.Reconciled {
+			c.Reconciled[tx] = true
+		}
+	}
 	for k, v := range s.KV {
 		c.KV[k] = v
 	}
@@ -232,8 +250,12 @@ func cloneInts(p []int32) []int32 {
 // for transactions settled before the upgrade — restart it quiesced).
 // Version 4 adds the acceptor's promises and acceptances after the marks;
 // older snapshots were written before there were any.
+// Version 5 adds the reconciled heuristic decisions after the acceptor's
+// entries; an older snapshot loads with none (each is asked about, and
+// reported, once more).
 const (
-	stateVersion   = 4
+	stateVersion   = 5
+	stateVersionV4 = 4
 	stateVersionV3 = 3
 	stateVersionV2 = 2
 	stateVersionV1 = 1
@@ -342,6 +364,16 @@ func appendState(dst []byte, covers uint64, s *State) []byte {
 		dst = binary.AppendUvarint(dst, uint64(a.AcceptedBallot))
 		dst = append(dst, byte(a.Accepted))
 	}
+
+	txs = txs[:0]
+	for tx := range s.Reconciled {
+		txs = append(txs, tx)
+	}
+	slices.SortFunc(txs, compareTx)
+	dst = binary.AppendUvarint(dst, uint64(len(txs)))
+	for _, tx := range txs {
+		dst = appendTx(dst, tx)
+	}
 	return dst
 }
 
@@ -349,7 +381,7 @@ func appendState(dst []byte, covers uint64, s *State) []byte {
 func decodeState(b []byte) (covers uint64, s *State, err error) {
 	d := decoder{b: b}
 	version := d.u8("snapshot version")
-	if d.err == nil && version != stateVersion && version != stateVersionV3 && version != stateVersionV2 && version != stateVersionV1 {
+	if d.err == nil && version != stateVersion && version != stateVersionV4 && version != stateVersionV3 && version != stateVersionV2 && version != stateVersionV1 {
 		d.failf("unknown snapshot encoding version %d", version)
 	}
 	covers = d.uvarint("covered segment index")
@@ -466,6 +498,28 @@ func decodeState(b []byte) (covers uint64, s *State, err error) {
 				d.failf("acceptor entry of %v appears twice", tx)
 			}
 			s.Acceptor[tx] = a
+		}
+	}
+
+	if version >= 5 {
+		n = d.count("reconciled count", minTxSize)
+		for i := 0; i < n && d.err == nil; i++ {
+			tx := d.tx("reconciled tx")
+			if d.err != nil {
+				break
+			}
+			if _, ok := s.Heuristic[tx]; !ok {
+				d.failf("reconciled %v is no heuristic decision", tx)
+				break
+			}
+			if s.Reconciled[tx] {
+				d.failf("reconciled %v appears twice", tx)
+				break
+			}
+			if s.Reconciled == nil {
+				s.Reconciled = map[messages.TxID]bool{}
+			}
+			s.Reconciled[tx] = true
 		}
 	}
 

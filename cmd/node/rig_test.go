@@ -237,6 +237,9 @@ type procCluster struct {
 	certs   *testCerts
 	http    []string // each node's --http address (nil: none)
 	note    string   // prefix of every failure (the seed)
+	// wrap, if set, is the command line node id runs under, the node's
+	// own following it (e.g. ip netns exec NAME: a network namespace).
+	wrap func(id int) []string
 
 	mu    sync.Mutex
 	procs []*nodeProc // nil while down
@@ -251,17 +254,26 @@ func startProcCluster(t *testing.T, nodes int, note string, extra ...string) *pr
 // its own for each node if withHTTP.
 func startProcClusterHTTP(t *testing.T, nodes int, note string, withHTTP bool, extra ...string) *procCluster {
 	t.Helper()
+	var http []string
+	if withHTTP {
+		http = freePorts(t, nodes)
+	}
+	return startProcClusterOn(t, freePorts(t, nodes), http, makeCerts(t, nodes), nil, note, extra...)
+}
+
+// startProcClusterOn starts a node process for each of peers, with the
+// given certificates (naming those addresses), --http addresses (nil:
+// none) and command wrapper (nil: none), and every node's extra flags.
+func startProcClusterOn(t *testing.T, peers, http []string, certs *testCerts, wrap func(id int) []string, note string, extra ...string) *procCluster {
+	t.Helper()
 	bin := nodeBinary(t)
 	tmp := t.TempDir() // removed after the cleanup below has printed the logs
 	c := &procCluster{
-		t: t, bin: bin, peers: freePorts(t, nodes), note: note, extra: extra, certs: makeCerts(t, nodes),
-		dataDir: filepath.Join(tmp, "data"), logDir: tmp, procs: make([]*nodeProc, nodes),
-	}
-	if withHTTP {
-		c.http = freePorts(t, nodes)
+		t: t, bin: bin, peers: peers, http: http, note: note, extra: extra, certs: certs, wrap: wrap,
+		dataDir: filepath.Join(tmp, "data"), logDir: tmp, procs: make([]*nodeProc, len(peers)),
 	}
 	t.Cleanup(c.cleanup)
-	for i := 0; i < nodes; i++ {
+	for i := range peers {
 		c.start(i)
 	}
 	return c
@@ -289,7 +301,12 @@ func (c *procCluster) start(id int) *nodeProc {
 	}
 	fmt.Fprintf(logf, "=== %s start %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
 	p := &nodeProc{id: id, stdout: &actortest.Buffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(c.bin, args...)
+	if c.wrap != nil {
+		w := c.wrap(id)
+		p.cmd = exec.Command(w[0], append(append(w[1:len(w):len(w)], c.bin), args...)...)
+	} else {
+		p.cmd = exec.Command(c.bin, args...)
+	}
 	p.cmd.Stdout = p.stdout
 	p.cmd.Stderr = logf // the child writes the file itself: nothing to copy
 	p.cmd.SysProcAttr = childAttr()
@@ -499,6 +516,18 @@ type testCerts struct {
 
 func makeCerts(t *testing.T, nodes int) *testCerts {
 	t.Helper()
+	hosts := make([]string, nodes)
+	for i := range hosts {
+		hosts[i] = "127.0.0.1"
+	}
+	return makeCertsFor(t, hosts)
+}
+
+// makeCertsFor is makeCerts for nodes on the given hosts, one per node:
+// node i's certificate names hosts[i].
+func makeCertsFor(t *testing.T, hosts []string) *testCerts {
+	t.Helper()
+	nodes := len(hosts)
 	ca, err := identity.NewCA("test cluster")
 	if err != nil {
 		t.Fatal(err)
@@ -515,11 +544,11 @@ func makeCerts(t *testing.T, nodes int) *testCerts {
 		peers = append(peers, identity.Node(int32(i)))
 	}
 	for _, p := range peers {
-		var hosts []string
+		var names []string
 		if p.IsNode() {
-			hosts = []string{"127.0.0.1"}
+			names = []string{hosts[p.Node]}
 		}
-		c, k, err := ca.IssuePEM(p, hosts)
+		c, k, err := ca.IssuePEM(p, names)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -602,3 +631,192 @@ next:
 	}
 	return 0, false
 }
+
+// ---------------------------------------------------------------------------
+// network lab: hosts in Linux network namespaces on one bridge
+
+// netLab is a Linux bridge with, per host, a network namespace joined to
+// it by a veth pair: each host has its own address, and the test process
+// its own on the bridge. Every name carries the test process's pid in hex
+// (namespaces twopc-lab-<pid>-<i>, links tpl<pid>b, tpl<pid>h<i> on the
+// host side), so two runs at once do not collide, and a run removes what
+// an earlier run whose process is gone (it crashed, or was killed) left.
+// Everything is removed when the test ends, passed or not.
+type netLab struct {
+	t      *testing.T
+	tag    string // the pid, in hex
+	bridge string
+	self   string // the test process's address on the bridge
+	hosts  []netHost
+}
+
+type netHost struct {
+	ns   string // the namespace
+	link string // the host-side end of its veth pair, on the bridge
+	addr string // its address
+}
+
+const (
+	labNSPrefix   = "twopc-lab-"
+	labLinkPrefix = "tpl"
+)
+
+// labSkip says why this machine cannot run a network lab ("" if it can):
+// it takes root, the ip command (iproute2), and a kernel and container
+// that allow network namespaces.
+func labSkip() string {
+	if os.Geteuid() != 0 {
+		return "needs root to make network namespaces, veth pairs and a bridge (run as root, as CI does)"
+	}
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		return "needs the ip command (iproute2) to make network namespaces"
+	}
+	probe := fmt.Sprintf("%s%x-probe", labNSPrefix, os.Getpid())
+	if out, err := exec.Command(ip, "netns", "add", probe).CombinedOutput(); err != nil {
+		return fmt.Sprintf("this machine refuses network namespaces (ip netns add: %v: %s)", err, strings.TrimSpace(string(out)))
+	}
+	if out, err := exec.Command(ip, "netns", "del", probe).CombinedOutput(); err != nil {
+		return fmt.Sprintf("ip netns del %s: %v: %s", probe, err, strings.TrimSpace(string(out)))
+	}
+	return ""
+}
+
+// ip runs ip with args and fails the test if it fails.
+func (l *netLab) ip(args ...string) {
+	l.t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		l.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+}
+
+// newNetLab makes a bridge and n hosts on a /24 of 198.18.0.0/15 (the
+// range set aside for network tests) that no interface of this machine
+// uses yet.
+func newNetLab(t *testing.T, n int) *netLab {
+	t.Helper()
+	removeStaleLabs(t)
+	pid := os.Getpid()
+	l := &netLab{t: t, tag: fmt.Sprintf("%x", pid)}
+	l.bridge = labLinkPrefix + l.tag + "b"
+	net3 := freeLabNet(t, pid)
+	t.Cleanup(l.remove) // registered first: runs after the processes are gone
+	l.ip("link", "add", l.bridge, "type", "bridge")
+	l.ip("link", "set", l.bridge, "up")
+	l.self = net3 + ".254"
+	l.ip("addr", "add", l.self+"/24", "dev", l.bridge)
+	for i := range n {
+		h := netHost{
+			ns:   fmt.Sprintf("%s%s-%d", labNSPrefix, l.tag, i),
+			link: fmt.Sprintf("%s%sh%d", labLinkPrefix, l.tag, i),
+			addr: fmt.Sprintf("%s.%d", net3, i+1),
+		}
+		l.hosts = append(l.hosts, h)
+		inner := fmt.Sprintf("%s%sn%d", labLinkPrefix, l.tag, i)
+		l.ip("netns", "add", h.ns)
+		l.ip("link", "add", h.link, "type", "veth", "peer", "name", inner)
+		l.ip("link", "set", inner, "netns", h.ns)
+		l.ip("link", "set", h.link, "master", l.bridge)
+		l.ip("link", "set", h.link, "up")
+		l.ip("-n", h.ns, "addr", "add", h.addr+"/24", "dev", inner)
+		l.ip("-n", h.ns, "link", "set", inner, "up")
+		l.ip("-n", h.ns, "link", "set", "lo", "up")
+	}
+	return l
+}
+
+// freeLabNet picks the first three octets of a /24 in 198.18.0.0/15 that
+// no address of this machine is in, starting from one the pid chooses.
+func freeLabNet(t *testing.T, pid int) string {
+	t.Helper()
+	out, err := exec.Command("ip", "-o", "addr", "show").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip -o addr show: %v: %s", err, out)
+	}
+	for k := range 512 {
+		idx := (pid + k) % 512
+		net3 := fmt.Sprintf("198.%d.%d", 18+idx/256, idx%256)
+		if !strings.Contains(string(out), " "+net3+".") {
+			return net3
+		}
+	}
+	t.Fatal("no free /24 left in 198.18.0.0/15")
+	return ""
+}
+
+// remove deletes the lab's namespaces and links; what is already gone is
+// no error.
+func (l *netLab) remove() {
+	for _, h := range l.hosts {
+		exec.Command("ip", "link", "del", h.link).Run() // takes its peer in the namespace along
+		if out, err := exec.Command("ip", "netns", "del", h.ns).CombinedOutput(); err != nil && !strings.Contains(string(out), "No such file") {
+			l.t.Errorf("removing namespace %s: %v: %s", h.ns, err, out)
+		}
+	}
+	if out, err := exec.Command("ip", "link", "del", l.bridge).CombinedOutput(); err != nil && !strings.Contains(string(out), "Cannot find device") {
+		l.t.Errorf("removing bridge %s: %v: %s", l.bridge, err, out)
+	}
+}
+
+// removeStaleLabs removes the namespaces and links of labs whose test
+// process is gone.
+func removeStaleLabs(t *testing.T) {
+	t.Helper()
+	alive := func(hexPid string) bool {
+		pid, err := strconv.ParseInt(hexPid, 16, 64)
+		if err != nil {
+			return true // not one of ours: leave it
+		}
+		_, err = os.Stat(fmt.Sprintf("/proc/%d", pid))
+		return err == nil
+	}
+	if out, err := exec.Command("ip", "netns", "list").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+			rest, ok := strings.CutPrefix(name, labNSPrefix)
+			if !ok {
+				continue
+			}
+			hexPid, _, _ := strings.Cut(rest, "-")
+			if !alive(hexPid) {
+				t.Logf("removing namespace %s, left by an earlier run", name)
+				exec.Command("ip", "netns", "del", name).Run()
+			}
+		}
+	}
+	if out, err := exec.Command("ip", "-o", "link", "show").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			// "12: tpl1a2bh0@if11: <...": the name, before any @peer.
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+			rest, ok := strings.CutPrefix(name, labLinkPrefix)
+			if !ok || len(rest) < 2 {
+				continue
+			}
+			// The pid, then a kind letter (b: bridge, h: a host's link)
+			// and, for a host's link, its index.
+			hexPid := strings.TrimRight(rest, "0123456789")
+			if len(hexPid) < 2 {
+				continue
+			}
+			hexPid = hexPid[:len(hexPid)-1]
+			if !alive(hexPid) {
+				t.Logf("removing link %s, left by an earlier run", name)
+				exec.Command("ip", "link", "del", name).Run()
+			}
+		}
+	}
+}
+
+// cut takes host i's link down: nothing reaches it or leaves it, on any
+// connection, until heal.
+func (l *netLab) cut(i int) { l.ip("link", "set", l.hosts[i].link, "down") }
+
+// heal brings host i's link up again.
+func (l *netLab) heal(i int) { l.ip("link", "set", l.hosts[i].link, "up") }
+
+// exec is the command line that runs a program in host i's namespace.
+func (l *netLab) exec(i int) []string { return []string{"ip", "netns", "exec", l.hosts[i].ns} }
