@@ -46,6 +46,7 @@ import (
 	"twopc/cluster"
 	"twopc/identity"
 	"twopc/metrics"
+	"twopc/trace"
 )
 
 func main() {
@@ -284,6 +285,9 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) erro
 		ID: o.id, Members: o.peers, DataDir: o.dataDir, Timing: o.timing, Logger: logger,
 		TLS: id, ConnLimits: cluster.ConnLimits{MaxConns: o.maxConns},
 		Observer: web.Observer(o.id),
+		// The node's part of each transaction's trace, for the operator's
+		// `trace` (cmd/cluster --connect gathers every node's part).
+		Tracer: trace.NewRecorder(cluster.NodeTraceTransactions),
 	})
 	if err != nil {
 		return err
