@@ -20,7 +20,7 @@ import (
 // either the old state and then the change, or the new state.
 type localFaults struct {
 	mu     sync.Mutex
-	faults []bridge.Faults  // by node (nil: none anywhere yet); seeded per node when applied
+	faults []bridge.Faults // by node (nil: none anywhere yet); seeded per node when applied
 	cuts   map[[2]int]bool // {a, b} with a < b
 	nodes  []*Node         // the newest start of each node, down ones too (a stopped bridge ignores changes)
 }
