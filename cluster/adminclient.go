@@ -134,11 +134,15 @@ func (a *AdminClient) drop(c *rpc.Client) {
 	c.Close()
 }
 
-// call calls Admin.<method>. A connection that had already ended (the node
-// closed it, or was restarted) when the call was made is dialled again and
-// the call made once more: net/rpc refuses a call on an ended connection
-// without sending it.
+// call calls Admin.<method>. A connection that had already ended when the
+// call was made (the node closed it, or was restarted) is dialled again
+// and the call made once more: net/rpc refuses a call on an ended
+// connection without sending it. Every call but Force changes nothing or
+// sets a state (a level, a cut, the faults, the skew), so it is made once
+// more also when its connection broke while it was in flight; Force is not
+// (a second one would be refused as no longer in doubt).
 func (a *AdminClient) call(method string, args, reply any) error {
+	again := method != "Force"
 	for attempt := 0; ; attempt++ {
 		c, timeout, err := a.conn()
 		if err != nil {
@@ -157,17 +161,18 @@ func (a *AdminClient) call(method string, args, reply any) error {
 		}
 		err = call.Error
 		var server rpc.ServerError
-		switch {
-		case err == nil:
+		if err == nil {
 			return nil
-		case errors.As(err, &server):
+		}
+		if errors.As(err, &server) {
 			return errors.New(string(server))
-		case errors.Is(err, rpc.ErrShutdown) && attempt == 0:
-			a.drop(c)
-			continue
 		}
 		a.drop(c)
-		if errors.Is(err, rpc.ErrShutdown) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		lost := errors.Is(err, rpc.ErrShutdown) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
+		if attempt == 0 && (errors.Is(err, rpc.ErrShutdown) || (lost && again)) {
+			continue
+		}
+		if lost {
 			return fmt.Errorf("node at %s: connection lost during %s: %w", a.addr, method, err)
 		}
 		return fmt.Errorf("node at %s: %s: %w", a.addr, method, err)
