@@ -76,12 +76,16 @@ func TestAdminServiceRefusesEveryoneButTheAdmin(t *testing.T) {
 
 // adminCluster is a plaintext cluster (every connection may call Admin, as
 // in --insecure) whose nodes trace, log to nowhere at warn, and use the
-// crash rig's short clocks.
+// crash rig's short clocks, but remember outcomes for longer than the
+// test: letting go of one logs a MARK, which would land in a trace being
+// compared.
 func adminCluster(t *testing.T, n int) (*Local, *trace.Recorder, hclog.Logger) {
 	t.Helper()
 	rec := trace.NewRecorder(100)
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: io.Discard})
-	l, err := StartLocal(LocalConfig{Nodes: n, DataDir: t.TempDir(), Timing: crashTiming, Tracer: rec, Logger: log})
+	timing := crashTiming
+	timing.RememberOutcomes = time.Minute
+	l, err := StartLocal(LocalConfig{Nodes: n, DataDir: t.TempDir(), Timing: timing, Tracer: rec, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
