@@ -357,7 +357,9 @@ func startNodeProcs(t *testing.T, n int) *nodeProcs {
 	return c
 }
 
-func (c *nodeProcs) logPath(i int) string { return filepath.Join(c.logDir, fmt.Sprintf("node-%d.stderr", i)) }
+func (c *nodeProcs) logPath(i int) string {
+	return filepath.Join(c.logDir, fmt.Sprintf("node-%d.stderr", i))
+}
 
 // start runs node i and waits for its serving line.
 func (c *nodeProcs) start(i int) {
