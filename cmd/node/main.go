@@ -25,6 +25,11 @@
 // With --http ADDR it also serves Prometheus /metrics, /healthz and /readyz
 // on ADDR (see package twopc/metrics), and prints
 // "http: serving on http://<addr>" first.
+//
+// An operator drives the node with `cmd/cluster --connect`, through its
+// Admin service (cluster/admin.go), which only the admin certificate
+// reaches. For that prompt's `trace` the node keeps its part of the traces
+// of its last transactions in memory (cluster.NodeTraceTransactions).
 package main
 
 import (
