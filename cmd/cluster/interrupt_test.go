@@ -76,6 +76,32 @@ func TestCtrlCStopsASpawnNotTheCluster(t *testing.T) {
 	}
 	expectLines(t, strings.Split(strings.TrimRight(p.exec("get value"), "\n"), "\n"), want...)
 
+	// A transaction command stops waiting for its outcome: node 1's vote
+	// is lost, so the coordinator would wait for its vote timeout.
+	if got := p.exec("faults 1 drop=1"); !strings.HasPrefix(got, "node 1 faults: drop=1 ") {
+		t.Fatalf("faults 1 drop=1: %q", got)
+	}
+	out = make(chan string, 1)
+	go func() { out <- p.exec("add 1 via 0") }()
+	actortest.Eventually(t, 10*time.Second, func() string {
+		if cs, err := n0.CoordinatorStatus(); err != nil || cs.InFlight == 0 {
+			return "add 1 not in flight yet"
+		}
+		return ""
+	})
+	if !p.r.interrupt() {
+		t.Fatal("Ctrl-C found no command running during add")
+	}
+	if got, want := <-out, "unknown: interrupted (Ctrl-C) before the outcome came; the transaction may still commit or abort (get, indoubt and trace show which)\n"; got != want {
+		t.Fatalf("add interrupted: %q, want %q", got, want)
+	}
+	if got := p.exec("faults 1 off"); got != "node 1 faults off\n" {
+		t.Fatalf("faults 1 off: %q", got)
+	}
+	if got := p.exec("wait settled"); !strings.HasPrefix(got, "settled: ") { // the add aborts at its vote timeout
+		t.Fatalf("wait settled: %q", got)
+	}
+
 	// wait and sleep end at Ctrl-C too.
 	for _, c := range []struct{ line, want string }{
 		{"sleep 10m", "error: sleep interrupted (Ctrl-C)\n"},
