@@ -112,7 +112,7 @@ func (n *Node) Status() *NodeStatus {
 func (st *NodeStatus) Settled() (bool, string) {
 	switch {
 	case len(st.Errs) > 0:
-		return false, fmt.Sprintf("node %d: %s", st.Node, st.Errs[0])
+		return false, st.Errs[0] // names the node
 	case st.InFlight > 0:
 		return false, fmt.Sprintf("node %d coordinating %d", st.Node, st.InFlight)
 	case st.LocksHeld > 0 || st.InDoubt > 0 || st.Preparing > 0 || st.Committing > 0 || st.Waiting > 0:
