@@ -219,9 +219,11 @@ func (r *repl) heal([]string) error {
 
 // --- in doubt ---
 
+// indoubt lists what the nodes that answered are in doubt about; a node
+// that did not answer (or a list cut short) gets an error line after it.
 func (r *repl) indoubt([]string) error {
 	list, err := r.c.inDoubt()
-	if err != nil {
+	if err != nil && len(list) == 0 {
 		return err
 	}
 	if len(list) == 0 {
@@ -248,7 +250,8 @@ func (r *repl) indoubt([]string) error {
 		fmt.Fprintf(w, "%v\t%d\t%s\t%s\n", d.Tx, d.Node, time.Since(d.Since).Round(100*time.Millisecond), waits)
 		r.remember(d.Tx.String())
 	}
-	return w.Flush()
+	w.Flush()
+	return err
 }
 
 func (r *repl) resolve(args []string) error {
