@@ -128,7 +128,7 @@ func TestAdminActionsOnOneNode(t *testing.T) {
 	if d, err := a2.SetSkew(5 * time.Second); err != nil || d != 5*time.Second {
 		t.Fatalf("skew +5s: %v %v", d, err)
 	}
-	if ahead := l.Node(2).Now().Sub(time.Now()); ahead < 4*time.Second {
+	if ahead := time.Until(l.Node(2).Now()); ahead < 4*time.Second {
 		t.Fatalf("node 2's clock is %v ahead after a 5s skew", ahead)
 	}
 	if l.Skew(2) != 5*time.Second {
