@@ -102,7 +102,7 @@ func init() {
 			args: exactly(1), run: (*repl).sleep, complete: func(_ *repl, args []string) []string { return first(args, "1s") }},
 		{name: "loglevel", syntax: "loglevel [trace|debug|info|warn|error]", help: "how much of the protocol the nodes log (to stderr); alone, the level now",
 			args: exactly(0, 1), run: (*repl).loglevel, complete: func(_ *repl, args []string) []string { return first(args, logLevels...) }},
-		{name: "quit", syntax: "quit", help: "stop the cluster cleanly and leave (also Ctrl-D, or the end of piped input)", args: exactly(0)},
+		{name: "quit", syntax: "quit", help: "stop the cluster cleanly and leave (also Ctrl-D, or the end of piped input); with --connect the nodes keep running", args: exactly(0)},
 	}
 	for _, c := range commands {
 		if c.tx != nil {
