@@ -76,6 +76,9 @@ func (l *Local) SetSkew(i int, d time.Duration) error {
 	if i < 0 || i >= len(l.skews) {
 		return fmt.Errorf("unknown node %d (nodes are 0-%d)", i, len(l.skews)-1)
 	}
+	if d > MaxSkew || d < -MaxSkew {
+		return fmt.Errorf("node %d: skew %v is more than %v either way", i, d, MaxSkew)
+	}
 	l.skews[i].Store(int64(d))
 	return nil
 }
@@ -86,11 +89,6 @@ func (l *Local) Skew(i int) time.Duration {
 		return 0
 	}
 	return time.Duration(l.skews[i].Load())
-}
-
-// clock is node i's clock: the machine's, set off by its skew.
-func (l *Local) clock(i int) func() time.Time {
-	return func() time.Time { return time.Now().Add(time.Duration(l.skews[i].Load())) }
 }
 
 // StartLocal starts every node. With BasePort 0 it reserves free ports
@@ -146,7 +144,7 @@ func (l *Local) start(i int, lis net.Listener) error {
 		TLS: id, ConnLimits: l.cfg.ConnLimits,
 		ID: int32(i), Members: l.members, DataDir: l.cfg.DataDir, Timing: l.cfg.Timing,
 		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Steps: l.stepHook(), Tracer: l.cfg.Tracer,
-		Clock:       l.clock(i),
+		Skew:        &l.skews[i], // the node's clock reads it: kept across its restarts
 		BridgeReady: func(b *bridge.Bridge) { l.bridgeReady(i, b) },
 		FailStopped: func(n *Node) { l.failStopped(i, n) }, Observer: l.observer(i),
 		Protocol: l.cfg.Protocol,

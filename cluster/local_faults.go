@@ -20,7 +20,7 @@ import (
 // either the old state and then the change, or the new state.
 type localFaults struct {
 	mu     sync.Mutex
-	faults bridge.Faults
+	faults []bridge.Faults // by node (nil: none anywhere yet); seeded per node when applied
 	cuts   map[[2]int]bool // {a, b} with a < b
 	nodes  []*Node         // the newest start of each node, down ones too (a stopped bridge ignores changes)
 }
@@ -51,9 +51,9 @@ func (l *Local) bridgeReady(i int, b *bridge.Bridge) {
 // applyLocked applies the remembered faults to b; l.faults.mu is held.
 func (l *Local) applyLocked(i int, b *bridge.Bridge) {
 	f := &l.faults
-	if f.faults != (bridge.Faults{}) {
+	if i < len(f.faults) && f.faults[i] != (bridge.Faults{}) {
 		// Validated when it was set, so it cannot fail here.
-		_ = b.SetFaults(seeded(f.faults, i))
+		_ = b.SetFaults(seeded(f.faults[i], i))
 	}
 	for c := range f.cuts {
 		if other, ok := otherEnd(c, i); ok {
@@ -89,16 +89,57 @@ func (l *Local) SetFaults(f bridge.Faults) error {
 	lf := &l.faults
 	lf.mu.Lock()
 	defer lf.mu.Unlock()
-	lf.faults = f
 	var errs []error
-	for i, n := range lf.nodes {
-		if n != nil {
-			if err := n.Bridge().SetFaults(seeded(f, i)); err != nil {
-				errs = append(errs, fmt.Errorf("node %d: %w", i, err))
-			}
+	for i := range l.members {
+		if err := l.setFaultsLocked(i, f); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// SetNodeFaults injects f on node i's outbound messages only (with seed
+// f.Seed+i), now and after its restarts; bridge.Faults{} stops injecting
+// there. The other nodes keep theirs.
+func (l *Local) SetNodeFaults(i int, f bridge.Faults) error {
+	if i < 0 || i >= len(l.members) {
+		return fmt.Errorf("unknown node %d (nodes are 0-%d)", i, len(l.members)-1)
+	}
+	if err := f.Validate(); err != nil {
+		return err
+	}
+	lf := &l.faults
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	return l.setFaultsLocked(i, f)
+}
+
+// NodeFaults are the faults set for node i (SetFaults, SetNodeFaults), as
+// they will be given to it again when it restarts.
+func (l *Local) NodeFaults(i int) bridge.Faults {
+	lf := &l.faults
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	if i < 0 || i >= len(lf.faults) {
+		return bridge.Faults{}
+	}
+	return lf.faults[i]
+}
+
+// setFaultsLocked remembers f for node i and gives it to the node if it
+// has started; l.faults.mu is held.
+func (l *Local) setFaultsLocked(i int, f bridge.Faults) error {
+	lf := &l.faults
+	if lf.faults == nil {
+		lf.faults = make([]bridge.Faults, len(l.members))
+	}
+	lf.faults[i] = f
+	if i < len(lf.nodes) && lf.nodes[i] != nil {
+		if err := lf.nodes[i].Bridge().SetFaults(seeded(f, i)); err != nil {
+			return fmt.Errorf("node %d: %w", i, err)
+		}
+	}
+	return nil
 }
 
 // Partition cuts the link between nodes a and b, both ways: nothing passes

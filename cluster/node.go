@@ -46,10 +46,15 @@ type Config struct {
 	// command; see tracing.go. Nil: no tracing, and no middleware at all.
 	Tracer *trace.Recorder
 
-	// Clock, if set, is this node's clock (time.Now otherwise): tests and
-	// the prompt skew a node's clock through it (Local.SetSkew). Nothing
+	// Clock, if set, is this node's clock (time.Now otherwise). Nothing
 	// the protocol decides depends on it; it paces waits and queries.
 	Clock func() time.Time
+	// Skew, if set, holds how far this node's clock is set off Clock (in
+	// nanoseconds): the node reads it on every use of its clock, and
+	// Node.SetSkew (the Admin service's skew) changes it. A Local keeps
+	// one per node, so that a skew outlives the node's restarts. Nil: the
+	// node keeps its own, at 0 when it starts.
+	Skew *atomic.Int64
 
 	// Listener, if set, is used instead of listening on Members[ID]: tests
 	// reserve a free port this way.
@@ -151,12 +156,39 @@ type Node struct {
 	tracer *nodeTracer // nil unless cfg.Tracer is set
 }
 
-// Now is the time by this node's clock (Config.Clock).
-func (n *Node) Now() time.Time {
-	if n.cfg.Clock != nil {
-		return n.cfg.Clock()
+// Now is the time by this node's clock (Config.Clock, set off by its skew).
+func (n *Node) Now() time.Time { return n.cfg.Clock() }
+
+// Skew is how far this node's clock is set off (SetSkew).
+func (n *Node) Skew() time.Duration { return time.Duration(n.cfg.Skew.Load()) }
+
+// SetSkew sets this node's clock d off (negative: behind), at once; 0
+// clears it. A fault to inject: no decision of the protocol depends on a
+// clock. It is kept across restarts only if whoever starts the node keeps
+// Config.Skew (a Local does; a node process starts at 0 again).
+func (n *Node) SetSkew(d time.Duration) error {
+	if d > MaxSkew || d < -MaxSkew {
+		return fmt.Errorf("node %d: skew %v is more than %v either way", n.cfg.ID, d, MaxSkew)
 	}
-	return time.Now()
+	n.cfg.Skew.Store(int64(d))
+	return nil
+}
+
+// MaxSkew bounds a clock skew: far beyond any clock fault worth injecting,
+// short of durations that overflow a time.
+const MaxSkew = 24 * time.Hour
+
+// skewedClock is base (time.Now if nil) set off by skew, read on every use.
+func skewedClock(base func() time.Time, skew *atomic.Int64) func() time.Time {
+	if base == nil {
+		base = time.Now
+	}
+	return func() time.Time {
+		if d := skew.Load(); d != 0 {
+			return base().Add(time.Duration(d))
+		}
+		return base()
+	}
 }
 
 // Start recovers the node from its log and starts serving. The log is
@@ -171,6 +203,10 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.Info})
 	}
+	if cfg.Skew == nil {
+		cfg.Skew = new(atomic.Int64)
+	}
+	cfg.Clock = skewedClock(cfg.Clock, cfg.Skew)
 	n := &Node{cfg: cfg, log: cfg.Logger.Named(fmt.Sprintf("node-%d", cfg.ID)), cutCh: make(chan struct{}), stopCh: make(chan struct{}), failStopped: make(chan struct{})}
 	n.tracer = newNodeTracer(n)
 	n.cfg.Steps = n.tracer.steps(n.cfg.Steps) // decisions recorded (unchanged without a tracer)
@@ -313,13 +349,20 @@ func (n *Node) start() error {
 // rpcServers makes the rpc services each kind of connection may call and
 // returns the handler serving a connection as its peer's identity. With TLS
 // there is one server per identity: node j's connections reach only a
-// Bridge bound to j, clients' and admins' only the Client service, so a
-// client certificate has no Bridge.Deliver to call at all. Without TLS
-// every connection gets everything, as before.
+// Bridge bound to j, clients' the Client service (and an Admin service
+// that refuses every call, saying why), admins' the Client and Admin
+// services, so a client certificate has no Bridge.Deliver to call at all.
+// Without TLS every connection gets everything, as before.
 func (n *Node) rpcServers() (func(identity.Peer, net.Conn), error) {
 	client := func(srv *rpc.Server) error {
 		if err := srv.RegisterName("Client", &clientService{n: n}); err != nil {
 			return fmt.Errorf("register client service: %w", err)
+		}
+		return nil
+	}
+	admin := func(srv *rpc.Server, refused error) error {
+		if err := srv.RegisterName("Admin", &adminService{n: n, refused: refused}); err != nil {
+			return fmt.Errorf("register admin service: %w", err)
 		}
 		return nil
 	}
@@ -329,6 +372,9 @@ func (n *Node) rpcServers() (func(identity.Peer, net.Conn), error) {
 			return nil, err
 		}
 		if err := client(srv); err != nil {
+			return nil, err
+		}
+		if err := admin(srv, nil); err != nil {
 			return nil, err
 		}
 		return func(_ identity.Peer, c net.Conn) { srv.ServeCodec(n.bridge.ServerCodec(c)) }, nil
@@ -347,10 +393,15 @@ func (n *Node) rpcServers() (func(identity.Peer, net.Conn), error) {
 	if err := client(clients); err != nil {
 		return nil, err
 	}
-	// Admins may do what clients may; the operator's services are added
-	// to this server only, as they are put on the wire.
+	if err := admin(clients, errAdminOnly); err != nil {
+		return nil, err
+	}
+	// Admins may do what clients may, and the operator's actions.
 	admins := rpc.NewServer()
 	if err := client(admins); err != nil {
+		return nil, err
+	}
+	if err := admin(admins, nil); err != nil {
 		return nil, err
 	}
 	return func(p identity.Peer, c net.Conn) {

@@ -44,15 +44,6 @@ type InDoubt struct {
 	CoordinatorUp bool      // the transaction's coordinator node is running (and not power-cut)
 }
 
-// mayDecide: node i's coordinator is running, or starting again (replaying
-// its log, about to re-drive the commits it finds there).
-func (l *Local) mayDecide(i int) bool {
-	l.mu.Lock()
-	starting := l.starting[i]
-	l.mu.Unlock()
-	return starting || l.Up(i) != nil
-}
-
 // InDoubt lists the transactions in doubt on every running node, sorted by
 // transaction, then node. Down nodes are skipped: what they were in doubt
 // about they find in their logs when they restart. If a running node does
@@ -87,16 +78,77 @@ func (l *Local) InDoubt() ([]InDoubt, error) {
 }
 
 // checkTx refuses an id no transaction of this cluster can have.
-func (l *Local) checkTx(tx messages.TxID) error {
-	switch {
-	case tx.IsZero():
-		return errors.New("no transaction id given")
-	case tx.Node < 0 || int(tx.Node) >= l.cfg.Nodes:
-		return fmt.Errorf("transaction %v: node %d is not a member (nodes are 0-%d)", tx, tx.Node, l.cfg.Nodes-1)
-	case tx.Incarnation == 0 || tx.Seq == 0:
-		return fmt.Errorf("transaction %v: no transaction has incarnation or sequence 0", tx)
+func (l *Local) checkTx(tx messages.TxID) error { return checkTxOf(tx, l.cfg.Nodes) }
+
+// operatorView is a cluster as KnownOutcome and Resolve see it: a Local's
+// nodes, asked directly, or node processes asked through their Admin
+// services (Remote). The rules of a heuristic decision are the same.
+type operatorView interface {
+	size() int
+	// inDoubt lists the transactions in doubt on every running node.
+	inDoubt() ([]InDoubt, error)
+	// askOutcome asks node's coordinator (or participant) what it knows
+	// of tx. asked is false for a node that is down: it was not asked.
+	askOutcome(node int32, coordinator bool, tx messages.TxID) (a *actors.OutcomeAnswer, asked bool, err error)
+	// mayDecide: node's coordinator runs, or may be about to (it is
+	// starting); why, if not "", says why it may.
+	mayDecide(node int32) (may bool, why string)
+	// force tells node's participant to take a heuristic decision and
+	// returns how to await its answer (applied, or why not): every
+	// participant is told before any answer is awaited.
+	force(node int32, tx messages.TxID, commit bool) (await func(deadline time.Time) (applied bool, refusal string))
+	// protocol is the commit protocol the nodes run; reaches says whether
+	// node to is up and its link from node from is not cut.
+	protocol() actors.Protocol
+	reaches(from, to int32) bool
+}
+
+func (l *Local) size() int { return l.cfg.Nodes }
+
+func (l *Local) protocol() actors.Protocol { return l.Protocol() }
+
+func (l *Local) reaches(from, to int32) bool {
+	return l.Up(int(to)) != nil && (from == to || !l.cut(int(from), int(to)))
+}
+
+func (l *Local) inDoubt() ([]InDoubt, error) { return l.InDoubt() }
+
+func (l *Local) askOutcome(node int32, coordinator bool, tx messages.TxID) (*actors.OutcomeAnswer, bool, error) {
+	n := l.Up(int(node))
+	if n == nil {
+		return nil, false, nil
 	}
-	return nil
+	role := n.participant
+	if coordinator {
+		role = n.coordinator
+	}
+	a, err := n.askOutcome(role, tx)
+	return a, true, err
+}
+
+func (l *Local) mayDecide(node int32) (bool, string) {
+	l.mu.Lock()
+	starting := l.starting[node]
+	l.mu.Unlock()
+	switch {
+	case l.Up(int(node)) != nil:
+		return true, ""
+	case starting:
+		return true, "it is starting: its log is being replayed"
+	}
+	return false, ""
+}
+
+func (l *Local) force(node int32, tx messages.TxID, commit bool) func(time.Time) (bool, string) {
+	n := l.Up(int(node))
+	if n == nil {
+		return func(time.Time) (bool, string) { return false, fmt.Sprintf("node %d: went down", node) }
+	}
+	r, err := n.sendForce(tx, commit)
+	if err != nil {
+		return func(time.Time) (bool, string) { return false, err.Error() }
+	}
+	return func(deadline time.Time) (bool, string) { return n.awaitForce(tx, r, deadline) }
 }
 
 // KnownOutcome says whether tx committed or aborted, as far as any running
@@ -113,43 +165,39 @@ func (l *Local) checkTx(tx messages.TxID) error {
 // it is a commit the log has forgotten; so it is returned only if no
 // participant remembers a commit or an abort.
 func (l *Local) KnownOutcome(tx messages.TxID) (messages.Decision, string, error) {
-	d, source, _, err := l.knownOutcome(tx)
-	return d, source, err
+	if err := l.checkTx(tx); err != nil {
+		return messages.DecisionUnknown, "", err
+	}
+	d, source, _ := knownOutcome(l, tx)
+	return d, source, nil
 }
 
-// knownOutcome is KnownOutcome, with what the coordinator itself said
-// (its Why, or why it said nothing; "" if it is down) for Resolve.
-func (l *Local) knownOutcome(tx messages.TxID) (d messages.Decision, source, coordinator string, err error) {
-	if err := l.checkTx(tx); err != nil {
-		return messages.DecisionUnknown, "", "", err
-	}
+// knownOutcome is KnownOutcome over any view, with what the coordinator
+// itself said (its Why, or why it said nothing; "" if it is down) for
+// Resolve.
+func knownOutcome(v operatorView, tx messages.TxID) (d messages.Decision, source, coordinator string) {
 	var presumed string
-	if n := l.Up(int(tx.Node)); n != nil {
-		a, err := n.askOutcome(n.coordinator, tx)
+	if a, asked, err := v.askOutcome(tx.Node, true, tx); asked {
 		switch {
 		case err != nil:
 			coordinator = "it did not answer: " + err.Error()
 		case a.Decision == messages.DecisionUnknown:
 			coordinator = a.Why
 		case !a.Presumed:
-			return a.Decision, fmt.Sprintf("node %d's coordinator: %s", a.From, a.Why), a.Why, nil
+			return a.Decision, fmt.Sprintf("node %d's coordinator: %s", a.From, a.Why), a.Why
 		default:
 			presumed, coordinator = fmt.Sprintf("node %d's coordinator: %s", a.From, a.Why), a.Why
 		}
 	}
-	for i := range l.cfg.Nodes {
-		n := l.Up(i)
-		if n == nil {
-			continue
-		}
-		if a, err := n.askOutcome(n.participant, tx); err == nil && a.Decision != messages.DecisionUnknown {
-			return a.Decision, fmt.Sprintf("node %d %s", a.From, a.Why), coordinator, nil
+	for i := range v.size() {
+		if a, asked, err := v.askOutcome(int32(i), false, tx); asked && err == nil && a.Decision != messages.DecisionUnknown {
+			return a.Decision, fmt.Sprintf("node %d %s", a.From, a.Why), coordinator
 		}
 	}
 	if presumed != "" {
-		return messages.DecisionAbort, presumed, coordinator, nil
+		return messages.DecisionAbort, presumed, coordinator
 	}
-	return messages.DecisionUnknown, "", coordinator, nil
+	return messages.DecisionUnknown, "", coordinator
 }
 
 // Resolution is what Resolve did.
@@ -199,18 +247,15 @@ func (e *RecoveryCanDecideError) Error() string {
 // recoveryCanDecide refuses a heuristic decision on tx while recovery can
 // decide it (non-blocking commit only): a majority of tx's acceptors up,
 // each reachable (not partitioned off) from one of the nodes in doubt.
-func (l *Local) recoveryCanDecide(tx messages.TxID, inDoubt []int32) error {
-	if l.Protocol() != actors.NonBlocking {
+func recoveryCanDecide(v operatorView, tx messages.TxID, inDoubt []int32) error {
+	if v.protocol() != actors.NonBlocking {
 		return nil
 	}
-	acc := messages.Acceptors(tx, len(l.members))
+	acc := messages.Acceptors(tx, v.size())
 	var reachable []int32
 	for _, a := range acc {
-		if l.Up(int(a)) == nil {
-			continue
-		}
 		for _, n := range inDoubt {
-			if n == a || !l.cut(int(n), int(a)) {
+			if v.reaches(n, a) {
 				reachable = append(reachable, a)
 				break
 			}
@@ -251,7 +296,13 @@ func (l *Local) Resolve(tx messages.TxID, commit bool) (*Resolution, error) {
 	// a different participant first.
 	l.resolveMu.Lock()
 	defer l.resolveMu.Unlock()
-	doubts, err := l.InDoubt()
+	return resolve(l, tx, commit)
+}
+
+// resolve is Resolve over any view of a cluster; the caller has checked tx
+// and holds the view's resolve lock.
+func resolve(v operatorView, tx messages.TxID, commit bool) (*Resolution, error) {
+	doubts, err := v.inDoubt()
 	if err != nil {
 		// A node that did not answer may be in doubt too: deciding for
 		// only some would be worse.
@@ -266,69 +317,40 @@ func (l *Local) Resolve(tx messages.TxID, commit bool) (*Resolution, error) {
 	if len(nodes) == 0 {
 		return nil, fmt.Errorf("%v is not in doubt on any running node", tx)
 	}
-	d, source, coordinator, err := l.knownOutcome(tx)
-	if err != nil {
-		return nil, err
-	}
+	d, source, coordinator := knownOutcome(v, tx)
 	if d != messages.DecisionUnknown {
 		return nil, &OutcomeKnownError{Tx: tx, Committed: d == messages.DecisionCommit, Source: source}
 	}
 	// Nobody knows yet — but a coordinator that runs is still collecting
 	// votes or logging its decision (or its log is slow to answer), and
 	// will decide: forcing a decision now would race it.
-	if l.mayDecide(int(tx.Node)) {
-		why := coordinator
+	if may, why := v.mayDecide(tx.Node); may {
 		switch {
-		case l.Up(int(tx.Node)) == nil:
-			why = "it is starting: its log is being replayed"
-		case why == "":
+		case why != "":
+		case coordinator != "":
+			why = coordinator
+		default:
 			why = "it has not decided yet"
 		}
 		return nil, &CoordinatorRunningError{Tx: tx, Node: tx.Node, Why: why}
 	}
-	if err := l.recoveryCanDecide(tx, nodes); err != nil {
+	if err := recoveryCanDecide(v, tx, nodes); err != nil {
 		return nil, err
 	}
 	res := &Resolution{Tx: tx, Commit: commit}
 	// Told all at once: a participant told later could otherwise learn the
 	// decision from one told earlier (it asks its peers while in doubt) and
 	// refuse, as no longer in doubt; that still happens, rarely.
-	type told struct {
-		id int32
-		r  *pendingReply
+	awaits := make([]func(time.Time) (bool, string), len(nodes))
+	for i, id := range nodes {
+		awaits[i] = v.force(id, tx, commit)
 	}
-	var sent []told
-	for _, id := range nodes {
-		n := l.Up(int(id))
-		if n == nil {
-			res.Refused = append(res.Refused, fmt.Sprintf("node %d: went down", id))
-			continue
-		}
-		r, err := n.request(n.participant, &actors.ForceDecision{Tx: tx, Commit: commit})
-		if err != nil {
-			res.Refused = append(res.Refused, err.Error())
-			continue
-		}
-		sent = append(sent, told{id, r})
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for _, s := range sent {
-		ans, err := s.r.await(deadline)
-		if _, dead := ans.(*actor.DeadLetterResponse); dead && err == nil {
-			err = errors.New("its participant is not running")
-		}
-		if err != nil {
-			res.Refused = append(res.Refused, fmt.Sprintf("node %d: %v", s.id, err))
-			continue
-		}
-		r, ok := ans.(*actors.ForceDecisionResult)
-		switch {
-		case !ok || r.Tx != tx || r.Node != s.id:
-			res.Refused = append(res.Refused, fmt.Sprintf("node %d: unexpected answer %T %+v", s.id, ans, ans))
-		case !r.Applied:
-			res.Refused = append(res.Refused, r.Err)
-		default:
-			res.Nodes = append(res.Nodes, s.id)
+	deadline := time.Now().Add(forceTimeout)
+	for i, await := range awaits {
+		if applied, refusal := await(deadline); applied {
+			res.Nodes = append(res.Nodes, nodes[i])
+		} else {
+			res.Refused = append(res.Refused, refusal)
 		}
 	}
 	if len(res.Nodes) == 0 {

@@ -1,18 +1,18 @@
 package main
 
-// Breaking it and looking inside: crash, restart, partition, heal,
-// indoubt, resolve, trace, loglevel, wait, sleep.
+// Breaking it and looking inside: crash, restart, partition, heal, skew,
+// faults, indoubt, resolve, trace, loglevel, wait, sleep.
 
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"twopc/actors"
+	"twopc/bridge"
 	"twopc/cluster"
 	"twopc/messages"
 )
@@ -62,12 +62,22 @@ func stepName(kind actors.StepKind) string {
 	return kind.String()
 }
 
+// ownProcess is the error of crash and restart against nodes this
+// process does not run: only a signal to the node's own process does that.
+func (r *repl) ownProcess(what string, node int) error {
+	return fmt.Errorf("%s needs to own node %d's process, which runs elsewhere: crash it with a signal (kill -9 <pid> of node %d's process, or kill -KILL the container), and restart it by starting that process again with the same flags (it recovers from its log)", what, node, node)
+}
+
 func (r *repl) crash(args []string) error {
 	node, err := r.parseNode(args[0])
 	if err != nil {
 		return err
 	}
-	if r.c.Up(node) == nil {
+	c := r.c.local()
+	if c == nil {
+		return r.ownProcess("crash", node)
+	}
+	if c.Up(node) == nil {
 		return fmt.Errorf("node %d is already down", node)
 	}
 	if len(args) == 3 {
@@ -76,8 +86,8 @@ func (r *repl) crash(args []string) error {
 		}
 		return r.crashAt(node, args[2])
 	}
-	cancelled := r.c.Disarm(node)
-	if err := r.c.Crash(node); err != nil {
+	cancelled := c.Disarm(node)
+	if err := c.Crash(node); err != nil {
 		return err
 	}
 	fmt.Fprintf(r.out, "node %d crashed (power cut: log writes not yet synced are lost)\n", node)
@@ -102,7 +112,7 @@ func (r *repl) crashAt(node int, name string) error {
 		if s.sends {
 			opts = append(opts, cluster.Delivered())
 		}
-		a, err := r.c.CrashAt(node, s.kind, opts...)
+		a, err := r.c.local().CrashAt(node, s.kind, opts...)
 		if err != nil {
 			return err
 		}
@@ -125,14 +135,18 @@ func (r *repl) restart(args []string) error {
 	if err != nil {
 		return err
 	}
-	r.c.WaitCrashed(node) // a crash at a step may still be tearing the node down
-	if r.c.Node(node) != nil {
+	c := r.c.local()
+	if c == nil {
+		return r.ownProcess("restart", node)
+	}
+	c.WaitCrashed(node) // a crash at a step may still be tearing the node down
+	if c.Node(node) != nil {
 		return fmt.Errorf("node %d is up (crash %d first)", node, node)
 	}
-	if err := r.c.RestartNode(node); err != nil {
+	if err := c.RestartNode(node); err != nil {
 		return err
 	}
-	n := r.c.Node(node)
+	n := c.Node(node)
 	if n == nil {
 		return fmt.Errorf("node %d did not come up", node)
 	}
@@ -144,9 +158,8 @@ func (r *repl) restart(args []string) error {
 	return nil
 }
 
-// maxSkew bounds the skew command: far beyond any clock fault worth
-// injecting, short of durations that overflow a time.
-const maxSkew = 24 * time.Hour
+// maxSkew bounds the skew command (the nodes refuse more too).
+const maxSkew = cluster.MaxSkew
 
 // skew sets a node's clock off by a duration (cluster.Local.SetSkew).
 func (r *repl) skew(args []string) error {
@@ -161,7 +174,7 @@ func (r *repl) skew(args []string) error {
 	if d > maxSkew || d < -maxSkew {
 		return fmt.Errorf("skew %v is more than %v either way", d, maxSkew)
 	}
-	if err := r.c.SetSkew(n, d); err != nil {
+	if err := r.c.setSkew(n, d); err != nil {
 		return err
 	}
 	if d == 0 {
@@ -195,7 +208,7 @@ func (r *repl) partition(args []string) error {
 	if a == b {
 		return fmt.Errorf("cannot partition node %d from itself", a)
 	}
-	if err := r.c.Partition(a, b); err != nil {
+	if err := r.c.partition(a, b); err != nil {
 		return err
 	}
 	fmt.Fprintf(r.out, "partitioned node %d from node %d\n", a, b)
@@ -203,16 +216,20 @@ func (r *repl) partition(args []string) error {
 }
 
 func (r *repl) heal([]string) error {
-	r.c.Heal()
+	if err := r.c.heal(); err != nil {
+		return err
+	}
 	fmt.Fprintln(r.out, "healed: every link restored")
 	return nil
 }
 
 // --- in doubt ---
 
+// indoubt lists what the nodes that answered are in doubt about; a node
+// that did not answer (or a list cut short) gets an error line after it.
 func (r *repl) indoubt([]string) error {
-	list, err := r.c.InDoubt()
-	if err != nil {
+	list, err := r.c.inDoubt()
+	if err != nil && len(list) == 0 {
 		return err
 	}
 	if len(list) == 0 {
@@ -239,7 +256,8 @@ func (r *repl) indoubt([]string) error {
 		fmt.Fprintf(w, "%v\t%d\t%s\t%s\n", d.Tx, d.Node, time.Since(d.Since).Round(100*time.Millisecond), waits)
 		r.remember(d.Tx.String())
 	}
-	return w.Flush()
+	w.Flush()
+	return err
 }
 
 func (r *repl) resolve(args []string) error {
@@ -255,7 +273,7 @@ func (r *repl) resolve(args []string) error {
 	default:
 		return fmt.Errorf("resolve %v: want commit or abort, got %q", tx, args[1])
 	}
-	res, err := r.c.Resolve(tx, commit)
+	res, err := r.c.resolve(tx, commit)
 	// A refusal is an answer, not a mistake in the command: it says why.
 	var known *cluster.OutcomeKnownError
 	var running *cluster.CoordinatorRunningError
@@ -297,15 +315,26 @@ func (r *repl) trace(args []string) error {
 	if err != nil {
 		return err
 	}
-	return r.tracer.Render(r.out, tx, r.opts.nodes)
+	return r.c.trace(r.out, tx)
 }
 
+// loglevel sets how much the nodes log, or with no argument says it.
 func (r *repl) loglevel(args []string) error {
-	level := hclog.LevelFromString(args[0])
-	if level == hclog.NoLevel || level == hclog.Off {
-		return fmt.Errorf("unknown log level %q (want trace, debug, info, warn or error)", args[0])
+	if len(args) == 0 {
+		level, err := r.c.logLevel()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(r.out, "log level is %s\n", level)
+		return nil
 	}
-	r.logger.SetLevel(level)
+	level, err := cluster.ParseLogLevel(strings.ToLower(args[0]))
+	if err != nil {
+		return err
+	}
+	if err := r.c.setLogLevel(level); err != nil {
+		return err
+	}
 	fmt.Fprintf(r.out, "log level is %s\n", strings.ToLower(args[0]))
 	return nil
 }
@@ -334,7 +363,7 @@ func (r *repl) wait(args []string) error {
 			return fmt.Errorf("in-doubt count %q must be 0 or more", args[1])
 		}
 		want = func() (bool, string) {
-			list, err := r.c.InDoubt()
+			list, err := r.c.inDoubt()
 			if err != nil {
 				return false, err.Error()
 			}
@@ -345,6 +374,8 @@ func (r *repl) wait(args []string) error {
 		return fmt.Errorf("usage: %s", commandsByName["wait"].syntax)
 	}
 	deadline := time.Now().Add(waitLimit)
+	poll := time.NewTicker(waitPoll)
+	defer poll.Stop()
 	for {
 		ok, now := want()
 		if ok {
@@ -354,52 +385,131 @@ func (r *repl) wait(args []string) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("still %s after %v", now, waitLimit)
 		}
-		time.Sleep(waitPoll)
+		select {
+		case <-poll.C:
+		case <-r.ctx.Done():
+			return fmt.Errorf("interrupted (Ctrl-C) while still %s", now)
+		}
 	}
 }
 
 const waitPoll = 20 * time.Millisecond
 
 // settled: no running node coordinates a transaction, holds a lock, is in
-// doubt, or has a Prepare or COMMITTED under way.
-func (r *repl) settled() (bool, string) {
-	for i := 0; i < r.opts.nodes; i++ {
-		n := r.c.Up(i)
-		if n == nil {
-			continue
-		}
-		cs, err := n.CoordinatorStatus()
-		if err != nil {
-			return false, fmt.Sprintf("node %d: %v", i, err)
-		}
-		if cs.InFlight > 0 {
-			return false, fmt.Sprintf("node %d coordinating %d", i, cs.InFlight)
-		}
-		ps, err := n.ParticipantStatus()
-		if err != nil {
-			return false, fmt.Sprintf("node %d: %v", i, err)
-		}
-		if ps.LocksHeld > 0 || len(ps.InDoubt) > 0 || ps.Preparing > 0 || ps.Committing > 0 || ps.Waiting > 0 {
-			return false, fmt.Sprintf("node %d with %d locks, %d in doubt", i, ps.LocksHeld, len(ps.InDoubt))
-		}
-	}
-	// Settled includes the log: the lazy records of what just ended (END,
-	// aborts) are written before this says so, and so are in the trace.
-	for i := 0; i < r.opts.nodes; i++ {
-		if n := r.c.Up(i); n != nil {
-			if err := n.SyncLog(); err != nil {
-				return false, err.Error()
-			}
-		}
-	}
-	return true, ""
-}
+// doubt, or has a Prepare or COMMITTED under way; and their logs are synced.
+func (r *repl) settled() (bool, string) { return r.c.settled() }
 
 func (r *repl) sleep(args []string) error {
 	d, err := time.ParseDuration(args[0])
 	if err != nil || d <= 0 || d > maxSleep {
 		return fmt.Errorf("sleep %q: want a duration from 1ms to %v, such as 500ms or 2s", args[0], maxSleep)
 	}
-	time.Sleep(d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-r.ctx.Done():
+		return errors.New("sleep interrupted (Ctrl-C)")
+	}
+}
+
+// --- message faults ---
+
+// maxFaultDelay bounds how long `faults ... delay=<p>:<max>` holds a
+// message back: longer than any vote timeout worth testing with.
+const maxFaultDelay = time.Minute
+
+// faults sets, clears or shows the message faults on a node's outbound
+// messages.
+func (r *repl) faults(args []string) error {
+	node, err := r.parseNode(args[0])
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(args) == 1:
+		f, st, err := r.c.faults(node)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(r.out, "%s (so far %d dropped, %d duplicated, %d delayed, %d reordered)\n",
+			faultsLine(node, f), st.Dropped, st.Duplicated, st.Delayed, st.Reordered)
+		return nil
+	case len(args) == 2 && args[1] == "off":
+		if err := r.c.setFaults(node, bridge.Faults{}); err != nil {
+			return err
+		}
+		fmt.Fprintln(r.out, faultsLine(node, bridge.Faults{}))
+		return nil
+	}
+	f, err := parseFaults(args[1:])
+	if err != nil {
+		return err
+	}
+	if err := r.c.setFaults(node, f); err != nil {
+		return err
+	}
+	fmt.Fprintln(r.out, faultsLine(node, f))
 	return nil
+}
+
+// parseFaults reads drop=<p> dup=<p> delay=<p>[:<max>] reorder=<p>, each
+// at most once, in any order; those not given are 0.
+func parseFaults(args []string) (bridge.Faults, error) {
+	var f bridge.Faults
+	seen := map[string]bool{}
+	for _, a := range args {
+		name, val, ok := strings.Cut(a, "=")
+		if !ok {
+			if a == "off" {
+				return f, errors.New("off stands alone: faults <node> off")
+			}
+			return f, fmt.Errorf("%q is not <fault>=<probability> (usage: %s)", a, commandsByName["faults"].syntax)
+		}
+		if seen[name] {
+			return f, fmt.Errorf("fault %s is given twice", name)
+		}
+		seen[name] = true
+		var p *float64
+		switch name {
+		case "drop":
+			p = &f.Drop
+		case "dup":
+			p = &f.Duplicate
+		case "delay":
+			p = &f.Delay
+			if prob, max, ok := strings.Cut(val, ":"); ok {
+				d, err := time.ParseDuration(max)
+				if err != nil || d <= 0 || d > maxFaultDelay {
+					return f, fmt.Errorf("delay=%s: the longest hold %q must be a duration from 1ms to %v, such as 50ms", val, max, maxFaultDelay)
+				}
+				f.MaxDelay, val = d, prob
+			}
+		case "reorder":
+			p = &f.Reorder
+		default:
+			return f, fmt.Errorf("unknown fault %q (faults are drop, dup, delay and reorder)", name)
+		}
+		v, err := strconv.ParseFloat(val, 64)
+		if err != nil || !(v >= 0 && v <= 1) {
+			return f, fmt.Errorf("%s=%s: want a probability from 0 to 1, such as 0.1", name, val)
+		}
+		*p = v
+	}
+	return f, nil
+}
+
+// faultsLine is `node <id> faults: drop=<p> dup=<p> delay=<p>:<max>
+// reorder=<p>`, or `node <id> faults off`.
+func faultsLine(node int, f bridge.Faults) string {
+	if f.Drop == 0 && f.Duplicate == 0 && f.Delay == 0 && f.Reorder == 0 {
+		return fmt.Sprintf("node %d faults off", node)
+	}
+	max := f.MaxDelay
+	if max == 0 {
+		max = bridge.DefaultMaxDelay
+	}
+	p := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	return fmt.Sprintf("node %d faults: drop=%s dup=%s delay=%s:%v reorder=%s", node, p(f.Drop), p(f.Duplicate), p(f.Delay), max, p(f.Reorder))
 }

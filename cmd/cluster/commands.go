@@ -7,6 +7,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -85,6 +86,8 @@ func init() {
 		{name: "partition", syntax: "partition <a> <b>", help: "cut the links between nodes a and b (both ways)",
 			args: exactly(2), run: (*repl).partition, complete: completeNodes(2)},
 		{name: "heal", syntax: "heal", help: "restore every link", args: exactly(0), run: (*repl).heal},
+		{name: "faults", syntax: "faults <node> [drop=<p>] [dup=<p>] [delay=<p>[:<max>]] [reorder=<p>] | off", help: "message faults on the node's outbound messages: lost, sent twice, held back (up to max, default 50ms), swapped; off stops them; with the node alone, what is set and what it did",
+			args: atLeast(1), run: (*repl).faults, complete: completeFaults},
 		{name: "skew", syntax: "skew <node> <±duration>", help: "set the node's clock off by duration (e.g. +5s, -5s; 0 clears it), kept across its restarts; no outcome depends on it",
 			args: exactly(2), run: (*repl).skew, complete: completeSkew},
 		{name: "indoubt", syntax: "indoubt", help: "every transaction a participant voted yes on and has no decision for: id, node, age, whom it waits for",
@@ -97,9 +100,9 @@ func init() {
 			args: exactly(1, 2), run: (*repl).wait, complete: completeWait},
 		{name: "sleep", syntax: "sleep <duration>", help: "do nothing for a while (at most " + maxSleep.String() + "), e.g. 500ms or 2s",
 			args: exactly(1), run: (*repl).sleep, complete: func(_ *repl, args []string) []string { return first(args, "1s") }},
-		{name: "loglevel", syntax: "loglevel <trace|debug|info|warn|error>", help: "how much of the protocol the nodes log (to stderr)",
-			args: exactly(1), run: (*repl).loglevel, complete: func(_ *repl, args []string) []string { return first(args, logLevels...) }},
-		{name: "quit", syntax: "quit", help: "stop the cluster cleanly and leave (also Ctrl-D, or the end of piped input)", args: exactly(0)},
+		{name: "loglevel", syntax: "loglevel [trace|debug|info|warn|error]", help: "how much of the protocol the nodes log (to stderr); alone, the level now",
+			args: exactly(0, 1), run: (*repl).loglevel, complete: func(_ *repl, args []string) []string { return first(args, logLevels...) }},
+		{name: "quit", syntax: "quit", help: "stop the cluster cleanly and leave (also Ctrl-D, or the end of piped input); with --connect the nodes keep running", args: exactly(0)},
 	}
 	for _, c := range commands {
 		if c.tx != nil {
@@ -293,6 +296,29 @@ func completeSkew(r *repl, args []string) []string {
 		return []string{"+5s", "-5s", "0"}
 	}
 	return nil
+}
+
+func completeFaults(r *repl, args []string) []string {
+	if len(args) == 0 {
+		return r.nodeNames()
+	}
+	if slices.Contains(args[1:], "off") {
+		return nil
+	}
+	var out []string
+	if len(args) == 1 {
+		out = append(out, "off")
+	}
+	for _, f := range []string{"drop=", "dup=", "delay=", "reorder="} {
+		given := false
+		for _, a := range args[1:] {
+			given = given || strings.HasPrefix(a, f)
+		}
+		if !given {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func completeTrace(r *repl, args []string) []string { return first(args, r.recentTxs()...) }

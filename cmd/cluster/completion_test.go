@@ -71,6 +71,11 @@ func TestCompletionFollowsTheCommandTable(t *testing.T) {
 		{"resolve ", []string{"3.1.2", "0.1.2"}},
 		{"resolve 0.1.2 ", []string{"commit", "abort"}},
 		{"loglevel w", []string{"warn"}},
+		{"faults ", []string{"0", "1", "2", "3"}},
+		{"faults 2 ", []string{"off", "drop=", "dup=", "delay=", "reorder="}},
+		{"faults 2 d", []string{"drop=", "dup=", "delay="}},
+		{"faults 2 drop=0.1 ", []string{"dup=", "delay=", "reorder="}},
+		{"faults 2 off ", nil},
 		{"wait ", []string{"settled", "indoubt"}},
 		{"nosuch ", nil},
 	} {

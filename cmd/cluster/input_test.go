@@ -52,6 +52,18 @@ func TestMalformedInputGetsAnErrorAndTheSessionGoesOn(t *testing.T) {
 		{"trace 1.2", `"1\.2" is not a transaction id .*`},
 		{"trace 3.1.999", `no trace of 3\.1\.999.*`},
 		{"loglevel loud", `unknown log level "loud" .*`},
+		{"loglevel warn info", `usage: loglevel`},
+		{"faults", `usage: faults`},
+		{"faults 9", `no node "9" \(nodes are 0-3\)`},
+		{"faults 1 drop=2", `drop=2: want a probability from 0 to 1, such as 0\.1`},
+		{"faults 1 dup=x", `dup=x: want a probability from 0 to 1`},
+		{"faults 1 loss=0.1", `unknown fault "loss" \(faults are drop, dup, delay and reorder\)`},
+		{"faults 1 drop=0.1 drop=0.2", `fault drop is given twice`},
+		{"faults 1 delay=0.1:forever", `delay=0\.1:forever: the longest hold "forever" must be a duration from 1ms to 1m0s, such as 50ms`},
+		{"faults 1 delay=0.1:2m", `delay=0\.1:2m: the longest hold "2m" .*`},
+		{"faults 1 drop", `"drop" is not <fault>=<probability> \(usage: faults .*\)`},
+		{"faults 1 off now", `off stands alone: faults <node> off`},
+		{"skew 1 +25h", `skew 25h0m0s is more than 24h0m0s either way`},
 		{"help me", `help takes no arguments`},
 		{"quit now", `quit takes no arguments`},
 	}
@@ -112,6 +124,14 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--log-level", "loud"}, `error: unknown --log-level "loud" (want trace, debug, info, warn or error)`},
 		{[]string{"--vote-timeout", "0s"}, "error: --vote-timeout and --in-doubt-after must be positive"},
 		{[]string{"extra"}, `error: unexpected argument "extra"`},
+		{[]string{"--demo", "--no-demo"}, "error: --demo and --no-demo together: choose one"},
+		{[]string{"--connect", ""}, "error: --connect is empty: list every node's host:port in node-id order"},
+		{[]string{"--connect", "127.0.0.1:4000,nohost", "--tls-dir", "x"}, `error: --connect entry 1 "nohost" is not host:port`},
+		{[]string{"--connect", "127.0.0.1:4000,127.0.0.1:99999", "--tls-dir", "x"}, `error: --connect entry 1 "127.0.0.1:99999": port "99999" is not a number in 1-65535`},
+		{[]string{"--connect", "127.0.0.1:4000,127.0.0.1:4000", "--tls-dir", "x"}, `error: --connect entries 0 and 1 are both "127.0.0.1:4000": each node has its own address`},
+		{[]string{"--connect", "127.0.0.1:4000"}, "error: --connect needs --tls-dir DIR: the nodes' cluster's ca.crt and the admin certificate (admin.crt, admin.key), as cmd/certs writes them"},
+		{[]string{"--connect", "127.0.0.1:4000", "--tls-dir", "x", "--nodes", "3"}, "error: --nodes does not apply with --connect: the nodes run in their own processes (give it to cmd/node)"},
+		{[]string{"--connect", "127.0.0.1:4000", "--tls-dir", "x", "--http", "127.0.0.1:0"}, "error: --http does not apply with --connect"},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(c.args, strings.NewReader(""), &out, &errOut); code != 2 {

@@ -8,7 +8,13 @@
 //
 // With --http ADDR it also serves Prometheus /metrics, /healthz and /readyz
 // for all its nodes on ADDR (see package twopc/metrics), and prints
-// "http: serving on http://<addr>" first.
+// "http: serving on http://<addr>" first. --no-demo skips the demo.
+//
+// With --connect H:P,H:P,... --tls-dir DIR it runs no nodes: the same
+// prompt drives nodes started with cmd/node (every member, in node-id
+// order), with the admin certificate from DIR; the demo runs only with
+// --demo. Ctrl-C cancels the command running (a spawn stops submitting
+// and reports what it did) and never kills the cluster.
 package main
 
 import (
@@ -16,9 +22,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -49,6 +58,8 @@ type options struct {
 	tlsDir       string            // "": an in-memory CA made at start
 	http         string            // --http: where metrics and health are served ("": nowhere)
 	web          *metrics.Endpoint // serving --http (nil without it)
+	connect      []string          // --connect: the nodes to drive, running elsewhere (nil: run them here)
+	demo         bool              // run the demo first
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -69,17 +80,37 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return err
 	})
 	fs.StringVar(&o.http, "http", "", "serve /metrics, /healthz and /readyz for every node on this host:port (\"\": no HTTP server)")
+	connect := fs.String("connect", "", "drive nodes started with cmd/node instead of running any: every member's host:port, comma-separated, in node-id order (needs --tls-dir with the admin certificate)")
+	noDemo := fs.Bool("no-demo", false, "skip the demo: open the prompt at once")
+	demo := fs.Bool("demo", false, "run the demo even with --connect (it adds 4 to `value`)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "log-level" {
-			o.levelGiven = true
-		}
-	})
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	o.levelGiven = set["log-level"]
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if *noDemo && *demo {
+		return nil, fmt.Errorf("--demo and --no-demo together: choose one")
+	}
+	if set["connect"] {
+		var err error
+		if o.connect, err = parseConnect(*connect); err != nil {
+			return nil, err
+		}
+		for _, name := range []string{"nodes", "base-port", "data-dir", "vote-timeout", "in-doubt-after", "http"} {
+			if set[name] {
+				return nil, fmt.Errorf("--%s does not apply with --connect: the nodes run in their own processes (give it to cmd/node)", name)
+			}
+		}
+		if o.tlsDir == "" {
+			return nil, fmt.Errorf("--connect needs --tls-dir DIR: the nodes' cluster's ca.crt and the admin certificate (admin.crt, admin.key), as cmd/certs writes them")
+		}
+		o.nodes = len(o.connect)
+	}
+	o.demo = (o.connect == nil && !*noDemo) || *demo
 	if hclog.LevelFromString(o.logLevel) == hclog.NoLevel {
 		return nil, fmt.Errorf("unknown --log-level %q (want trace, debug, info, warn or error)", o.logLevel)
 	}
@@ -93,6 +124,31 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("--vote-timeout and --in-doubt-after must be positive")
 	}
 	return o, nil
+}
+
+// parseConnect checks every entry of --connect as cmd/node checks --peers.
+func parseConnect(list string) ([]string, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, fmt.Errorf("--connect is empty: list every node's host:port in node-id order")
+	}
+	var addrs []string
+	seen := map[string]int{}
+	for i, e := range strings.Split(list, ",") {
+		e = strings.TrimSpace(e)
+		host, port, err := net.SplitHostPort(e)
+		if err != nil || host == "" {
+			return nil, fmt.Errorf("--connect entry %d %q is not host:port", i, e)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return nil, fmt.Errorf("--connect entry %d %q: port %q is not a number in 1-65535", i, e, port)
+		}
+		if j, dup := seen[e]; dup {
+			return nil, fmt.Errorf("--connect entries %d and %d are both %q: each node has its own address", j, i, e)
+		}
+		seen[e] = i
+		addrs = append(addrs, e)
+	}
+	return addrs, nil
 }
 
 // defaultHistory is ~/.twopc_history, or none without a home directory.
@@ -124,13 +180,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		defer o.web.Close()
 		fmt.Fprintf(stdout, "http: serving on %s\n", o.web.URL())
 	}
-	r, err := startREPL(o, stderr)
+	var r *repl
+	if o.connect != nil {
+		r, err = connectREPL(o, stderr)
+	} else {
+		r, err = startREPL(o, stderr)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1
 	}
-	// Ctrl-C (outside the line editor, which reads it as a key) still shuts
-	// the nodes down cleanly.
+	// Ctrl-C while a command runs cancels that command. Otherwise (the
+	// demo, or piped input waiting for its next line; at a terminal's
+	// prompt the line editor reads Ctrl-C as a key), and on SIGTERM, the
+	// nodes are stopped cleanly before the process exits.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer func() { // ends the goroutine below
@@ -138,14 +201,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		close(sig)
 	}()
 	go func() {
-		if _, ok := <-sig; ok {
+		for s := range sig {
+			if s == os.Interrupt && r.interrupt() {
+				continue
+			}
 			o.web.Stopping()
 			r.shutdown()
 			os.Exit(130)
 		}
 	}()
 
-	ok := runDemo(r.c, stdout)
+	ok := true
+	if o.demo {
+		ok = runDemo(r.c, stdout)
+	}
 	code := r.loop(stdin, stdout, stderr)
 	o.web.Stopping()
 	r.shutdown()
@@ -176,17 +245,39 @@ func startREPL(o *options, stderr io.Writer) (*repl, error) {
 		return nil, err
 	}
 	o.web.ServeLocal(c.Local)
+	c.armed = r.awaitArmed
 	r.c = c
 	return r, nil
 }
 
-// localCluster is every node of the cluster, in this process, and a client
-// connected to each for the demo (which uses the network, as any client
-// would; the prompt's commands talk to the nodes directly, so that they
-// keep working across crashes and restarts).
-type localCluster struct {
-	*cluster.Local
-	clients []*cluster.Client
+// connectREPL opens the prompt on nodes running elsewhere (--connect),
+// as the operator: with the admin certificate from --tls-dir. Each node
+// that answers must be the member its place in the list says; one that
+// does not answer yet is only warned about (it may be starting).
+func connectREPL(o *options, stderr io.Writer) (*repl, error) {
+	admin, err := identity.Load(o.tlsDir, identity.Admin)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-dir %s: the prompt acts as the operator and needs the admin certificate: %w", o.tlsDir, err)
+	}
+	rc := newRemoteCluster(o.connect, admin.ClientConfig())
+	sts, errs := rc.remote.Statuses()
+	for i, st := range sts {
+		switch {
+		case errs[i] != nil:
+			fmt.Fprintf(stderr, "warning: node %d at %s does not answer (yet): %v\n", i, o.connect[i], errs[i])
+		case st.Members != len(o.connect):
+			rc.stop()
+			return nil, fmt.Errorf("--connect lists %d nodes, but the node at %s is a member of a cluster of %d", len(o.connect), o.connect[i], st.Members)
+		case int(st.Node) != i:
+			rc.stop()
+			return nil, fmt.Errorf("--connect entry %d is %s, which is node %d: list the nodes in node-id order, as their --peers", i, o.connect[i], st.Node)
+		}
+	}
+	logOut := &switchWriter{w: stderr}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: hclog.LevelFromString(o.logLevel), Output: logOut})
+	r := newREPL(o, logger, logOut)
+	r.c = rc
+	return r, nil
 }
 
 // tlsSetup gives the nodes' identities and the demo client's TLS settings:
@@ -212,42 +303,27 @@ func tlsSetup(dir string) (func(int32) (*identity.Identity, error), *tls.Config,
 	return func(i int32) (*identity.Identity, error) { return ca.Issue(identity.Node(i), "127.0.0.1") }, client.ClientConfig(), nil
 }
 
-func startCluster(cfg cluster.LocalConfig, dial ...cluster.DialOption) (*localCluster, error) {
-	l, err := cluster.StartLocal(cfg)
-	if err != nil {
-		return nil, err
-	}
-	c := &localCluster{Local: l}
-	for _, addr := range l.Members() {
-		cl, err := cluster.Dial(addr, dial...)
-		if err != nil {
-			c.stop()
-			return nil, err
-		}
-		c.clients = append(c.clients, cl)
-	}
-	return c, nil
-}
-
-func (c *localCluster) stop() {
-	for _, cl := range c.clients {
-		cl.Close()
-	}
-	c.clients = nil
-	c.Local.Stop()
+// demoCluster is what the demo needs: a client of each node.
+type demoCluster interface {
+	size() int
+	client(i int) (*cluster.Client, error)
 }
 
 // runDemo is the seed's demo: sequential transactions adding 1 to value on
 // every node, each coordinated by a different node, then every node's value.
-func runDemo(c *localCluster, out io.Writer) bool {
+func runDemo(c demoCluster, out io.Writer) bool {
 	order := []int{0, 1, 3, 2}
 	ok := true
 	for i, via := range order {
-		if via >= len(c.clients) {
-			via %= len(c.clients)
+		if via >= c.size() {
+			via %= c.size()
 		}
 		start := time.Now()
-		o, err := c.clients[via].Submit(messages.Add(messages.EverywhereKey, 1))
+		cl, err := c.client(via)
+		var o *messages.Outcome
+		if err == nil {
+			o, err = cl.Submit(messages.Add(messages.EverywhereKey, 1))
+		}
 		ms := time.Since(start).Milliseconds()
 		switch {
 		case err != nil:
@@ -260,7 +336,11 @@ func runDemo(c *localCluster, out io.Writer) bool {
 			ok = false
 		}
 	}
-	vals, err := c.clients[0].Read(messages.EverywhereKey)
+	cl, err := c.client(0)
+	var vals []cluster.NodeValue
+	if err == nil {
+		vals, err = cl.Read(messages.EverywhereKey)
+	}
 	if err != nil {
 		fmt.Fprintln(out, "error:", err)
 		return false

@@ -8,6 +8,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -31,9 +32,14 @@ type repl struct {
 	logger hclog.Logger
 	logOut *switchWriter
 	tracer *trace.Recorder
-	c      *localCluster
+	c      backend
 
 	out io.Writer // where the current command writes
+	// ctx is the running command's: Ctrl-C cancels it (interrupt).
+	ctx context.Context
+
+	runMu  sync.Mutex
+	cancel context.CancelFunc // the running command's, nil between commands
 
 	notesMu sync.Mutex
 	notes   []string // said by the cluster between two lines of output (a crash at a step)
@@ -45,7 +51,28 @@ type repl struct {
 }
 
 func newREPL(o *options, logger hclog.Logger, logOut *switchWriter) *repl {
-	return &repl{opts: o, logger: logger, logOut: logOut, tracer: trace.NewRecorder(traceTransactions)}
+	return &repl{opts: o, logger: logger, logOut: logOut, tracer: trace.NewRecorder(traceTransactions), ctx: context.Background()}
+}
+
+// interrupt cancels the command running, if any (Ctrl-C), and says
+// whether there was one. A command that can stop early does (spawn stops
+// submitting, wait and sleep return, a transaction command stops waiting
+// for its outcome); the others finish, as they are short.
+func (r *repl) interrupt() bool {
+	r.runMu.Lock()
+	defer r.runMu.Unlock()
+	if r.cancel == nil {
+		return false
+	}
+	r.cancel()
+	return true
+}
+
+// running marks a command as running (cancel set) or done (nil).
+func (r *repl) running(cancel context.CancelFunc) {
+	r.runMu.Lock()
+	r.cancel = cancel
+	r.runMu.Unlock()
 }
 
 // shutdown stops the cluster once; stopping it cancels the armed crashes
@@ -117,6 +144,9 @@ func readLine(in *bufio.Reader) (line string, tooLong int, err error) {
 // the answers (`trace` shows them for one transaction, `loglevel info` for
 // all).
 func (r *repl) afterDemo(say bool) {
+	if r.c == nil || r.c.local() == nil {
+		return // the nodes run elsewhere, with their own log levels
+	}
 	if r.opts.levelGiven || r.logger.GetLevel() != hclog.Info {
 		return
 	}
@@ -173,7 +203,10 @@ func (r *repl) terminal(f *os.File, stdout, stderr io.Writer) int {
 	r.logOut.set(rl.Stderr())
 	defer r.logOut.set(r.logOut.initial)
 	r.afterDemo(true)
-	fmt.Fprintln(r.out, "type help for the commands, quit (or Ctrl-D) to leave")
+	if r.c.local() == nil {
+		fmt.Fprintf(r.out, "driving the nodes at %s as the operator\n", strings.Join(r.c.members(), ", "))
+	}
+	fmt.Fprintln(r.out, "type help for the commands, quit (or Ctrl-D) to leave, Ctrl-C to stop a command")
 	show := func() {
 		if out.Len() > 0 {
 			_, _ = screen.Write(out.Bytes())
@@ -235,6 +268,13 @@ func (r *repl) exec(line string) (quit bool) {
 	if cmd.run == nil { // quit
 		return true
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.ctx = ctx
+	r.running(cancel)
+	defer func() {
+		r.running(nil)
+		cancel()
+	}()
 	if err := cmd.run(r, args); err != nil {
 		r.flushNotes()
 		fmt.Fprintln(r.out, "error:", err)

@@ -136,21 +136,34 @@ func txCommand(c *command) func(*repl, []string) error {
 		via := spec.via
 		if via < 0 {
 			if via = r.firstUp(); via < 0 {
-				return errors.New("every node is down (restart <node> brings one back)")
+				return r.allDown()
 			}
 		}
-		res := r.submit(via, spec.ops)
+		res := r.submitInterruptible(via, spec.ops)
 		if res.err != nil {
 			return res.err
 		}
 		if res.outcome == txCommitted {
 			// The commit goes on after the answer: let a crash armed on a
 			// node taking part fire now rather than during the next command.
-			r.awaitArmed(res.tx, spec.participants)
+			r.c.afterCommit(res.tx, spec.participants)
 		}
 		r.flushNotes()
 		fmt.Fprintln(r.out, res.line())
 		return nil
+	}
+}
+
+// submitInterruptible is submit, given up on (not cancelled: a
+// transaction cannot be called back once submitted) at Ctrl-C.
+func (r *repl) submitInterruptible(via int, ops []messages.Op) *txResult {
+	done := make(chan *txResult, 1)
+	go func() { done <- r.submit(via, ops) }()
+	select {
+	case res := <-done:
+		return res
+	case <-r.ctx.Done():
+		return &txResult{outcome: txUnknown, reason: "interrupted (Ctrl-C) before the outcome came; the transaction may still commit or abort (get, indoubt and trace show which)"}
 	}
 }
 
@@ -159,28 +172,40 @@ func txCommand(c *command) func(*repl, []string) error {
 // tx (a participant's COMMITTED logged, the coordinator's every ack
 // counted): after that the crash waits for a later transaction.
 func (r *repl) awaitArmed(tx messages.TxID, participants []int32) {
+	l := r.c.local()
+	if l == nil {
+		return
+	}
 	last := map[int][]actors.StepKind{int(tx.Node): {actors.StepAllAcked}}
 	for _, p := range participants {
 		last[int(p)] = append(last[int(p)], actors.StepCommittedLogged)
 	}
 	for node, kinds := range last {
-		a := r.c.Armed(node)
+		a := l.Armed(node)
 		if a == nil {
 			continue
 		}
 		for _, k := range kinds {
-			r.c.Await(a, func(s actors.Step) bool { return s.Tx == tx && int(s.Node) == node && s.Kind == k }, armedGrace)
+			l.Await(a, func(s actors.Step) bool { return s.Tx == tx && int(s.Node) == node && s.Kind == k }, armedGrace)
 		}
 	}
 }
 
 func (r *repl) firstUp() int {
 	for i := 0; i < r.opts.nodes; i++ {
-		if r.c.Up(i) != nil {
+		if r.c.up(i) {
 			return i
 		}
 	}
 	return -1
+}
+
+// allDown is the error of a command that needs a node when none is up.
+func (r *repl) allDown() error {
+	if r.c.local() != nil {
+		return errors.New("every node is down (restart <node> brings one back)")
+	}
+	return errors.New("no node answers (start the nodes' processes, or check --connect)")
 }
 
 // txOutcome is what became of a transaction, as its client knows it.
@@ -220,15 +245,14 @@ func (t *txResult) line() string {
 // coordinator could not give (it crashed, or its log failed) is unknown,
 // never aborted: the transaction may well have committed.
 func (r *repl) submit(via int, ops []messages.Op) *txResult {
-	n := r.c.Up(via)
-	if n == nil {
-		return &txResult{err: fmt.Errorf("node %d is down (restart %d brings it back)", via, via)}
-	}
 	start := time.Now()
-	o, err := n.Submit(ops...)
+	o, err := r.c.submit(via, ops)
 	res := &txResult{took: time.Since(start)}
 	var no *cluster.NoOutcomeError
+	var down *notSubmittedError
 	switch {
+	case errors.As(err, &down):
+		return &txResult{err: err}
 	case errors.As(err, &no):
 		res.tx, res.outcome, res.reason = no.Tx, txUnknown, no.Err.Error()
 		if !no.Tx.IsZero() {
@@ -248,6 +272,13 @@ func (r *repl) submit(via int, ops []messages.Op) *txResult {
 	}
 	return res
 }
+
+// notSubmittedError: the transaction was not submitted at all (its node
+// is down), so its outcome is known: nothing happened.
+type notSubmittedError struct{ err error }
+
+func (e *notSubmittedError) Error() string { return e.err.Error() }
+func (e *notSubmittedError) Unwrap() error { return e.err }
 
 // Spawn's bounds. Past about 3,000 transactions begun in the same instant
 // the nodes' queues hold Prepares longer than the vote timeout, and nearly
@@ -277,20 +308,33 @@ func (r *repl) spawn(args []string) error {
 		vias = []int{spec.via}
 	} else {
 		for i := 0; i < r.opts.nodes; i++ {
-			if r.c.Up(i) != nil {
+			if r.c.up(i) {
 				vias = append(vias, i)
 			}
 		}
 		if len(vias) == 0 {
-			return errors.New("every node is down (restart <node> brings one back)")
+			return r.allDown()
 		}
 	}
 	start := time.Now()
 	results := make([]*txResult, n)
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, spawnInFlight)
+	// Ctrl-C stops submitting; what is in flight is waited for, so the
+	// line counts every transaction submitted.
+	submitted := 0
+submitting:
 	for i := range results {
-		slots <- struct{}{}
+		select {
+		case slots <- struct{}{}:
+		case <-r.ctx.Done():
+			break submitting
+		}
+		if r.ctx.Err() != nil { // both were ready: the interrupt wins
+			<-slots
+			break
+		}
+		submitted++
 		wg.Add(1)
 		go func() {
 			defer func() { <-slots; wg.Done() }()
@@ -301,7 +345,7 @@ func (r *repl) spawn(args []string) error {
 	took := time.Since(start)
 	committed, aborted := 0, 0
 	reasons := map[string]int{}
-	for _, res := range results {
+	for _, res := range results[:submitted] {
 		switch {
 		case res.err != nil:
 			reasons["not submitted: "+res.err.Error()]++
@@ -315,7 +359,11 @@ func (r *repl) spawn(args []string) error {
 		}
 	}
 	r.flushNotes()
-	fmt.Fprintf(r.out, "spawned %d: committed %d, aborted %d (%d ms)\n", n, committed, aborted, took.Milliseconds())
+	if submitted < n {
+		fmt.Fprintf(r.out, "spawned %d of %d (interrupted): committed %d, aborted %d (%d ms)\n", submitted, n, committed, aborted, took.Milliseconds())
+	} else {
+		fmt.Fprintf(r.out, "spawned %d: committed %d, aborted %d (%d ms)\n", n, committed, aborted, took.Milliseconds())
+	}
 	type count struct {
 		reason string
 		n      int
@@ -382,10 +430,10 @@ func (r *repl) get(args []string) error {
 	}
 	allUp := true
 	for o := range nodes {
-		allUp = allUp && r.c.Up(int(o)) != nil
+		allUp = allUp && r.c.up(int(o))
 	}
 	if len(nodes) > 1 && allUp {
-		vals, err := r.c.SnapshotRead(keys...)
+		vals, err := r.c.snapshotRead(keys)
 		if err != nil {
 			return fmt.Errorf("snapshot read of %s: %w", strings.Join(keys, " "), err)
 		}
@@ -397,23 +445,19 @@ func (r *repl) get(args []string) error {
 	lines := make([]string, len(asks))
 	var wg sync.WaitGroup
 	for i, a := range asks {
-		n := r.c.Up(int(a.node))
-		if n == nil {
+		if !r.c.up(int(a.node)) {
 			lines[i] = fmt.Sprintf("error: %s on node %d: node %d is down", a.key, a.node, a.node)
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			kv, err := n.ReadLocal(a.key)
+			v, err := r.c.readLocal(int(a.node), a.key)
 			if err != nil {
-				// The line names key and node already.
-				msg := strings.TrimPrefix(err.Error(), "read "+a.key+": ")
-				msg = strings.TrimPrefix(msg, fmt.Sprintf("node %d: ", a.node))
-				lines[i] = fmt.Sprintf("error: %s on node %d: %s", a.key, a.node, msg)
+				lines[i] = fmt.Sprintf("error: %s on node %d: %s", a.key, a.node, err)
 				return
 			}
-			lines[i] = fmt.Sprintf("%s = %d  (node %d)", a.key, kv[0].Value, a.node)
+			lines[i] = fmt.Sprintf("%s = %d  (node %d)", a.key, v, a.node)
 		}()
 	}
 	wg.Wait()
@@ -426,40 +470,66 @@ func (r *repl) get(args []string) error {
 // --- the cluster's state ---
 
 func (r *repl) status([]string) error {
-	members := r.c.Members()
+	rows, parts := r.c.statusTable()
 	w := tabwriter.NewWriter(r.out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "node\taddress\tstate\tin-flight\tlocks\tin-doubt\tlog\tlast snapshot\tskew")
-	for i, addr := range members {
-		skew := skewString(r.c.Skew(i)) // kept while the node is down, too
-		n := r.c.Up(i)
-		if n == nil {
-			fmt.Fprintf(w, "%d\t%s\tdown\t-\t-\t-\t-\t-\t%s\n", i, addr, skew)
+	for i, row := range rows {
+		st := row.st
+		if st == nil {
+			fmt.Fprintf(w, "%d\t%s\tdown\t-\t-\t-\t-\t-\t%s\n", i, row.addr, row.skew)
 			continue
 		}
-		inFlight, locks, inDoubt := "?", "?", "?"
-		if cs, err := n.CoordinatorStatus(); err == nil {
-			inFlight = fmt.Sprint(cs.InFlight)
-		}
-		if ps, err := n.ParticipantStatus(); err == nil {
-			locks, inDoubt = fmt.Sprint(ps.LocksHeld), fmt.Sprint(len(ps.InDoubt))
-		}
-		st := n.LogStats()
 		snap := st.LastSnapshot
 		if snap == "" {
 			snap = "none"
 		}
-		fmt.Fprintf(w, "%d\t%s\tup\t%s\t%s\t%s\t%s\t%s\t%s\n", i, addr, inFlight, locks, inDoubt, bytesString(st.LogBytes), snap, skew)
+		fmt.Fprintf(w, "%d\t%s\tup\t%s\t%s\t%s\t%s\t%s\t%s\n", i, row.addr, count(st.InFlight), count(st.LocksHeld), count(st.InDoubt),
+			bytesString(st.LogBytes), snap, skewString(st.Skew))
 	}
 	w.Flush()
-	if parts := r.c.Partitions(); len(parts) > 0 {
+	if len(parts) > 0 {
 		var s []string
 		for _, p := range parts {
 			s = append(s, fmt.Sprintf("%d-%d", p[0], p[1]))
 		}
 		fmt.Fprintln(r.out, "partitioned:", strings.Join(s, " "))
 	}
-	fmt.Fprintf(r.out, "protocol: %s\n", r.c.Protocol())
+	for i, row := range rows {
+		if row.err != nil {
+			fmt.Fprintf(r.out, "error: node %d did not answer: %v\n", i, row.err)
+		}
+	}
+	// Every node should run the same protocol; say so if they do not.
+	protocols := map[string][]string{}
+	var names []string
+	for i, row := range rows {
+		if row.st != nil && row.st.Protocol != "" {
+			if protocols[row.st.Protocol] == nil {
+				names = append(names, row.st.Protocol)
+			}
+			protocols[row.st.Protocol] = append(protocols[row.st.Protocol], fmt.Sprint(i))
+		}
+	}
+	switch len(names) {
+	case 0:
+	case 1:
+		fmt.Fprintf(r.out, "protocol: %s\n", names[0])
+	default:
+		var parts []string
+		for _, p := range names {
+			parts = append(parts, fmt.Sprintf("%s on node %s", p, strings.Join(protocols[p], ", ")))
+		}
+		fmt.Fprintf(r.out, "error: the nodes run different protocols: %s\n", strings.Join(parts, "; "))
+	}
 	return nil
+}
+
+// count shows a count a role gave, or ? if it did not answer.
+func count(n int) string {
+	if n < 0 {
+		return "?"
+	}
+	return fmt.Sprint(n)
 }
 
 func bytesString(n int64) string {

@@ -25,6 +25,11 @@
 // With --http ADDR it also serves Prometheus /metrics, /healthz and /readyz
 // on ADDR (see package twopc/metrics), and prints
 // "http: serving on http://<addr>" first.
+//
+// An operator drives the node with `cmd/cluster --connect`, through its
+// Admin service (cluster/admin.go), which only the admin certificate
+// reaches. For that prompt's `trace` the node keeps its part of the traces
+// of its last transactions in memory (cluster.NodeTraceTransactions).
 package main
 
 import (
@@ -46,6 +51,7 @@ import (
 	"twopc/cluster"
 	"twopc/identity"
 	"twopc/metrics"
+	"twopc/trace"
 )
 
 func main() {
@@ -289,6 +295,9 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) erro
 		ID: o.id, Members: o.peers, DataDir: o.dataDir, Timing: o.timing, Logger: logger,
 		TLS: id, ConnLimits: cluster.ConnLimits{MaxConns: o.maxConns},
 		Observer: web.Observer(o.id), Protocol: o.protocol,
+		// The node's part of each transaction's trace, for the operator's
+		// `trace` (cmd/cluster --connect gathers every node's part).
+		Tracer: trace.NewRecorder(cluster.NodeTraceTransactions),
 	})
 	if err != nil {
 		return err
