@@ -105,7 +105,7 @@ func TestAdminActionsOnOneNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &NodeStatus{Node: 1, Members: 3, Addr: l.Members()[1], Incarnation: 1, LogBytes: st.LogBytes, LogLevel: "warn"}
+	want := &NodeStatus{Node: 1, Members: 3, Addr: l.Members()[1], Incarnation: 1, LogBytes: st.LogBytes, LogLevel: "warn", Protocol: "nonblocking"}
 	if !reflect.DeepEqual(st, want) || st.LogBytes <= 0 {
 		t.Fatalf("status of an idle node: %+v, want %+v with log bytes", st, want)
 	}

@@ -34,11 +34,17 @@ func NextBallot(after Ballot, node int32, members int) Ballot {
 }
 
 // Acceptors are the nodes whose majority chooses tx's outcome: its
-// coordinator and the next two nodes (all nodes, in a cluster of fewer than
-// three). Any node computes the same set from the id alone, so a
-// participant in doubt knows whom to ask without asking anyone.
+// coordinator and the next two nodes. Any node computes the same set from
+// the id alone, so a participant in doubt knows whom to ask without asking
+// anyone. A cluster of fewer than three nodes has no majority that survives
+// a crash: there the coordinator alone is the acceptor, and the protocol
+// blocks on it exactly as 2PC does (with two acceptors, either crash would
+// block every transaction, even one that touches only the other node).
 func Acceptors(tx TxID, members int) []int32 {
-	n := min(3, members)
+	n := 3
+	if members < 3 {
+		n = 1
+	}
 	out := make([]int32, n)
 	for i := range out {
 		out[i] = int32((int(tx.Node) + i) % members)
