@@ -36,7 +36,7 @@ func TestConnectDrivesNodeProcesses(t *testing.T) {
 		for i, addr := range nodes.peers {
 			lines = append(lines, fmt.Sprintf(`%d +%s +up +0 +0 +0 +[\d.]+ (B|KiB) +none +0`, i, strings.ReplaceAll(addr, ".", `\.`)))
 		}
-		return append(lines, `no transaction is in doubt`)
+		return append(lines, `protocol: nonblocking`, `no transaction is in doubt`)
 	}
 	expectLines(t, plainSession(t, 0, script, nodes.connectArgs()...), want(1, 1)...)
 
@@ -82,7 +82,7 @@ func TestConnectOperatorCommands(t *testing.T) {
 	traceAt := traceStart(got, "0.1.1")
 	expectTrace(t, got[traceAt:], "trace 0.1.1: committed; coordinator node 0, participants 1 2",
 		"Prepare 0 → 1", "Prepare 0 → 1 received", "node 1 log PREPARED (forced)", "Vote yes 1 → 0",
-		"node 0 log COMMIT (forced)", "Commit 0 → 2 received", "node 2 log COMMITTED (forced)", "Ack 2 → 0 received", "node 0 log END (lazy)")
+		"node 0 log ACCEPTED (forced)", "Commit 0 → 2 received", "node 2 log COMMITTED (forced)", "Ack 2 → 0 received", "node 0 log END (lazy)")
 	expectLines(t, got[:traceAt], `committed 0\.1\.1 \(\d+ ms\)`, `settled: nothing in flight, locked or in doubt on the running nodes`)
 
 	got = plainSession(t, 0, strings.Join([]string{
@@ -123,6 +123,7 @@ func TestConnectOperatorCommands(t *testing.T) {
 		`node +address +state +in-flight +locks +in-doubt +log +last snapshot +skew`,
 		row(0, "0"), row(1, "0"), row(2, "0"), row(3, `\+5s`),
 		`partitioned: 0-2`,
+		`protocol: nonblocking`,
 		`node 3 faults: drop=0\.25 dup=0 delay=0\.5:20ms reorder=0 \(so far \d+ dropped, 0 duplicated, \d+ delayed, 0 reordered\)`,
 		`aborted 0\.1\.2: vote timeout: no vote from node\(s\) 2 within 2s`,
 		`committed 1\.1\.1 \(\d+ ms\)`,
