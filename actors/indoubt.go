@@ -142,7 +142,15 @@ func (p *participant) askAboutInDoubt(ctx actor.Context) {
 			p.cfg.Rounds(messages.DecisionUnknown) // the previous round learned nothing
 		}
 		if p.nonblocking() {
-			p.startRecovery(ctx, tx, t)
+			if t.asked == 0 {
+				// The first round only asks: a coordinator that is up
+				// answers within a round trip, and a recovery now would
+				// overtake its ballot 0 for nothing. Recovery starts on
+				// the next tick if no answer came (recoverPending).
+				t.recoverDue = true
+			} else {
+				p.startRecovery(ctx, tx, t)
+			}
 		}
 		t.asked++
 		t.nextQuery = now.Add(t.queryGap.grow())

@@ -170,8 +170,10 @@ type ptx struct {
 	queryGap   backoff
 	asked      int // DecisionQuery rounds sent
 	// recovery: this node's proposal for the outcome (non-blocking
-	// commit), from its first round of asking on.
-	recovery *proposal
+	// commit), from the tick after its first round of asking on
+	// (recoverDue: that first round went out).
+	recovery   *proposal
+	recoverDue bool
 }
 
 // standing is where a transaction stands at this participant: the one
@@ -332,6 +334,7 @@ func (p *participant) Receive(ctx actor.Context) {
 		if p.queryTimer.current(m) {
 			p.forget(ctx)
 			p.expireWaits(ctx)
+			p.recoverPending(ctx) // before asking: a round asked this tick waits for the next
 			p.askAboutInDoubt(ctx)
 			p.askAboutHeuristics(ctx)
 			p.rounds++

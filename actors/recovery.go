@@ -36,6 +36,22 @@ func (p *participant) startRecovery(ctx actor.Context, tx messages.TxID, t *ptx)
 	p.cfg.Steps.report(p.cfg.Node, StepRecoveryStarted, tx, -1, 0)
 }
 
+// recoverPending starts the recovery of every transaction still in doubt
+// whose first round of asking went unanswered (askAboutInDoubt): one tick
+// after it, not a whole round, so a dead coordinator costs little more
+// than the first round.
+func (p *participant) recoverPending(ctx actor.Context) {
+	for tx, t := range p.txs {
+		if !t.recoverDue {
+			continue
+		}
+		t.recoverDue = false
+		if p.standing(tx).kind == standInDoubt {
+			p.startRecovery(ctx, tx, t)
+		}
+	}
+}
+
 // recovering returns the live proposal m answers, if tx is still in doubt
 // here: a reply for a transaction decided meanwhile is stale.
 func (p *participant) recovering(tx messages.TxID) (*ptx, *proposal) {

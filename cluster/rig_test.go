@@ -9,6 +9,7 @@ import (
 	"net/rpc"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -797,4 +798,33 @@ func countLines(log string, parts ...string) int {
 		}
 	}
 	return n
+}
+
+// adminCluster is a plaintext cluster (every connection may call Admin, as
+// in --insecure) whose nodes trace, log to nowhere at warn, and use the
+// crash rig's short clocks, but remember outcomes for longer than the
+// test: letting go of one logs a MARK, which would land in a trace being
+// compared.
+func adminCluster(t *testing.T, n int) (*Local, *trace.Recorder, hclog.Logger) {
+	t.Helper()
+	rec := trace.NewRecorder(100)
+	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: io.Discard})
+	timing := crashTiming
+	timing.RememberOutcomes = time.Minute
+	l, err := StartLocal(LocalConfig{Nodes: n, DataDir: t.TempDir(), Timing: timing, Tracer: rec, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop() })
+	return l, rec, log
+}
+
+// sameEvents: the same events in the same order, times compared as
+// instants (a time from the wire has no monotonic reading).
+func sameEvents(a, b []trace.Event) bool {
+	return slices.EqualFunc(a, b, func(x, y trace.Event) bool {
+		x.At, y.At = x.At.Round(0), y.At.Round(0)
+		return x.At.Equal(y.At) && x.Node == y.Node && x.Kind == y.Kind && x.Peer == y.Peer && x.Tx == y.Tx &&
+			x.What == y.What && x.Forced == y.Forced && x.Detail == y.Detail
+	})
 }

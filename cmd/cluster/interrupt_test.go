@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,36 +12,6 @@ import (
 
 	"twopc/actors/actortest"
 )
-
-// interruptedSpawn parses the partial line of a spawn that Ctrl-C stopped
-// and the reason lines after it: how many were submitted, committed and
-// had no known outcome.
-var interruptedSpawn = regexp.MustCompile(`^spawned (\d+) of 10000 \(interrupted\): committed (\d+), aborted (\d+) \(\d+ ms\)$`)
-
-func checkInterruptedSpawn(t *testing.T, lines []string) (committed int) {
-	t.Helper()
-	m := interruptedSpawn.FindStringSubmatch(lines[0])
-	if m == nil {
-		t.Fatalf("not an interrupted spawn's line: %q", lines[0])
-	}
-	submitted, _ := strconv.Atoi(m[1])
-	committed, _ = strconv.Atoi(m[2])
-	aborted, _ := strconv.Atoi(m[3])
-	// Each transaction not committed has a reason line: the aborts' and
-	// those whose outcome is unknown.
-	notCommitted := 0
-	for _, l := range lines[1:] {
-		var n int
-		if _, err := fmt.Sscanf(l, "  %d × ", &n); err != nil {
-			t.Fatalf("not a reason line: %q", l)
-		}
-		notCommitted += n
-	}
-	if submitted <= 0 || submitted >= 10000 || committed+notCommitted != submitted || notCommitted < aborted {
-		t.Fatalf("interrupted spawn: %d submitted, %d committed, %d aborted, %d not committed: %q", submitted, committed, aborted, notCommitted, lines)
-	}
-	return committed
-}
 
 // Ctrl-C during a spawn: it stops submitting, waits for what is in
 // flight, prints its partial line; the cluster goes on, everything
@@ -125,7 +94,10 @@ func TestCtrlCStopsASpawnNotTheCluster(t *testing.T) {
 // runs cancels the spawn; the session reads its next line and ends
 // normally (exit 0, not 130).
 func TestSIGINTDuringAPipedSpawn(t *testing.T) {
-	args := localArgs(t, "--no-demo", "--http", "127.0.0.1:0")
+	// The default vote timeout: a thousand transactions begun at once on a
+	// busy machine would mostly time out at 500ms, and aborting them costs
+	// more than committing them.
+	args := localArgs(t, "--no-demo", "--http", "127.0.0.1:0", "--vote-timeout", "2s")
 	stdin, feed := io.Pipe()
 	var out, errOut actortest.Buffer
 	done := make(chan int, 1)
@@ -169,8 +141,8 @@ func TestSIGINTDuringAPipedSpawn(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit code %d after SIGINT during a command, want 0\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
 		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("the session did not end at the end of its input")
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("the session did not end at the end of its input\nstdout:\n%s\nstderr (end):\n%s", out.String(), tail(errOut.String(), 40))
 	}
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")[1:] // after the URL line
 	var spawned []string

@@ -480,3 +480,42 @@ func metricValue(t *testing.T, base, series string) float64 {
 	}
 	return -1
 }
+
+// interruptedSpawn parses the partial line of a spawn that Ctrl-C stopped
+// and the reason lines after it: how many were submitted, committed and
+// had no known outcome.
+var interruptedSpawn = regexp.MustCompile(`^spawned (\d+) of 10000 \(interrupted\): committed (\d+), aborted (\d+) \(\d+ ms\)$`)
+
+func checkInterruptedSpawn(t *testing.T, lines []string) (committed int) {
+	t.Helper()
+	m := interruptedSpawn.FindStringSubmatch(lines[0])
+	if m == nil {
+		t.Fatalf("not an interrupted spawn's line: %q", lines[0])
+	}
+	submitted, _ := strconv.Atoi(m[1])
+	committed, _ = strconv.Atoi(m[2])
+	aborted, _ := strconv.Atoi(m[3])
+	// Each transaction not committed has a reason line: the aborts' and
+	// those whose outcome is unknown.
+	notCommitted := 0
+	for _, l := range lines[1:] {
+		var n int
+		if _, err := fmt.Sscanf(l, "  %d × ", &n); err != nil {
+			t.Fatalf("not a reason line: %q", l)
+		}
+		notCommitted += n
+	}
+	if submitted <= 0 || submitted >= 10000 || committed+notCommitted != submitted || notCommitted < aborted {
+		t.Fatalf("interrupted spawn: %d submitted, %d committed, %d aborted, %d not committed: %q", submitted, committed, aborted, notCommitted, lines)
+	}
+	return committed
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
