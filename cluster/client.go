@@ -422,6 +422,7 @@ type dialOptions struct {
 	tls                  *tls.Config
 	timeout              time.Duration
 	redialMin, redialMax time.Duration
+	codec                func(net.Conn) rpc.ClientCodec // nil: the wire's (tests give their own)
 }
 
 // WithTLS makes Dial speak mutual TLS with cfg: typically a client's or
@@ -548,7 +549,13 @@ func (c *Client) connect(addr string) (*conn, int32, error) {
 		return nil, -1, fmt.Errorf("connect to node at %s: %w", addr, err)
 	}
 	w := &watchedConn{Conn: nc, ended: make(chan struct{})}
-	return &conn{rpc: rpc.NewClientWithCodec(bridge.NewClientCodec(w, bridge.Limits{})), ended: w.ended}, node, nil
+	var codec rpc.ClientCodec
+	if c.opts.codec != nil {
+		codec = c.opts.codec(w)
+	} else {
+		codec = bridge.NewClientCodec(w, bridge.Limits{})
+	}
+	return &conn{rpc: rpc.NewClientWithCodec(codec), ended: w.ended}, node, nil
 }
 
 // startDial dials s in the background; its result wakes the waiting
@@ -709,6 +716,9 @@ func (c *Client) send(method string, args, reply any, failover bool, tried map[*
 					c.done(pick, cn, false)
 					return nil, done.Error
 				}
+				// Answered already (or failed after sending): put it back
+				// for the wait (the channel holds one, now free).
+				call.Done <- done
 			default:
 			}
 			return &sent{s: pick, cn: cn, call: call}, nil

@@ -252,3 +252,25 @@ func TestClientSubmitReachingNoNodeIsNotSent(t *testing.T) {
 		t.Fatalf("submit never sent reported as no outcome: %v", err)
 	}
 }
+
+// An answer that net/rpc delivered before the Client looked (a fast node,
+// a busy client) is the call's answer: the Client's check that a call was
+// sent must not swallow it (it once did, and the call then waited out its
+// timeout for an answer it had already had).
+func TestClientTakesAnAnswerThatCameAtOnce(t *testing.T) {
+	peer := startMutePeer(t) // something to connect to; the codec answers
+	c, err := Dial(peer.addr, withCodec(newInstantCodec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetTimeout(10 * time.Second)
+	vals, err := c.Read("k")
+	if err != nil || len(vals) != 1 || vals[0].Value != 42 {
+		t.Fatalf("read answered at once: %v %v", vals, err)
+	}
+	o, err := c.Submit(messages.Set("k", 1))
+	if err != nil || !o.Committed {
+		t.Fatalf("submit answered at once: %v %v", o, err)
+	}
+}
