@@ -452,8 +452,9 @@ func Dial(addr string, opts ...DialOption) (*Client, error) {
 
 // DialCluster connects to the nodes at addrs: addrs[0] is the Client's own
 // node, which coordinates its transactions while it can be reached; the
-// others take over while it cannot (see Client). It fails only if none
-// can be connected to.
+// others take over while it cannot (see Client). It dials them all at
+// once and returns when its own node is connected, or, if that failed,
+// when any other is; it fails only if none can be connected to.
 func DialCluster(addrs []string, opts ...DialOption) (*Client, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("dial: no node address given")
@@ -481,7 +482,8 @@ func DialCluster(addrs []string, opts ...DialOption) (*Client, error) {
 		seen[a] = true
 		c.slots = append(c.slots, &slot{addr: a, node: -1})
 	}
-	// Every node at once; the first to answer will do.
+	// Every node at once. The Client's own node will do, or, once it has
+	// failed, any other: the first calls then go where they should.
 	c.mu.Lock()
 	for _, s := range c.slots {
 		c.startDial(s)
@@ -498,7 +500,8 @@ func DialCluster(addrs []string, opts ...DialOption) (*Client, error) {
 				errs = append(errs, s.lastErr)
 			}
 		}
-		if up > 0 {
+		own := c.slots[0]
+		if own.conn != nil || (up > 0 && !own.dialing) {
 			c.mu.Unlock()
 			return c, nil
 		}

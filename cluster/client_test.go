@@ -150,6 +150,7 @@ func TestClientFailsOverWhileItsNodeIsDown(t *testing.T) {
 func TestClientReadInFlightFailsOver(t *testing.T) {
 	l, c, _ := clientCluster(t, 3, actors.Timing{VoteTimeout: 20 * time.Second})
 	mustCommit(t, c, messages.Set("n1/x", 7))
+	waitLocksFree(t, l) // the commit is over at node 1 too
 	// A transaction prepared on n1/x holds reads of it until it is decided.
 	release := holdLock(t, l, 1, 1, messages.Set("n1/x", 8))
 	type result struct {
