@@ -422,6 +422,7 @@ type dialOptions struct {
 	tls                  *tls.Config
 	timeout              time.Duration
 	redialMin, redialMax time.Duration
+	codec                func(net.Conn) rpc.ClientCodec // nil: the wire's (tests give their own)
 }
 
 // WithTLS makes Dial speak mutual TLS with cfg: typically a client's or
@@ -451,8 +452,9 @@ func Dial(addr string, opts ...DialOption) (*Client, error) {
 
 // DialCluster connects to the nodes at addrs: addrs[0] is the Client's own
 // node, which coordinates its transactions while it can be reached; the
-// others take over while it cannot (see Client). It fails only if none
-// can be connected to.
+// others take over while it cannot (see Client). It dials them all at
+// once and returns when its own node is connected, or, if that failed,
+// when any other is; it fails only if none can be connected to.
 func DialCluster(addrs []string, opts ...DialOption) (*Client, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("dial: no node address given")
@@ -480,7 +482,8 @@ func DialCluster(addrs []string, opts ...DialOption) (*Client, error) {
 		seen[a] = true
 		c.slots = append(c.slots, &slot{addr: a, node: -1})
 	}
-	// Every node at once; the first to answer will do.
+	// Every node at once. The Client's own node will do, or, once it has
+	// failed, any other: the first calls then go where they should.
 	c.mu.Lock()
 	for _, s := range c.slots {
 		c.startDial(s)
@@ -497,7 +500,8 @@ func DialCluster(addrs []string, opts ...DialOption) (*Client, error) {
 				errs = append(errs, s.lastErr)
 			}
 		}
-		if up > 0 {
+		own := c.slots[0]
+		if own.conn != nil || (up > 0 && !own.dialing) {
 			c.mu.Unlock()
 			return c, nil
 		}
@@ -548,7 +552,13 @@ func (c *Client) connect(addr string) (*conn, int32, error) {
 		return nil, -1, fmt.Errorf("connect to node at %s: %w", addr, err)
 	}
 	w := &watchedConn{Conn: nc, ended: make(chan struct{})}
-	return &conn{rpc: rpc.NewClientWithCodec(bridge.NewClientCodec(w, bridge.Limits{})), ended: w.ended}, node, nil
+	var codec rpc.ClientCodec
+	if c.opts.codec != nil {
+		codec = c.opts.codec(w)
+	} else {
+		codec = bridge.NewClientCodec(w, bridge.Limits{})
+	}
+	return &conn{rpc: rpc.NewClientWithCodec(codec), ended: w.ended}, node, nil
 }
 
 // startDial dials s in the background; its result wakes the waiting
@@ -709,6 +719,9 @@ func (c *Client) send(method string, args, reply any, failover bool, tried map[*
 					c.done(pick, cn, false)
 					return nil, done.Error
 				}
+				// Answered already (or failed after sending): put it back
+				// for the wait (the channel holds one, now free).
+				call.Done <- done
 			default:
 			}
 			return &sent{s: pick, cn: cn, call: call}, nil

@@ -150,6 +150,7 @@ func TestClientFailsOverWhileItsNodeIsDown(t *testing.T) {
 func TestClientReadInFlightFailsOver(t *testing.T) {
 	l, c, _ := clientCluster(t, 3, actors.Timing{VoteTimeout: 20 * time.Second})
 	mustCommit(t, c, messages.Set("n1/x", 7))
+	waitLocksFree(t, l) // the commit is over at node 1 too
 	// A transaction prepared on n1/x holds reads of it until it is decided.
 	release := holdLock(t, l, 1, 1, messages.Set("n1/x", 8))
 	type result struct {
@@ -250,5 +251,27 @@ func TestClientSubmitReachingNoNodeIsNotSent(t *testing.T) {
 	var no *NoOutcomeError
 	if errors.As(err, &no) {
 		t.Fatalf("submit never sent reported as no outcome: %v", err)
+	}
+}
+
+// An answer that net/rpc delivered before the Client looked (a fast node,
+// a busy client) is the call's answer: the Client's check that a call was
+// sent must not swallow it (it once did, and the call then waited out its
+// timeout for an answer it had already had).
+func TestClientTakesAnAnswerThatCameAtOnce(t *testing.T) {
+	peer := startMutePeer(t) // something to connect to; the codec answers
+	c, err := Dial(peer.addr, withCodec(newInstantCodec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetTimeout(10 * time.Second)
+	vals, err := c.Read("k")
+	if err != nil || len(vals) != 1 || vals[0].Value != 42 {
+		t.Fatalf("read answered at once: %v %v", vals, err)
+	}
+	o, err := c.Submit(messages.Set("k", 1))
+	if err != nil || !o.Committed {
+		t.Fatalf("submit answered at once: %v %v", o, err)
 	}
 }

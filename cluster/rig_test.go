@@ -828,3 +828,77 @@ func sameEvents(a, b []trace.Event) bool {
 			x.What == y.What && x.Forced == y.Forced && x.Detail == y.Detail
 	})
 }
+
+// withCodec makes a Client speak through the codec f makes of each
+// connection instead of the wire's.
+func withCodec(f func(net.Conn) rpc.ClientCodec) DialOption {
+	return func(o *dialOptions) { o.codec = f }
+}
+
+// instantCodec answers every call itself, and so quickly that net/rpc has
+// delivered the answer before Go returns: WriteRequest waits until the
+// reader has handed it over and come back for the next one. Reads answer
+// key "k" = 42 on node 0; Run commits; Named names the transaction 0.1.1.
+type instantCodec struct {
+	conn   net.Conn
+	mu     sync.Mutex
+	cond   sync.Cond
+	queue  []rpc.Response
+	reads  int // ReadResponseHeader calls begun
+	closed bool
+	method string // of the response being read
+}
+
+func newInstantCodec(conn net.Conn) rpc.ClientCodec {
+	c := &instantCodec{conn: conn}
+	c.cond.L = &c.mu
+	return c
+}
+
+func (c *instantCodec) WriteRequest(r *rpc.Request, _ any) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.queue = append(c.queue, rpc.Response{Seq: r.Seq, ServiceMethod: r.ServiceMethod})
+	c.cond.Broadcast()
+	for n := c.reads; c.reads <= n && !c.closed; {
+		c.cond.Wait()
+	}
+	return nil
+}
+
+func (c *instantCodec) ReadResponseHeader(r *rpc.Response) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reads++
+	c.cond.Broadcast()
+	for len(c.queue) == 0 && !c.closed {
+		c.cond.Wait()
+	}
+	if c.closed {
+		return io.EOF
+	}
+	*r, c.queue = c.queue[0], c.queue[1:]
+	c.method = r.ServiceMethod
+	return nil
+}
+
+func (c *instantCodec) ReadResponseBody(v any) error {
+	tx := messages.TxID{Node: 0, Incarnation: 1, Seq: 1}
+	switch r := v.(type) {
+	case *ReadResult:
+		r.Values = []NodeValue{{Key: "k", Node: 0, Value: 42}}
+	case *RunReply:
+		r.Outcome = messages.Outcome{Tx: tx, Committed: true}
+	case *NamedReply:
+		r.Tx = tx
+	}
+	return nil
+}
+
+func (c *instantCodec) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	return c.conn.Close()
+}
