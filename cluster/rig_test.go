@@ -285,8 +285,14 @@ func wantRunningRefusal(t *testing.T, rerr error) {
 // temporary directory, stopped when the test ends.
 func testCluster(t *testing.T, n int, timing actors.Timing) *Local {
 	t.Helper()
+	return testClusterRunning(t, n, timing, actors.DefaultProtocol)
+}
+
+// testClusterRunning is testCluster running protocol proto.
+func testClusterRunning(t *testing.T, n int, timing actors.Timing, proto actors.Protocol) *Local {
+	t.Helper()
 	l, err := StartLocal(LocalConfig{
-		Nodes: n, DataDir: t.TempDir(), Timing: timing,
+		Nodes: n, DataDir: t.TempDir(), Timing: timing, Protocol: proto,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}),
 	})
 	if err != nil {
