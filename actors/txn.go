@@ -292,8 +292,12 @@ func (t *txn) sendCommit(ctx actor.Context, resend bool) {
 func (t *txn) finish(ctx actor.Context) {
 	t.step(StepAllAcked, -1, 0)
 	// END is lazy: if it is lost, a restart re-drives the commit once more
-	// and the participants ack again.
-	t.durable.lazy(ctx, messages.Record{Kind: messages.RecEnd, Tx: t.cfg.tx})
+	// and the participants ack again. Only a COMMIT in this node's log
+	// needs one (none under the non-blocking commit, but for a commit
+	// re-driven from a log written under 2PC).
+	if !t.cfg.nonblocking || t.cfg.redrive {
+		t.durable.lazy(ctx, messages.Record{Kind: messages.RecEnd, Tx: t.cfg.tx})
+	}
 	if t.cfg.log.IsInfo() {
 		t.cfg.log.Info("transaction ended", "tx", t.cfg.tx, "took", t.cfg.now().Sub(t.start).Round(time.Microsecond))
 	}
@@ -451,9 +455,11 @@ func (t *txn) recoverOutcome(ctx actor.Context, why string) {
 }
 
 // onChosen: the acceptors have chosen d. Commit goes on as in 2PC once
-// COMMIT is durable (committing); the COMMIT record is lazy here, as the
-// acceptors hold the decision durably already — it only lets this node,
-// restarted, drive the commit again without asking them.
+// COMMIT is durable (committing), but this node logs no COMMIT (nor END):
+// the acceptors hold the decision durably already, and a participant in
+// doubt recovers it from them. Two records fewer per transaction than
+// logging them, lazily, would cost — all a COMMIT would buy is a
+// restarted coordinator driving the commit itself, a round sooner.
 func (t *txn) onChosen(ctx actor.Context, d messages.Decision) {
 	t.deadline.stop()
 	t.clientWait.stop()
@@ -465,7 +471,6 @@ func (t *txn) onChosen(ctx actor.Context, d messages.Decision) {
 	if t.cfg.log.IsInfo() {
 		t.cfg.log.Info("decision chosen", "tx", t.cfg.tx, "decision", "commit", "ballot", t.proposal.ballot)
 	}
-	t.durable.lazy(ctx, messages.Record{Kind: messages.RecCommitDecision, Tx: t.cfg.tx, Participants: t.yes})
 	t.behavior.Become(t.committing)
 	t.beginCommitting(ctx)
 }

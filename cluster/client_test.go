@@ -80,8 +80,8 @@ func TestClientOfCrashedNodeGetsError(t *testing.T) {
 // (the dial is retried with back-off) and commits once it is back.
 func TestClientLivesThroughItsNodesRestart(t *testing.T) {
 	// 2PC: its forced COMMIT makes the restarted coordinator drive the
-	// first commit at once. (Under the non-blocking commit its COMMIT
-	// record is lazy, and node 1 may hold n1/x in doubt until its own
+	// first commit at once. (Under the non-blocking commit the coordinator
+	// logs no COMMIT, and node 1 may hold n1/x in doubt until its own
 	// recovery round, after InDoubtAfter: the next Submit could then be
 	// refused, which is not what this test is about.)
 	l := testClusterRunning(t, 2, actors.Timing{}, actors.TwoPC)

@@ -82,7 +82,7 @@ func TestConnectOperatorCommands(t *testing.T) {
 	traceAt := traceStart(got, "0.1.1")
 	expectTrace(t, got[traceAt:], "trace 0.1.1: committed; coordinator node 0, participants 1 2",
 		"Prepare 0 → 1", "Prepare 0 → 1 received", "node 1 log PREPARED (forced)", "Vote yes 1 → 0",
-		"node 0 log ACCEPTED (forced)", "Commit 0 → 2 received", "node 2 log COMMITTED (forced)", "Ack 2 → 0 received", "node 0 log END (lazy)")
+		"node 0 log ACCEPTED (forced)", "Commit 0 → 2 received", "node 2 log COMMITTED (forced)", "Ack 2 → 0 received")
 	expectLines(t, got[:traceAt], `committed 0\.1\.1 \(\d+ ms\)`, `settled: nothing in flight, locked or in doubt on the running nodes`)
 
 	got = plainSession(t, 0, strings.Join([]string{
