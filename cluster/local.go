@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -42,6 +43,10 @@ type LocalConfig struct {
 	// Observers, if set, gives each node its Observer (Config.Observer),
 	// called again with the same id when the node restarts. Nil: none.
 	Observers func(id int32) Observer
+	// Network, if set, carries the nodes' connections instead of TCP
+	// (Config.Network): node i is then "node-i:<BasePort+i>" on it, with
+	// BasePort 7000 if 0. Nil: TCP on 127.0.0.1.
+	Network Network
 }
 
 // Local is a cluster of in-process nodes: the four-node demo, the
@@ -91,6 +96,10 @@ func (l *Local) clock(i int) func() time.Time {
 	return func() time.Time { return time.Now().Add(time.Duration(l.skews[i].Load())) }
 }
 
+// memnetBasePort numbers the nodes' addresses on a LocalConfig.Network
+// without a BasePort; only names there, never a TCP port.
+const memnetBasePort = 7000
+
 // StartLocal starts every node. With BasePort 0 it reserves free ports
 // first, so tests never collide with each other or with a running demo.
 func StartLocal(cfg LocalConfig) (*Local, error) {
@@ -104,7 +113,12 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 		if cfg.BasePort > 0 {
 			addr = fmt.Sprintf("127.0.0.1:%d", cfg.BasePort+i)
 		}
-		lis, err := net.Listen("tcp", addr)
+		listen := func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+		if cfg.Network != nil {
+			addr = fmt.Sprintf("node-%d:%d", i, cmp.Or(cfg.BasePort, memnetBasePort)+i)
+			listen = cfg.Network.Listen
+		}
+		lis, err := listen(addr)
 		if err != nil {
 			for _, p := range listeners[:i] {
 				p.Close()
@@ -143,7 +157,7 @@ func (l *Local) start(i int, lis net.Listener) error {
 	n, err := Start(Config{
 		TLS: id, ConnLimits: l.cfg.ConnLimits,
 		ID: int32(i), Members: l.members, DataDir: l.cfg.DataDir, Timing: l.cfg.Timing,
-		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Steps: l.stepHook(), Tracer: l.cfg.Tracer,
+		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Network: l.cfg.Network, Steps: l.stepHook(), Tracer: l.cfg.Tracer,
 		Clock:       l.clock(i),
 		BridgeReady: func(b *bridge.Bridge) { l.bridgeReady(i, b) },
 		FailStopped: func(n *Node) { l.failStopped(i, n) }, Observer: l.observer(i),
