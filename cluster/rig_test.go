@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/rpc"
 	"os"
@@ -696,4 +697,38 @@ func rpcAs(t *testing.T, l *Local, node int, id *identity.Identity) *rpc.Client 
 	c := rpc.NewClientWithCodec(bridge.NewClientCodec(conn, bridge.Limits{}))
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// --- simulation helpers (simulation_test.go) ---------------------------------
+
+// simSteps are every protocol step with a name (actors/steps.go), so a step
+// added later is crashed at too.
+func simSteps() []actors.StepKind {
+	var out []actors.StepKind
+	for k := actors.StepKind(1); k != 0; k++ {
+		if !strings.HasPrefix(k.String(), "step(") {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// sendingStep: the step sends a message to another node, so a crash there
+// may wait for its delivery (Delivered).
+func sendingStep(k actors.StepKind) bool {
+	_, ok := sendArrival(actors.Step{Kind: k})
+	return ok
+}
+
+// randomSimBase picks the simulation's first seed when -sim.base is not
+// given: each run explores new schedules, and logs how to run them again.
+func randomSimBase() uint64 { return mrand.Uint64N(1 << 40) }
+
+// simLogger is the nodes' logger in the simulation: silent, or -sim.log's
+// level to stderr, each line naming the test (and so the seed).
+func simLogger(t *testing.T) hclog.Logger {
+	if *simLog == "" {
+		return quietLogger()
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.LevelFromString(*simLog), Output: os.Stderr})
 }
