@@ -47,6 +47,9 @@ type LocalConfig struct {
 	// (Config.Network): node i is then "node-i:<BasePort+i>" on it, with
 	// BasePort 7000 if 0. Nil: TCP on 127.0.0.1.
 	Network Network
+	// SyncLatency, if set, gives node i the wait before each fsync of its
+	// log (Config.SyncLatency), called again when it restarts. Nil: none.
+	SyncLatency func(node int32) func() time.Duration
 }
 
 // Local is a cluster of in-process nodes: the four-node demo, the
@@ -157,7 +160,7 @@ func (l *Local) start(i int, lis net.Listener) error {
 	n, err := Start(Config{
 		TLS: id, ConnLimits: l.cfg.ConnLimits,
 		ID: int32(i), Members: l.members, DataDir: l.cfg.DataDir, Timing: l.cfg.Timing,
-		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Network: l.cfg.Network, Steps: l.stepHook(), Tracer: l.cfg.Tracer,
+		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Network: l.cfg.Network, SyncLatency: l.syncLatency(i), Steps: l.stepHook(), Tracer: l.cfg.Tracer,
 		Clock:       l.clock(i),
 		BridgeReady: func(b *bridge.Bridge) { l.bridgeReady(i, b) },
 		FailStopped: func(n *Node) { l.failStopped(i, n) }, Observer: l.observer(i),
@@ -177,6 +180,14 @@ func (l *Local) start(i int, lis net.Listener) error {
 	l.nodes[i] = n
 	l.mu.Unlock()
 	return nil
+}
+
+// syncLatency is node i's wait before each fsync, or nil.
+func (l *Local) syncLatency(i int) func() time.Duration {
+	if l.cfg.SyncLatency == nil {
+		return nil
+	}
+	return l.cfg.SyncLatency(int32(i))
 }
 
 // observer is node i's Observer, or nil.

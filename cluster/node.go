@@ -59,6 +59,10 @@ type Config struct {
 	// dials its peers, instead of TCP: the simulation runs whole clusters
 	// on an in-memory one (internal/memnet). Nil: TCP.
 	Network Network
+	// SyncLatency, if set, is waited before each fsync of the node's log
+	// (persistence.Options.SyncLatency): the simulation's slow disk. Nil:
+	// none.
+	SyncLatency func() time.Duration
 
 	// FailStopped, if set, is called once, on a goroutine of its own, after
 	// the node stopped itself because its log failed (see
@@ -212,7 +216,7 @@ func (n *Node) start() error {
 		return err
 	}
 	wal, err := persistence.Open(persistence.Options{Dir: dir, SnapshotEvery: n.cfg.SnapshotEvery, Logger: n.log.Named("wal"),
-		Written: n.written(), Synced: n.synced(), Failed: n.logFailed})
+		Written: n.written(), Synced: n.synced(), Failed: n.logFailed, SyncLatency: n.cfg.SyncLatency})
 	if err != nil {
 		return fmt.Errorf("node %d: recovering from %s: %w", n.cfg.ID, dir, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/rpc"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -731,4 +732,24 @@ func simLogger(t *testing.T) hclog.Logger {
 		return quietLogger()
 	}
 	return hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.LevelFromString(*simLog), Output: os.Stderr})
+}
+
+// bubbleStacks are the stacks of every goroutine in a synctest bubble (of
+// any simulation running at the time), at most 64 KiB of them: what a
+// deadlocked schedule left blocked.
+func bubbleStacks() string {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out strings.Builder
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if first, _, _ := strings.Cut(g, "\n"); strings.Contains(first, "synctest bubble") {
+			out.WriteString(g)
+			out.WriteString("\n\n")
+		}
+		if out.Len() > 64<<10 {
+			out.WriteString("... (more)\n")
+			break
+		}
+	}
+	return out.String()
 }

@@ -108,9 +108,7 @@ func TestSimulation(t *testing.T) {
 				for _, seed := range seeds {
 					t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 						t.Parallel()
-						s := newSimSchedule(seed)
-						var res *simResult
-						synctest.Test(t, func(t *testing.T) { res = runSimulation(t, s, p) })
+						res := simulate(t, newSimSchedule(seed), p)
 						sum.add(res)
 						if len(res.violations) > 0 {
 							t.Errorf("%s", res.report())
@@ -125,6 +123,36 @@ func TestSimulation(t *testing.T) {
 		})
 	}
 }
+
+// simulate runs s against p in a bubble of its own. A deadlock — every
+// goroutine of the cluster blocked with no timer that could wake one, a
+// lost wake-up — makes synctest panic; it is reported as this seed's
+// violation rather than ending the whole test binary (the blocked
+// goroutines stay behind, and TestMain's leak check reports them too).
+//
+// A hang synctest cannot see — a goroutine waiting for a lock is not
+// durably blocked, so if the lock's holder sleeps in virtual time the
+// clock stops for good — is caught by a wall-clock watchdog, which ends
+// the binary naming the seed (no test can go on past a hung bubble).
+func simulate(t *testing.T, s *simSchedule, p simProtocol) (r *simResult) {
+	r = newSimResult(s, p)
+	watchdog := time.AfterFunc(simHungAfter, func() {
+		panic(fmt.Sprintf("simulation seed %d (%s) still running after %v of wall time: hung (replay: go test ./cluster -run TestSimulation -sim.seed=%d -sim.protocol=%s)\n%s",
+			s.Seed, p.name, simHungAfter, s.Seed, p.name, s))
+	})
+	defer watchdog.Stop()
+	defer func() {
+		if v := recover(); v != nil {
+			r.violate("the run deadlocked (synctest: %v); the goroutines blocked in bubbles:\n%s", v, bubbleStacks())
+		}
+	}()
+	synctest.Test(t, func(t *testing.T) { runSimulation(t, r, p) })
+	return r
+}
+
+// simHungAfter is the wall time after which a schedule is taken for hung:
+// one takes well under a few seconds even under -race on a busy machine.
+const simHungAfter = 3 * time.Minute
 
 // simSeeds are the seeds to run: -sim.seed alone, or base+1 … base+N.
 func simSeeds(t *testing.T) []uint64 {
@@ -173,6 +201,8 @@ func (s *simSummary) add(r *simResult) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	s.schedules++
 	if len(r.violations) > 0 {
 		s.failed++
@@ -264,6 +294,10 @@ type simSchedule struct {
 	Clients []simClient
 	Events  []simEvent // sorted by At
 	Observe time.Duration
+	// NetLatency delays every message on the network; each fsync waits
+	// up to DiskLatency (drawn per fsync from the seed's disk RNG): forced
+	// writes take time, so crashes can fall between a write and its fsync.
+	NetLatency, DiskLatency time.Duration
 }
 
 // simClient submits its transfers one after another, each through the
@@ -290,13 +324,14 @@ type simTx struct {
 type simEventKind uint8
 
 const (
-	evCrashAtStep simEventKind = iota + 1 // arm a power cut of Node at Step
-	evCrash                               // cut Node's power now
-	evRestart                             // cancel Node's armed crash; restart it if down
-	evFaults                              // message faults on every bridge (zero Faults: none)
-	evPartition                           // cut the link Node-Peer
-	evHeal                                // heal every cut link
-	evSkew                                // set Node's clock Skew off
+	evCrashAtStep   simEventKind = iota + 1 // arm a power cut of Node at Step
+	evCrash                                 // cut Node's power now
+	evCrashWhenTold                         // cut Node's power as soon as a client of it is told an outcome
+	evRestart                               // cancel Node's armed crash; restart it if down
+	evFaults                                // message faults on every bridge (zero Faults: none)
+	evPartition                             // cut the link Node-Peer
+	evHeal                                  // heal every cut link
+	evSkew                                  // set Node's clock Skew off
 )
 
 // simEvent is one fault at a virtual time after the workload starts.
@@ -322,6 +357,8 @@ func (e simEvent) String() string {
 		return at + fmt.Sprintf("arm crash of node %d at %q%s", e.Node, e.Step, d)
 	case evCrash:
 		return at + fmt.Sprintf("crash node %d", e.Node)
+	case evCrashWhenTold:
+		return at + fmt.Sprintf("arm crash of node %d when it next tells a client an outcome", e.Node)
 	case evRestart:
 		return at + fmt.Sprintf("restart node %d", e.Node)
 	case evFaults:
@@ -343,7 +380,7 @@ func (e simEvent) String() string {
 // String is the schedule as the failure report prints it.
 func (s *simSchedule) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "schedule of seed %d (%s; in-doubt after %v):\n", s.Seed, s.Profile, s.Timing.InDoubtAfter)
+	fmt.Fprintf(&b, "schedule of seed %d (%s; in-doubt after %v; network latency %v; fsync up to %v):\n", s.Seed, s.Profile, s.Timing.InDoubtAfter, s.NetLatency, s.DiskLatency)
 	for i, c := range s.Clients {
 		fmt.Fprintf(&b, "  client %d via %v:", i, c.Via)
 		for _, tx := range c.Txs {
@@ -376,6 +413,8 @@ func newSimSchedule(seed uint64) *simSchedule {
 	if rng.IntN(2) == 0 {
 		s.Timing.InDoubtAfter = s.Timing.VoteTimeout
 	}
+	s.NetLatency = []time.Duration{0, 200 * time.Microsecond, time.Millisecond, 3 * time.Millisecond}[rng.IntN(4)]
+	s.DiskLatency = []time.Duration{0, time.Millisecond, 5 * time.Millisecond}[rng.IntN(3)]
 
 	id := 0
 	for range 2 + rng.IntN(3) {
@@ -409,6 +448,22 @@ var simTiming = actors.Timing{
 	MaxResendInterval: 200 * time.Millisecond,
 	InDoubtAfter:      100 * time.Millisecond,
 	MaxQueryInterval:  400 * time.Millisecond,
+}
+
+// diskLatency gives every node's log a wait before each fsync, drawn up to
+// DiskLatency from one RNG seeded by the schedule (nil with no latency).
+func (s *simSchedule) diskLatency() func(int32) func() time.Duration {
+	if s.DiskLatency == 0 {
+		return nil
+	}
+	var mu sync.Mutex
+	rng := rand.New(rand.NewPCG(s.Seed, simStream+1))
+	draw := func() time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return time.Duration(rng.Int64N(int64(s.DiskLatency) + 1))
+	}
+	return func(int32) func() time.Duration { return draw }
 }
 
 func newSimTx(rng *rand.Rand, id int, think time.Duration) simTx {
@@ -452,11 +507,17 @@ func randomAt(rng *rand.Rand, from, to time.Duration) time.Duration {
 	return from + time.Duration(rng.Int64N(int64(to-from)))
 }
 
-// crashEvent arms a crash at a step (most often) or cuts the power at once.
+// crashEvent arms a crash at a step (most often) or when a client is
+// told, or cuts the power at once.
 func crashEvent(rng *rand.Rand, at time.Duration) simEvent {
 	node := rng.IntN(simNodes)
-	if rng.IntN(5) == 0 {
+	switch rng.IntN(10) {
+	case 0, 1:
 		return simEvent{At: at, Kind: evCrash, Node: node}
+	case 2, 3:
+		// Right after the answer, before anything else the node does: a
+		// client must never have been told what the cluster can still undo.
+		return simEvent{At: at, Kind: evCrashWhenTold, Node: node}
 	}
 	steps := simSteps()
 	e := simEvent{At: at, Kind: evCrashAtStep, Node: node, Step: steps[rng.IntN(len(steps))]}
@@ -596,6 +657,8 @@ func (r *simResult) violate(format string, args ...any) {
 // report is the failure message: the violations, the schedule, what the
 // faults did, and how to run the seed again.
 func (r *simResult) report() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d (%s): %d violations:\n", r.schedule.Seed, r.protocol, len(r.violations))
 	for _, v := range r.violations {
@@ -610,20 +673,27 @@ func (r *simResult) report() string {
 	return b.String()
 }
 
-// runSimulation runs s against protocol p inside the caller's synctest
+func newSimResult(s *simSchedule, p simProtocol) *simResult {
+	return &simResult{schedule: s, protocol: p.name, faults: map[string]int{}, crashSteps: map[string]int{}, crashed: map[int]bool{}}
+}
+
+// runSimulation runs r's schedule against protocol p inside the caller's synctest
 // bubble and checks the outcome. Problems of the run itself (a node that
 // cannot restart, a read that fails after quiescence) are violations too:
 // the cluster is expected to come through every schedule.
-func runSimulation(t *testing.T, s *simSchedule, p simProtocol) *simResult {
-	r := &simResult{schedule: s, protocol: p.name, faults: map[string]int{}, crashSteps: map[string]int{}, crashed: map[int]bool{}}
+func runSimulation(t *testing.T, r *simResult, p simProtocol) {
+	s := r.schedule
 	begin := time.Now()
 	defer func() { r.virtual = time.Since(begin) }()
-	cfg := LocalConfig{Nodes: simNodes, DataDir: t.TempDir(), Timing: s.Timing, Logger: simLogger(t), Network: memnet.New(), CrashAtSteps: true}
+	network := memnet.New()
+	network.SetLatency(s.NetLatency)
+	cfg := LocalConfig{Nodes: simNodes, DataDir: t.TempDir(), Timing: s.Timing, Logger: simLogger(t), Network: network, CrashAtSteps: true,
+		SyncLatency: s.diskLatency()}
 	p.configure(&cfg)
 	l, err := StartLocal(cfg)
 	if err != nil {
 		r.violate("cluster did not start: %v", err)
-		return r
+		return
 	}
 	run := &simRunner{r: r, l: l, instances: map[*Node]bool{}}
 	t.Cleanup(func() {
@@ -635,7 +705,7 @@ func runSimulation(t *testing.T, s *simSchedule, p simProtocol) *simResult {
 	run.track()
 	if err := simSetup(l); err != nil {
 		r.violate("%v", err)
-		return r
+		return
 	}
 
 	run.origin = time.Now()
@@ -686,7 +756,6 @@ func runSimulation(t *testing.T, s *simSchedule, p simProtocol) *simResult {
 			}
 		}
 	}
-	return r
 }
 
 // simRunner carries out a schedule on a cluster.
@@ -697,7 +766,7 @@ type simRunner struct {
 
 	mu        sync.Mutex
 	instances map[*Node]bool // every node started, for its bridge's fault counts
-	armed     map[int]*ArmedCrash
+	whenTold  [simNodes]bool // evCrashWhenTold armed on the node
 }
 
 func (run *simRunner) now() time.Duration { return time.Since(run.origin) }
@@ -750,6 +819,11 @@ func (run *simRunner) direct(events []simEvent) {
 			r.mu.Unlock()
 			r.count("crash at a moment", 1)
 			r.note(run.now(), "node %d crashed", e.Node)
+		case evCrashWhenTold:
+			run.mu.Lock()
+			run.whenTold[e.Node] = true
+			run.mu.Unlock()
+			r.count("crash when a client is told (armed)", 1)
 		case evRestart:
 			run.restart(e.Node)
 		case evFaults:
@@ -784,8 +858,14 @@ func (run *simRunner) direct(events []simEvent) {
 func (run *simRunner) restart(node int) {
 	l, r := run.l, run.r
 	if l.Disarm(node) != nil {
-		r.note(run.now(), "crash of node %d never fired; cancelled", node)
+		r.note(run.now(), "crash of node %d at a step never fired; cancelled", node)
 	}
+	run.mu.Lock()
+	if run.whenTold[node] {
+		run.whenTold[node] = false
+		r.note(run.now(), "crash of node %d when a client is told never fired; cancelled", node)
+	}
+	run.mu.Unlock()
 	l.WaitCrashed(node)
 	if l.Node(node) != nil {
 		return
@@ -839,6 +919,9 @@ func (run *simRunner) client(id int, c simClient) {
 			continue
 		}
 		o, err := n.Submit(tx.ops()...)
+		if err == nil {
+			run.crashIfArmedWhenTold(n)
+		}
 		run.r.mu.Lock()
 		x.via = int(n.ID())
 		switch {
@@ -856,6 +939,30 @@ func (run *simRunner) client(id int, c simClient) {
 			x.told, x.tx, x.why = toldAborted, o.Tx, o.Reason
 		}
 		run.r.mu.Unlock()
+	}
+}
+
+// crashIfArmedWhenTold cuts n's power at once if evCrashWhenTold is armed
+// on it: the client has its answer, and whatever n has not made durable by
+// now is lost.
+func (run *simRunner) crashIfArmedWhenTold(n *Node) {
+	i := int(n.ID())
+	run.mu.Lock()
+	armed := run.whenTold[i]
+	run.whenTold[i] = false
+	run.mu.Unlock()
+	if !armed {
+		return
+	}
+	n.PowerCut()
+	r := run.r
+	r.mu.Lock()
+	r.crashed[i] = true
+	r.faults["crash when a client is told (fired)"]++
+	r.mu.Unlock()
+	r.note(run.now(), "node %d's power cut as its client was told", i)
+	if err := run.l.Crash(i); err != nil {
+		r.note(run.now(), "tearing node %d down: %v", i, err)
 	}
 }
 

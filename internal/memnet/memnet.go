@@ -9,11 +9,18 @@
 // of the bubble, which is what synctest needs. Deadlines on these
 // connections run on the bubble's clock too.
 //
-// The network behaves as a reliable, unbuffered one: a write completes when
-// the other end has read it, and a dial to a name nobody listens on is
-// refused at once (as a closed TCP port answers with a reset). Losing,
-// delaying and reordering messages is the bridge's fault injection's job,
-// not this package's.
+// The network is reliable and keeps order. Without latency (the default) a
+// write completes when the other end has read it; with latency (SetLatency)
+// a write completes at once and its bytes arrive that much later, as with a
+// socket's send buffer. A dial to a name nobody listens on is refused at
+// once (as a closed TCP port answers with a reset). Losing, delaying and
+// reordering messages is the bridge's fault injection's job, not this
+// package's.
+//
+// Latency is carried by relay goroutines, never by sleeping in Write: a
+// writer may hold a lock (net/rpc's client holds one while it writes a
+// request), and a goroutine waiting for a lock is not durably blocked, so
+// synctest's clock would stop with the sleeper holding it.
 package memnet
 
 import (
@@ -22,7 +29,9 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Backlog is how many dialled connections a listener holds before they are
@@ -35,7 +44,13 @@ const Backlog = 64
 type Network struct {
 	mu        sync.Mutex
 	listeners map[string]*listener
+	latency   atomic.Int64 // nanoseconds each write waits before it is delivered
 }
+
+// SetLatency makes what is written on connections dialled from now on
+// arrive d later: a one-way delay, on the bubble's clock inside synctest.
+// 0 (the default) delivers at once.
+func (n *Network) SetLatency(d time.Duration) { n.latency.Store(int64(d)) }
 
 // New returns an empty network.
 func New() *Network { return &Network{listeners: make(map[string]*listener)} }
@@ -73,12 +88,19 @@ func (n *Network) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	if l == nil {
 		return nil, refused
 	}
-	client, server := net.Pipe()
+	client, server := link(time.Duration(n.latency.Load()))
 	c := &conn{Conn: client, local: Addr(fmt.Sprintf("%s>%s", "client", addr)), remote: l.addr}
 	s := &conn{Conn: server, local: l.addr, remote: c.local}
+	// A connection not handed over is closed, both ends: with latency its
+	// relays would otherwise wait for ever.
+	fail := func(err error) (net.Conn, error) {
+		c.Close()
+		s.Close()
+		return nil, err
+	}
 	select {
 	case <-l.done:
-		return nil, refused
+		return fail(refused)
 	default:
 	}
 	select {
@@ -87,15 +109,14 @@ func (n *Network) Dial(ctx context.Context, addr string) (net.Conn, error) {
 		// queued after that drain would never be accepted nor closed.
 		select {
 		case <-l.done:
-			s.Close()
-			return nil, refused
+			return fail(refused)
 		default:
 		}
 		return c, nil
 	case <-l.done:
-		return nil, refused
+		return fail(refused)
 	case <-ctx.Done():
-		return nil, &net.OpError{Op: "dial", Net: "memnet", Addr: Addr(addr), Err: ctx.Err()}
+		return fail(&net.OpError{Op: "dial", Net: "memnet", Addr: Addr(addr), Err: ctx.Err()})
 	}
 }
 
@@ -161,6 +182,60 @@ func (l *listener) Addr() net.Addr { return l.addr }
 type conn struct {
 	net.Conn
 	local, remote Addr
+}
+
+// link makes a connection's two ends: one pipe without latency; with it,
+// two pipes and a relay each way between them.
+func link(latency time.Duration) (client, server net.Conn) {
+	if latency <= 0 {
+		return net.Pipe()
+	}
+	client, toServer := net.Pipe()
+	toClient, server := net.Pipe()
+	relay(toServer, toClient, latency)
+	relay(toClient, toServer, latency)
+	return client, server
+}
+
+// relayChunk is what one read from the sending pipe got, and when it may be
+// delivered.
+type relayChunk struct {
+	b  []byte
+	at time.Time
+}
+
+// relay carries what arrives on from to to, each chunk latency after it
+// arrived, in order. When from ends (its writer closed) to is closed once
+// everything before has been delivered; when to fails (its reader closed)
+// from is closed, so the writer learns the connection is gone, and what
+// is still on its way is dropped.
+func relay(from, to net.Conn, latency time.Duration) {
+	queue := make(chan relayChunk, 64)
+	go func() {
+		defer close(queue)
+		for {
+			buf := make([]byte, 32<<10)
+			k, err := from.Read(buf)
+			if k > 0 {
+				queue <- relayChunk{b: buf[:k], at: time.Now().Add(latency)}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		defer to.Close()
+		for c := range queue {
+			time.Sleep(time.Until(c.at))
+			if _, err := to.Write(c.b); err != nil {
+				from.Close()
+				for range queue { // until the reader above sees the close
+				}
+				return
+			}
+		}
+	}()
 }
 
 func (c *conn) LocalAddr() net.Addr  { return c.local }

@@ -184,3 +184,88 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// With latency a write returns at once and arrives that much later, on
+// the bubble's clock; bytes keep their order; closing one end reaches the
+// other after what was written before it.
+func TestLatencyDelaysDeliveryNotTheWriter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := New()
+		n.SetLatency(3 * time.Millisecond)
+		l, err := n.Listen("node-0:7000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		c, err := n.Dial(context.Background(), "node-0:7000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		start := time.Now()
+		if _, err := c.Write([]byte("ab")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+		if _, err := c.Write([]byte("c")); err != nil {
+			t.Fatal(err)
+		}
+		if waited := time.Since(start); waited != time.Millisecond {
+			t.Fatalf("writes took %v of bubble time, want only the 1ms slept between them", waited)
+		}
+		buf := make([]byte, 2)
+		if _, err := io.ReadFull(s, buf); err != nil || string(buf) != "ab" {
+			t.Fatalf("first read %q %v", buf, err)
+		}
+		if got := time.Since(start); got != 3*time.Millisecond {
+			t.Fatalf("first write arrived after %v, want the latency, 3ms", got)
+		}
+		c.Close()
+		buf = buf[:1]
+		if _, err := io.ReadFull(s, buf); err != nil || string(buf) != "c" {
+			t.Fatalf("second read %q %v", buf, err)
+		}
+		if got := time.Since(start); got != 4*time.Millisecond {
+			t.Fatalf("second write arrived after %v, want 1ms + 3ms", got)
+		}
+		if _, err := s.Read(buf); !errors.Is(err, io.EOF) {
+			t.Fatalf("read after the other end closed: %v, want EOF", err)
+		}
+		// The server's writes now fail: the connection is gone.
+		synctest.Wait()
+		if _, err := s.Write([]byte("late")); err == nil {
+			t.Fatal("write to a closed connection succeeded")
+		}
+	})
+}
+
+// A dial that gives up (its context ends while the backlog is full) leaves
+// nothing running, even with latency, whose relays would otherwise wait
+// for ever: the bubble would end in a deadlock panic.
+func TestDialThatGivesUpLeavesNothingRunning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := New()
+		n.SetLatency(time.Millisecond)
+		l, err := n.Listen("node-0:7000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close() // closes the queued connections' server ends
+		for range Backlog {
+			c, err := n.Dial(context.Background(), "node-0:7000")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, err := n.Dial(ctx, "node-0:7000"); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("dial into a full backlog: %v, want the context's deadline", err)
+		}
+	})
+}
