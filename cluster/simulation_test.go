@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"math/rand/v2"
 	"reflect"
@@ -113,6 +114,11 @@ func TestSimulation(t *testing.T) {
 						sum.add(res)
 						if len(res.violations) > 0 {
 							t.Errorf("%s", res.report())
+						}
+						if *simSeed != 0 {
+							// Compare replays of a seed by it.
+							sum, text := res.fingerprint()
+							t.Logf("run fingerprint %s:\n%s", sum, text)
 						}
 					})
 				}
@@ -543,6 +549,11 @@ func (s *simSchedule) chaos(rng *rand.Rand) {
 				Drop: rng.Float64() * 0.1, Duplicate: rng.Float64() * 0.3, Delay: rng.Float64() * 0.3,
 				MaxDelay: time.Duration(1+rng.IntN(100)) * time.Millisecond, Reorder: rng.Float64() * 0.3, Seed: rng.Int64(),
 			}
+			if rng.IntN(10) < 3 {
+				// Late enough to arrive after an in-doubt round, a vote
+				// timeout, or a restart of its receiver.
+				f.MaxDelay = randomAt(rng, 100*time.Millisecond, 1500*time.Millisecond).Round(time.Millisecond)
+			}
 			s.Events = append(s.Events,
 				simEvent{At: at, Kind: evFaults, Faults: f},
 				simEvent{At: at + randomAt(rng, 200*time.Millisecond, 2*time.Second), Kind: evFaults})
@@ -672,6 +683,27 @@ func (r *simResult) report() string {
 	}
 	fmt.Fprintf(&b, "replay: go test ./cluster -run TestSimulation -sim.seed=%d -sim.protocol=%s (add -sim.log=debug for the nodes' logs; the fault schedule replays exactly, the goroutine interleaving may not)", r.schedule.Seed, r.protocol)
 	return b.String()
+}
+
+// fingerprint sums up what happened — each transfer's answer and
+// markers, what the faults did and when, in virtual time — so that two
+// runs of a seed can be compared: equal fingerprints, the same execution
+// as far as the checks can see.
+func (r *simResult) fingerprint() (sum, text string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var b strings.Builder
+	txs := slices.Clone(r.txs)
+	slices.SortFunc(txs, func(a, b *simTxRecord) int { return cmp.Compare(a.ID, b.ID) })
+	for _, x := range txs {
+		fmt.Fprintf(&b, "  #%d %v %v markers %v\n", x.ID, x.tx, x.told, r.markers(x))
+	}
+	for _, e := range r.happened {
+		fmt.Fprintf(&b, "  %s\n", e)
+	}
+	h := fnv.New64a()
+	h.Write([]byte(b.String()))
+	return fmt.Sprintf("%016x", h.Sum64()), b.String()
 }
 
 func newSimResult(s *simSchedule, p simProtocol) *simResult {
