@@ -16,6 +16,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"twopc/actors"
 	"twopc/bridge"
 	"twopc/internal/memnet"
@@ -94,7 +96,9 @@ type simProtocol struct {
 	// about one transaction in a schedule with a single crash (the
 	// nonblocking promise): checkInDoubtBound is then switched on. Nil:
 	// not checked — 2PC blocks its participants while the coordinator is
-	// down, by design.
+	// down, by design. "A few in-doubt rounds" could read, for instance,
+	// t.VoteTimeout + 3*(t.InDoubtAfter+t.MaxQueryInterval): a participant
+	// may wait out the vote timeout before it starts asking.
 	inDoubtBound func(actors.Timing) time.Duration
 }
 
@@ -110,6 +114,7 @@ var simProtocols = []simProtocol{
 // failing seed's violations, fault schedule and replay command.
 func TestSimulation(t *testing.T) {
 	seeds := simSeeds(t)
+	checkSimFlags(t)
 	for _, p := range simProtocols {
 		if *simOnly != "" && *simOnly != p.name {
 			continue
@@ -170,6 +175,20 @@ func simulate(t *testing.T, s *simSchedule, p simProtocol) (r *simResult) {
 // simHungAfter is the wall time after which a schedule is taken for hung:
 // one takes well under a few seconds even under -race on a busy machine.
 const simHungAfter = 3 * time.Minute
+
+// checkSimFlags refuses a -sim.protocol or -sim.log that names nothing.
+func checkSimFlags(t *testing.T) {
+	var names []string
+	for _, p := range simProtocols {
+		names = append(names, p.name)
+	}
+	if *simOnly != "" && !slices.Contains(names, *simOnly) {
+		t.Fatalf("-sim.protocol=%s: no such protocol (there are: %s)", *simOnly, strings.Join(names, ", "))
+	}
+	if *simLog != "" && hclog.LevelFromString(*simLog) == hclog.NoLevel {
+		t.Fatalf("-sim.log=%s: not a log level (trace, debug, info, warn, error, off)", *simLog)
+	}
+}
 
 // simSeeds are the seeds to run: -sim.seed alone, or base+1 … base+N.
 func simSeeds(t *testing.T) []uint64 {
