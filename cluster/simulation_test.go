@@ -791,7 +791,7 @@ func runSimulation(t *testing.T, r *simResult, p simProtocol) {
 	run.healAll()
 	settleFrom := time.Now()
 	if busy := simSettle(l, simSettleWithin); busy != "" {
-		r.violate("not quiescent %v after everything was healed and restarted: %s", simSettleWithin, busy)
+		r.violate("quiescence: not quiescent %v after everything was healed and restarted: %s", simSettleWithin, busy)
 	}
 	r.settle = time.Since(settleFrom)
 	r.values, err = simRead(l, s)
