@@ -62,6 +62,10 @@ type Config struct {
 	// PeerTLS, if set, gives the TLS settings to dial each peer with (they
 	// must check the server is that node); nil dials plain TCP (insecure).
 	PeerTLS func(peer int32) *tls.Config
+	// Dial, if set, opens connections to peers instead of TCP (the
+	// simulation's in-memory network); DialTimeout and PeerTLS still
+	// apply. Nil: TCP.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // WithDefaults returns c with each optional field left at zero set to its
@@ -473,12 +477,31 @@ func (b *Bridge) dial(epoch uint64, peer int32, delay time.Duration) {
 // dialConn opens a connection to peer: TLS when configured, where the
 // timeout covers the handshake too, and the server must prove it is peer.
 func (b *Bridge) dialConn(peer int32, addr string) (net.Conn, error) {
+	if b.cfg.Dial != nil {
+		return b.dialWith(peer, addr)
+	}
 	d := &net.Dialer{Timeout: b.cfg.DialTimeout}
 	if b.cfg.PeerTLS == nil {
 		return d.DialContext(b.ctx, "tcp", addr)
 	}
 	td := &tls.Dialer{NetDialer: d, Config: b.cfg.PeerTLS(peer)}
 	return td.DialContext(b.ctx, "tcp", addr)
+}
+
+// dialWith is dialConn through Config.Dial.
+func (b *Bridge) dialWith(peer int32, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.DialTimeout)
+	defer cancel()
+	conn, err := b.cfg.Dial(ctx, addr)
+	if err != nil || b.cfg.PeerTLS == nil {
+		return conn, err
+	}
+	tc := tls.Client(conn, b.cfg.PeerTLS(peer))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 // call sends one batch off the bridge actor and reports how it went.

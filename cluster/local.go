@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -44,6 +45,13 @@ type LocalConfig struct {
 	Observers func(id int32) Observer
 	// Protocol is every node's commit protocol (Config.Protocol).
 	Protocol actors.Protocol
+	// Network, if set, carries the nodes' connections instead of TCP
+	// (Config.Network): node i is then "node-i:<BasePort+i>" on it, with
+	// BasePort 7000 if 0. Nil: TCP on 127.0.0.1.
+	Network Network
+	// SyncLatency, if set, gives node i the wait before each fsync of its
+	// log (Config.SyncLatency), called again when it restarts. Nil: none.
+	SyncLatency func(node int32) func() time.Duration
 }
 
 // Local is a cluster of in-process nodes: the four-node demo, the
@@ -91,6 +99,10 @@ func (l *Local) Skew(i int) time.Duration {
 	return time.Duration(l.skews[i].Load())
 }
 
+// memnetBasePort numbers the nodes' addresses on a LocalConfig.Network
+// without a BasePort; only names there, never a TCP port.
+const memnetBasePort = 7000
+
 // StartLocal starts every node. With BasePort 0 it reserves free ports
 // first, so tests never collide with each other or with a running demo.
 func StartLocal(cfg LocalConfig) (*Local, error) {
@@ -104,7 +116,12 @@ func StartLocal(cfg LocalConfig) (*Local, error) {
 		if cfg.BasePort > 0 {
 			addr = fmt.Sprintf("127.0.0.1:%d", cfg.BasePort+i)
 		}
-		lis, err := net.Listen("tcp", addr)
+		listen := func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+		if cfg.Network != nil {
+			addr = fmt.Sprintf("node-%d:%d", i, cmp.Or(cfg.BasePort, memnetBasePort)+i)
+			listen = cfg.Network.Listen
+		}
+		lis, err := listen(addr)
 		if err != nil {
 			for _, p := range listeners[:i] {
 				p.Close()
@@ -143,7 +160,7 @@ func (l *Local) start(i int, lis net.Listener) error {
 	n, err := Start(Config{
 		TLS: id, ConnLimits: l.cfg.ConnLimits,
 		ID: int32(i), Members: l.members, DataDir: l.cfg.DataDir, Timing: l.cfg.Timing,
-		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Steps: l.stepHook(), Tracer: l.cfg.Tracer,
+		SnapshotEvery: l.cfg.SnapshotEvery, Logger: l.cfg.Logger, Listener: lis, Network: l.cfg.Network, SyncLatency: l.syncLatency(i), Steps: l.stepHook(), Tracer: l.cfg.Tracer,
 		Skew:        &l.skews[i], // the node's clock reads it: kept across its restarts
 		BridgeReady: func(b *bridge.Bridge) { l.bridgeReady(i, b) },
 		FailStopped: func(n *Node) { l.failStopped(i, n) }, Observer: l.observer(i),
@@ -164,6 +181,14 @@ func (l *Local) start(i int, lis net.Listener) error {
 	l.nodes[i] = n
 	l.mu.Unlock()
 	return nil
+}
+
+// syncLatency is node i's wait before each fsync, or nil.
+func (l *Local) syncLatency(i int) func() time.Duration {
+	if l.cfg.SyncLatency == nil {
+		return nil
+	}
+	return l.cfg.SyncLatency(int32(i))
 }
 
 // observer is node i's Observer, or nil.

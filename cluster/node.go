@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -59,6 +60,14 @@ type Config struct {
 	// Listener, if set, is used instead of listening on Members[ID]: tests
 	// reserve a free port this way.
 	Listener net.Listener
+	// Network, if set, is where the node listens (without Listener) and
+	// dials its peers, instead of TCP: the simulation runs whole clusters
+	// on an in-memory one (internal/memnet). Nil: TCP.
+	Network Network
+	// SyncLatency, if set, is waited before each fsync of the node's log
+	// (persistence.Options.SyncLatency): the simulation's slow disk. Nil:
+	// none.
+	SyncLatency func() time.Duration
 
 	// FailStopped, if set, is called once, on a goroutine of its own, after
 	// the node stopped itself because its log failed (see
@@ -117,6 +126,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cluster: TLS: the certificate is %v's, but this is node %d", c.TLS.Peer, c.ID)
 	}
 	return nil
+}
+
+// Network is a network other than TCP for a node to listen and dial on
+// (Config.Network); *memnet.Network is one.
+type Network interface {
+	Listen(addr string) (net.Listener, error)
+	Dial(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // DefaultDataDir is where nodes keep their logs unless told otherwise.
@@ -226,7 +242,11 @@ func (n *Node) start() error {
 	// fails here, on the port, without disturbing the running one's files.
 	n.lis = n.cfg.Listener
 	if n.lis == nil {
-		lis, err := net.Listen("tcp", addr)
+		listen := func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+		if n.cfg.Network != nil {
+			listen = n.cfg.Network.Listen
+		}
+		lis, err := listen(addr)
 		if err != nil {
 			return listenError(n.cfg.ID, addr, err)
 		}
@@ -241,7 +261,7 @@ func (n *Node) start() error {
 		return err
 	}
 	wal, err := persistence.Open(persistence.Options{Dir: dir, SnapshotEvery: n.cfg.SnapshotEvery, Logger: n.log.Named("wal"),
-		Written: n.written(), Synced: n.synced(), Failed: n.logFailed})
+		Written: n.written(), Synced: n.synced(), Failed: n.logFailed, SyncLatency: n.cfg.SyncLatency})
 	if err != nil {
 		return fmt.Errorf("node %d: recovering from %s: %w", n.cfg.ID, dir, err)
 	}
@@ -256,6 +276,9 @@ func (n *Node) start() error {
 	bcfg := bridge.Config{Self: n.cfg.ID, Members: n.cfg.Members, Logger: n.log.Named("bridge"), Limits: n.cfg.Limits, Backlog: n.backlog}
 	if id := n.cfg.TLS; id != nil {
 		bcfg.PeerTLS = id.NodeConfig
+	}
+	if n.cfg.Network != nil {
+		bcfg.Dial = n.cfg.Network.Dial
 	}
 	n.bridge, err = bridge.New(n.sys, bcfg)
 	if err != nil {

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/rpc"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -907,4 +909,58 @@ func (c *instantCodec) Close() error {
 	c.cond.Broadcast()
 	c.mu.Unlock()
 	return c.conn.Close()
+}
+
+// --- simulation helpers (simulation_test.go) ---------------------------------
+
+// simSteps are every protocol step with a name (actors/steps.go), so a step
+// added later is crashed at too.
+func simSteps() []actors.StepKind {
+	var out []actors.StepKind
+	for k := actors.StepKind(1); k != 0; k++ {
+		if !strings.HasPrefix(k.String(), "step(") {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// sendingStep: the step sends a message to another node, so a crash there
+// may wait for its delivery (Delivered).
+func sendingStep(k actors.StepKind) bool {
+	_, ok := sendArrival(actors.Step{Kind: k})
+	return ok
+}
+
+// randomSimBase picks the simulation's first seed when -sim.base is not
+// given: each run explores new schedules, and logs how to run them again.
+func randomSimBase() uint64 { return mrand.Uint64N(1 << 40) }
+
+// simLogger is the nodes' logger in the simulation: silent, or -sim.log's
+// level to stderr, each line naming the test (and so the seed).
+func simLogger(t *testing.T) hclog.Logger {
+	if *simLog == "" {
+		return quietLogger()
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.LevelFromString(*simLog), Output: os.Stderr})
+}
+
+// bubbleStacks are the stacks of every goroutine in a synctest bubble (of
+// any simulation running at the time), at most 64 KiB of them: what a
+// deadlocked schedule left blocked.
+func bubbleStacks() string {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out strings.Builder
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if first, _, _ := strings.Cut(g, "\n"); strings.Contains(first, "synctest bubble") {
+			out.WriteString(g)
+			out.WriteString("\n\n")
+		}
+		if out.Len() > 64<<10 {
+			out.WriteString("... (more)\n")
+			break
+		}
+	}
+	return out.String()
 }

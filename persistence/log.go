@@ -79,6 +79,12 @@ type Options struct {
 	// fsync): what a node's metrics measure the disk by. It must be quick.
 	// Nil: nothing is called, and the fsync is not timed.
 	Synced func(took time.Duration, records int)
+
+	// SyncLatency, if set, is waited before each fsync of the active
+	// segment: a slow disk for the simulation, whose clock is virtual (a
+	// power cut during the wait loses what the fsync would have made
+	// durable). Nil: no wait.
+	SyncLatency func() time.Duration
 }
 
 // DefaultSnapshotEvery is the automatic snapshot interval used when
@@ -151,6 +157,7 @@ type Log struct {
 	written  func([]messages.Record, bool) // Options.Written
 	onFailed func(error)                   // Options.Failed; nil once called
 	synced   func(time.Duration, int)      // Options.Synced
+	latency  func() time.Duration          // Options.SyncLatency
 	unsynced int                           // records written since the last fsync, for synced
 
 	state *State
@@ -190,7 +197,7 @@ func Open(opts Options) (*Log, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	l := &Log{dir: opts.Dir, logger: opts.Logger, written: opts.Written, onFailed: opts.Failed, synced: opts.Synced, state: NewState()}
+	l := &Log{dir: opts.Dir, logger: opts.Logger, written: opts.Written, onFailed: opts.Failed, synced: opts.Synced, latency: opts.SyncLatency, state: NewState()}
 	if opts.SnapshotEvery > 0 {
 		l.every = opts.SnapshotEvery // negative: l.every stays 0, never
 	}
@@ -537,6 +544,9 @@ func (l *Log) writeBatch(frames []byte, records, appends int, force bool) error 
 }
 
 func (l *Log) sync() error {
+	if l.latency != nil {
+		time.Sleep(l.latency())
+	}
 	if l.powerCut.Load() {
 		// Written but never synced: lost, as after a power cut.
 		return errCrashed
