@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -28,5 +29,24 @@ func TestSetTapSeesEventsWhileSet(t *testing.T) {
 	}
 	if n := len(r.Events(tx1)); n != 3 {
 		t.Errorf("the recorder kept %d events of %v, want 3 (the tap takes nothing away)", n, tx1)
+	}
+}
+
+// Summary is Render's first line without its "trace <tx>: " prefix.
+func TestSummaryIsRendersFirstLine(t *testing.T) {
+	r := NewRecorder(10)
+	r.Record(send(0.1, 0, 1, tx1, "Prepare", ""))
+	r.Record(logw(0.5, 0, tx1, "COMMIT", true))
+	var b strings.Builder
+	if err := r.Render(&b, tx1, 2); err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(b.String(), "\n")
+	want := "trace " + tx1.String() + ": " + Summary(tx1, r.Events(tx1))
+	if first != want {
+		t.Errorf("Render's first line %q, want %q", first, want)
+	}
+	if !strings.HasPrefix(Summary(tx1, r.Events(tx1)), "committed; coordinator node 0, participants 1") {
+		t.Errorf("Summary = %q", Summary(tx1, r.Events(tx1)))
 	}
 }
