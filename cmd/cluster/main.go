@@ -7,7 +7,8 @@
 // is kept under --data-dir, so a second run continues from the first.
 //
 // With --http ADDR it also serves Prometheus /metrics, /healthz and /readyz
-// for all its nodes on ADDR (see package twopc/metrics), and prints
+// for all its nodes on ADDR (see package twopc/metrics), and the live web
+// view of the cluster at / (package twopc/web), and prints
 // "http: serving on http://<addr>" first.
 package main
 
@@ -29,6 +30,7 @@ import (
 	"twopc/identity"
 	"twopc/messages"
 	"twopc/metrics"
+	"twopc/web"
 )
 
 func main() {
@@ -46,8 +48,9 @@ type options struct {
 	voteTimeout  time.Duration
 	inDoubtAfter time.Duration
 	tlsDir       string            // "": an in-memory CA made at start
-	http         string            // --http: where metrics and health are served ("": nowhere)
+	http         string            // --http: where metrics, health and the web view are served ("": nowhere)
 	web          *metrics.Endpoint // serving --http (nil without it)
+	view         *web.Handler      // the web view on --http (nil without it)
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -62,7 +65,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.voteTimeout, "vote-timeout", actors.DefaultTiming.VoteTimeout, "how long a coordinator waits for votes before it aborts")
 	fs.DurationVar(&o.inDoubtAfter, "in-doubt-after", actors.DefaultTiming.InDoubtAfter, "how long a prepared participant waits for the decision before it asks")
 	fs.StringVar(&o.tlsDir, "tls-dir", "", "directory with the cluster's certificates (go run ./cmd/certs --hosts 127.0.0.1 makes them); default: a CA made in memory at start")
-	fs.StringVar(&o.http, "http", "", "serve /metrics, /healthz and /readyz for every node on this host:port (\"\": no HTTP server)")
+	fs.StringVar(&o.http, "http", "", "serve the live web view at /, and /metrics, /healthz and /readyz for every node, on this host:port (\"\": no HTTP server)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -123,6 +126,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1
 	}
+	if o.view != nil {
+		defer o.view.Close() // before the endpoint closes: browsers are let go first
+	}
 	// Ctrl-C (outside the line editor, which reads it as a key) still shuts
 	// the nodes down cleanly.
 	sig := make(chan os.Signal, 1)
@@ -161,15 +167,28 @@ func startREPL(o *options, stderr io.Writer) (*repl, error) {
 	if err != nil {
 		return nil, err
 	}
+	observers := o.web.Observers()
+	var view *web.LocalSource
+	if o.web != nil {
+		// The page draws from the prompt's own traces, and hears of each
+		// transaction's end beside the metrics.
+		view = web.NewLocalSource(o.nodes, r.tracer)
+		observers = view.Observers(observers)
+	}
 	c, err := startCluster(cluster.LocalConfig{
 		Nodes: o.nodes, BasePort: o.basePort, DataDir: o.dataDir, Logger: logger,
 		Timing: actors.Timing{VoteTimeout: o.voteTimeout, InDoubtAfter: o.inDoubtAfter},
-		Tracer: r.tracer, CrashAtSteps: true, TLS: nodeTLS, Observers: o.web.Observers(),
+		Tracer: r.tracer, CrashAtSteps: true, TLS: nodeTLS, Observers: observers,
 	}, cluster.WithTLS(client))
 	if err != nil {
 		return nil, err
 	}
 	o.web.ServeLocal(c.Local)
+	if view != nil {
+		view.Attach(c.Local)
+		o.view = web.NewHandler(view, web.Options{})
+		o.web.Handle("/", o.view)
+	}
 	r.c = c
 	return r, nil
 }
