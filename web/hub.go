@@ -85,7 +85,7 @@ type hub struct {
 	doubts  []doubtJSON
 	ndoubts int
 	snapErr string
-	recent  []txJSON   // the last recentKept, oldest first
+	recent  []txJSON    // the last recentKept, oldest first
 	series  []pointJSON // the chart, oldest first, within the window
 	lastSec int64       // the newest second in series
 	windows []*window   // fault windows, by start
