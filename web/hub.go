@@ -179,8 +179,8 @@ func (h *hub) start() {
 		}
 	}
 	// Seconds before this run were not watched: the chart shows a gap
-	// there, not zeros; the second now under way is only partly watched.
-	h.lastSec = max(h.lastSec, now.Unix())
+	// there, not zeros. The second under way is (partly) watched from now.
+	h.lastSec = max(h.lastSec, now.Unix()-1)
 	stop := h.src.Watch(h.feed)
 	h.loops.Add(1)
 	go h.loop(run, stop)

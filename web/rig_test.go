@@ -66,6 +66,18 @@ func newRig(t *testing.T, opts Options) *rig {
 	return &rig{l: l, rec: rec, src: src, h: h, srv: srv, url: srv.URL + "/"}
 }
 
+// newServer serves h on a loopback port until the test ends; the URL
+// ends with "/". Made after h, so that h closes first.
+func newServer(t *testing.T, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	if c, ok := h.(interface{ Close() error }); ok {
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	return srv.URL + "/"
+}
+
 // client is a client of node i, closed when the test ends.
 func (r *rig) client(t *testing.T, i int) *cluster.Client {
 	t.Helper()
