@@ -115,7 +115,7 @@ function build(hello) {
   const note = $('note');
   note.textContent = hello.note || '';
   note.hidden = !hello.note;
-  $('chart-span').textContent = 'last ' + Math.round(S.windowSec / 60) + ' min';
+  $('chart-span').textContent = 'up to the last ' + Math.round(S.windowSec / 60) + ' min';
 
   buildCards();
   buildFlow();
@@ -315,7 +315,7 @@ function addMarks(marks) {
 function chartBox(svg) {
   const w = Math.max(svg.clientWidth || 0, 240), h = Math.max(svg.clientHeight || 0, 100);
   svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
-  return { w, h, l: 38, r: 8, t: 8, b: 16 };
+  return { w, h, l: 54, r: 8, t: 8, b: 16 };
 }
 
 function niceMax(v) {
@@ -327,8 +327,14 @@ function niceMax(v) {
 
 function drawChart() {
   const now = serverNow();
-  const from = now - S.windowSec * 1000;
+  // The chart spans what has been watched, at least a minute, at most the
+  // window: a page just opened is not a thin strip at the right edge.
+  let from = now - S.windowSec * 1000;
+  const first = S.series.length ? S.series[0].t * 1000 : now;
+  from = Math.max(from, Math.min(first, now - 60 * 1000));
   const pts = S.series.filter((p) => p.t * 1000 >= from);
+  const span = Math.round((now - from) / 1000);
+  const spanText = span >= 90 ? '−' + Math.round(span / 60) + ' min' : '−' + span + ' s';
   const rate = $('rate'), lat = $('latency');
   const specs = [
     { svg: rate, unit: '/s', lines: [['commits', (p) => p.c], ['aborts', (p) => p.a], ['unknown', (p) => p.u]] },
@@ -355,7 +361,7 @@ function drawChart() {
       sv('text', { class: 'tick', x: b.l - 4, y: y(top * frac) + 3, 'text-anchor': 'end' }, svg, fmtNum(top * frac) + (frac === 1 ? ' ' + spec.unit : ''));
     }
     sv('line', { class: 'axis', x1: b.l, x2: b.w - b.r, y1: b.h - b.b, y2: b.h - b.b }, svg);
-    sv('text', { class: 'tick', x: b.l, y: b.h - 3 }, svg, '−' + Math.round(S.windowSec / 60) + ' min');
+    sv('text', { class: 'tick', x: b.l, y: b.h - 3 }, svg, spanText);
     sv('text', { class: 'tick', x: b.w - b.r, y: b.h - 3, 'text-anchor': 'end' }, svg, 'now');
     for (const [name, get] of spec.lines) {
       // A line through consecutive seconds; a second alone (its
