@@ -53,7 +53,14 @@ func NewHandler(src Source, opts Options) *Handler {
 	}))
 	sub, _ := fs.Sub(static, "static")
 	h.mux.HandleFunc("GET /{$}", h.page)
-	h.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(sub)))
+	assets := http.StripPrefix("/static/", http.FileServerFS(sub))
+	h.mux.HandleFunc("GET /static/", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r) // files only: no listing
+			return
+		}
+		assets.ServeHTTP(w, r)
+	})
 	h.mux.HandleFunc("GET /events", h.events)
 	h.mux.HandleFunc("GET /api/trace", h.trace)
 	h.mux.Handle("POST /api/act", h.csrf.Handler(http.HandlerFunc(h.act)))

@@ -101,8 +101,10 @@ func TestPageAndAssetsEmbeddedNothingExternal(t *testing.T) {
 			}
 		}
 	}
-	if code, _, _ := get(t, srv+"nothing-here"); code != http.StatusNotFound {
-		t.Errorf("GET /nothing-here: %d, want 404", code)
+	for _, path := range []string{"nothing-here", "static/", "static/nothing.js"} {
+		if code, _, _ := get(t, srv+path); code != http.StatusNotFound {
+			t.Errorf("GET /%s: %d, want 404", path, code)
+		}
 	}
 }
 

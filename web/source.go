@@ -47,8 +47,12 @@ type Source interface {
 	Recent(ctx context.Context, n int) ([]TxEnd, error)
 	// Watch makes s the receiver of what happens from now on — every
 	// traced event and every transaction's end — until stop is called.
-	// One Sink at a time. s's methods run on the nodes' goroutines: they
-	// are quick and never block.
+	// One Sink at a time. s's methods are quick and never block, so the
+	// nodes' own goroutines may call them; a source that learns of events
+	// by asking (over the wire) calls them from its own goroutine, which
+	// it starts here and ends in stop. A source with nothing to stream
+	// returns a stop that does nothing: the page then has cards, the
+	// in-doubt list and diagrams, without moving messages or rates.
 	Watch(s Sink) (stop func())
 	// Act carries out an operator's action and says what was done. An
 	// *InputError is a mistake in the request; any other error is the
