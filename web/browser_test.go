@@ -212,7 +212,8 @@ func TestBrowserResolveSettlesInDoubt(t *testing.T) {
 }
 
 // At phone width and at 1280×800 no card, panel or header overlaps
-// another, and nothing is wider than the window.
+// another, and nothing is wider than the window: with a node down, rows
+// in doubt and a diagram drawn.
 func TestBrowserLayoutPhoneAndDesktop(t *testing.T) {
 	r := newRig(t, Options{})
 	o, err := r.client(t, 0).Submit(messages.Set("n1/a", 1), messages.Set("n2/b", 2))
@@ -220,6 +221,19 @@ func TestBrowserLayoutPhoneAndDesktop(t *testing.T) {
 		t.Fatalf("submit: %+v %v", o, err)
 	}
 	r.settled(t, o.Tx)
+	// Node 0 down with a transaction in doubt on the others: every panel
+	// has rows to lay out.
+	if _, err := r.l.CrashAt(0, actors.StepCommitDecided); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, _ = r.l.Node(0).Submit(messages.Add(messages.EverywhereKey, 1))
+	}()
+	r.l.WaitCrashed(0)
 	for _, vp := range []struct {
 		name string
 		w, h int64
@@ -227,7 +241,8 @@ func TestBrowserLayoutPhoneAndDesktop(t *testing.T) {
 		t.Run(vp.name, func(t *testing.T) {
 			b := newBrowser(t, vp.w, vp.h)
 			b.open(r.url)
-			b.wait("four cards up", `document.querySelectorAll('.card[data-state="up"]').length === 4`)
+			b.wait("three cards up, one down", `document.querySelectorAll('.card[data-state="up"]').length === 3 && document.querySelectorAll('.card[data-state="down"]').length === 1`)
+			b.wait("three in doubt", `document.querySelectorAll('#indoubt tbody tr').length === 3`)
 			row := fmt.Sprintf(`#txs tr[data-tx="%s"]`, o.Tx)
 			b.wait("the transaction listed", fmt.Sprintf(`document.querySelector(%q) !== null`, row))
 			b.do("choose it", chromedpClick(row))

@@ -161,14 +161,18 @@ func recentFrom(rec *trace.Recorder, n int) []TxEnd {
 
 // endFromTrace is what a transaction's trace says of its end: the
 // Outcome its coordinator sent the client, the time from its first event,
-// and the participants its Prepares went to. ok is false if no Outcome is
-// traced (still running, or its coordinator died first).
+// and the participants its Prepares went to. With no Outcome traced but
+// its coordinator's crash, the outcome is unknown (as its client was
+// told). ok is false for neither: it is still running.
 func endFromTrace(tx messages.TxID, evs []trace.Event) (TxEnd, bool) {
 	var t TxEnd
 	var found bool
+	var crash *trace.Event
 	var parts []int32
-	for _, e := range evs {
+	for i, e := range evs {
 		switch {
+		case e.Kind == trace.NodeEvent && e.Node == tx.Node && strings.HasPrefix(e.What, "crashed") && crash == nil:
+			crash = &evs[i]
 		case e.Kind == trace.Send && e.What == "Prepare" && e.Peer >= 0 && !slices.Contains(parts, e.Peer):
 			parts = append(parts, e.Peer)
 		case e.Kind == trace.Send && e.What == "Outcome" && !found:
@@ -184,6 +188,11 @@ func endFromTrace(tx messages.TxID, evs []trace.Event) (TxEnd, bool) {
 				t.Outcome, t.Reason = OutcomeAborted, strings.TrimPrefix(e.Detail, "aborted: ")
 			}
 		}
+	}
+	if !found && crash != nil {
+		found = true
+		t = TxEnd{Tx: tx, Node: tx.Node, At: crash.At, Took: crash.At.Sub(evs[0].At), Outcome: OutcomeUnknown,
+			Reason: fmt.Sprintf("node %d crashed before it answered; the participants settle it", tx.Node)}
 	}
 	slices.Sort(parts)
 	t.Participants = parts

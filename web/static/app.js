@@ -634,37 +634,49 @@ function togglePlay() {
 
 function drawInDoubt(list, total) {
   const table = $('indoubt'), tbody = table.tBodies[0];
-  // Rebuilt only when something but the ages changed: a button must not
-  // be replaced under the pointer four times a second.
-  const sig = JSON.stringify([list.map((d) => [d.tx, d.node, d.votes, d.coordinatorUp, d.asked, d.participants]), total, S.actions]);
-  if (sig === S.doubtSig) {
-    list.forEach((d, i) => { const r = tbody.rows[i]; if (r) r.cells[2].textContent = fmtAge(d.ageMs); });
-    return;
-  }
-  S.doubtSig = sig;
-  clear(tbody);
   $('indoubt-empty').hidden = list.length > 0;
   table.hidden = list.length === 0;
   $('indoubt-count').textContent = total > list.length ? `${list.length} of ${total} shown` : (total ? String(total) : '');
-  for (const d of list) {
-    const tr = el('tr', { 'data-tx': d.tx, 'data-node': String(d.node) }, null, tbody);
-    el('td', {}, d.tx, tr);
-    el('td', {}, String(d.node), tr);
-    el('td', { class: 'num' }, fmtAge(d.ageMs), tr);
-    const votes = el('td', { class: 'votes' }, null, tr);
-    for (const v of d.votes || []) {
-      const cls = v.vote === 'yes' ? 'vote-yes' : v.vote === 'no' ? 'vote-no' : 'vote-unk';
-      el('span', { class: cls }, v.node + ': ' + v.vote, votes);
-    }
-    const others = d.participants.filter((p) => p !== d.node);
-    el('td', {}, `coordinator node ${d.coordinator} (${d.coordinatorUp ? 'up' : 'down'})` +
-      (others.length ? '; also asks node ' + others.join(', ') : '') + ` — ${d.asked} round${d.asked === 1 ? '' : 's'} asked`, tr);
-    const td = el('td', {}, null, tr);
-    if (can('resolve')) {
-      const b = el('button', { type: 'button', class: 'danger', 'data-act': 'resolve' }, 'resolve…', td);
-      b.addEventListener('click', () => confirmResolve(d));
+  // Rows are kept while the same transactions are in doubt and only their
+  // cells change: a button must not be replaced under the pointer.
+  const sig = JSON.stringify([list.map((d) => [d.tx, d.node]), S.actions]);
+  if (sig !== S.doubtSig) {
+    S.doubtSig = sig;
+    clear(tbody);
+    for (const d of list) {
+      const tr = el('tr', { 'data-tx': d.tx, 'data-node': String(d.node) }, null, tbody);
+      el('td', {}, d.tx, tr);
+      el('td', {}, String(d.node), tr);
+      el('td', { class: 'num' }, '', tr);
+      el('td', { class: 'votes' }, null, tr);
+      el('td', { class: 'waits' }, '', tr);
+      const td = el('td', {}, null, tr);
+      if (can('resolve')) {
+        const b = el('button', { type: 'button', class: 'danger', 'data-act': 'resolve' }, 'resolve…', td);
+        b.addEventListener('click', () => confirmResolve(S.doubts.get(d.tx + '/' + d.node) || d));
+      }
     }
   }
+  S.doubts = new Map();
+  list.forEach((d, i) => {
+    S.doubts.set(d.tx + '/' + d.node, d);
+    const tr = tbody.rows[i];
+    if (!tr) return;
+    tr.cells[2].textContent = fmtAge(d.ageMs);
+    const votes = tr.cells[3];
+    const vs = (d.votes || []).map((v) => v.node + ': ' + v.vote).join('|');
+    if (votes.dataset.v !== vs) {
+      votes.dataset.v = vs;
+      clear(votes);
+      for (const v of d.votes || []) {
+        const cls = v.vote === 'yes' ? 'vote-yes' : v.vote === 'no' ? 'vote-no' : 'vote-unk';
+        el('span', { class: cls }, v.node + ': ' + v.vote, votes);
+      }
+    }
+    const others = d.participants.filter((p) => p !== d.node);
+    tr.cells[4].textContent = `coordinator node ${d.coordinator} (${d.coordinatorUp ? 'up' : 'down'})` +
+      (others.length ? '; also asks node ' + others.join(', ') : '') + ` — ${d.asked} round${d.asked === 1 ? '' : 's'} asked`;
+  });
 }
 
 function confirmResolve(d) {
