@@ -170,10 +170,14 @@ func (h *hub) start() {
 	run := &loopRun{stop: make(chan struct{})}
 	h.run = run
 	now := time.Now()
-	if len(h.recent) == 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), h.opts.AskTimeout)
-		ends, _ := h.src.Recent(ctx, recentKept)
-		cancel()
+	// Read again at each run: transactions ended while no browser looked
+	// were not collected. A source that keeps none leaves the list as the
+	// last run left it.
+	ctx, cancel := context.WithTimeout(context.Background(), h.opts.AskTimeout)
+	ends, err := h.src.Recent(ctx, recentKept)
+	cancel()
+	if err == nil && len(ends) > 0 {
+		h.recent = h.recent[:0]
 		for _, t := range ends {
 			h.recent = append(h.recent, txOf(t))
 		}
