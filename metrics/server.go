@@ -36,6 +36,7 @@ type Endpoint struct {
 	reg      *prometheus.Registry
 	lis      net.Listener
 	srv      *http.Server
+	mux      *http.ServeMux
 	served   chan struct{} // closed when the server goroutine ends
 	mu       sync.Mutex
 	nodeOf   func(id int32) *cluster.Node // nil until Serve or ServeLocal
@@ -82,6 +83,7 @@ func listen(addr string, ids []int32, labelled bool) (*Endpoint, error) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", e.readyz)
+	e.mux = mux
 	e.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		defer close(e.served)
@@ -92,6 +94,16 @@ func listen(addr string, ids []int32, labelled bool) (*Endpoint, error) {
 
 // URL is where the endpoint serves, e.g. http://127.0.0.1:9100.
 func (e *Endpoint) URL() string { return "http://" + e.lis.Addr().String() }
+
+// Handle serves h at pattern (http.ServeMux's syntax) beside /metrics,
+// /healthz and /readyz, e.g. the live web view at "/". It may be called
+// while the endpoint serves. Nothing for a nil Endpoint.
+func (e *Endpoint) Handle(pattern string, h http.Handler) {
+	if e == nil {
+		return
+	}
+	e.mux.Handle(pattern, h)
+}
 
 // Observer is node id's Recorder, to give as its cluster.Config.Observer;
 // nil (no observer at all) for a nil Endpoint or a node it does not serve.

@@ -50,7 +50,7 @@ func render(w io.Writer, tx messages.TxID, evs []Event, nodes int) error {
 	}
 	nodes = max(nodes, 1)
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "trace %v: %s%s; coordinator node %d, participants %s\n", tx, status(evs), heuristics(evs), tx.Node, participants(evs))
+	fmt.Fprintf(bw, "trace %v: %s\n", tx, Summary(tx, evs))
 
 	var hdr strings.Builder
 	for i := 0; i < nodes; i++ {
@@ -65,6 +65,13 @@ func render(w io.Writer, tx messages.TxID, evs []Event, nodes int) error {
 		fmt.Fprintln(bw, cut(line, MaxLineWidth))
 	}
 	return bw.Flush()
+}
+
+// Summary is the first line Render writes for tx's events, without its
+// "trace <tx>: ": the outcome (and any heuristic decision), the
+// coordinator and the participants. The web view heads its diagram with it.
+func Summary(tx messages.TxID, evs []Event) string {
+	return fmt.Sprintf("%s%s; coordinator node %d, participants %s", status(evs), heuristics(evs), tx.Node, participants(evs))
 }
 
 // status is the summary of the outcome. A commit counts once its COMMIT

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"twopc/messages"
@@ -135,6 +136,8 @@ type Recorder struct {
 	txs        map[messages.TxID]*txEvents
 	order      []messages.TxID // transactions by first event, oldest first
 	nodeEvents []Event         // in recording order, at most maxNodeEvents
+
+	tap atomic.Pointer[func(Event)] // SetTap's function; nil: none
 }
 
 type txEvents struct {
@@ -157,6 +160,9 @@ func NewRecorder(maxTxs int) *Recorder {
 func (r *Recorder) Record(e Event) {
 	if e.At.IsZero() {
 		e.At = time.Now()
+	}
+	if tap := r.tap.Load(); tap != nil {
+		(*tap)(e)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -187,6 +193,20 @@ func (r *Recorder) Record(e Event) {
 		return
 	}
 	te.events = append(te.events, e)
+}
+
+// SetTap has f called with every event recorded from now on (nil: none),
+// for a live view of the cluster (package twopc/web). f runs on the
+// recording goroutine — a role's, a log's — before the event is stored and
+// outside the Recorder's lock, so it must be quick and must never block;
+// it may see events Record then drops (no transaction). Without a tap,
+// Record pays one atomic load for it.
+func (r *Recorder) SetTap(f func(Event)) {
+	if f == nil {
+		r.tap.Store(nil)
+		return
+	}
+	r.tap.Store(&f)
 }
 
 // NodeEvent records that something happened to a node, now: "crashed

@@ -7,7 +7,8 @@
 // is kept under --data-dir, so a second run continues from the first.
 //
 // With --http ADDR it also serves Prometheus /metrics, /healthz and /readyz
-// for all its nodes on ADDR (see package twopc/metrics), and prints
+// for all its nodes on ADDR (see package twopc/metrics), and the live web
+// view of the cluster at / (package twopc/web), and prints
 // "http: serving on http://<addr>" first. --no-demo skips the demo.
 //
 // With --connect H:P,H:P,... --tls-dir DIR it runs no nodes: the same
@@ -38,6 +39,7 @@ import (
 	"twopc/identity"
 	"twopc/messages"
 	"twopc/metrics"
+	"twopc/web"
 )
 
 func main() {
@@ -56,10 +58,11 @@ type options struct {
 	inDoubtAfter time.Duration
 	protocol     actors.Protocol
 	tlsDir       string            // "": an in-memory CA made at start
-	http         string            // --http: where metrics and health are served ("": nowhere)
+	http         string            // --http: where metrics, health and the web view are served ("": nowhere)
 	web          *metrics.Endpoint // serving --http (nil without it)
 	connect      []string          // --connect: the nodes to drive, running elsewhere (nil: run them here)
 	demo         bool              // run the demo first
+	view         *web.Handler      // the web view on --http (nil without it)
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -79,7 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		o.protocol = p
 		return err
 	})
-	fs.StringVar(&o.http, "http", "", "serve /metrics, /healthz and /readyz for every node on this host:port (\"\": no HTTP server)")
+	fs.StringVar(&o.http, "http", "", "serve the live web view at /, and /metrics, /healthz and /readyz for every node, on this host:port (\"\": no HTTP server)")
 	connect := fs.String("connect", "", "drive nodes started with cmd/node instead of running any: every member's host:port, comma-separated, in node-id order (needs --tls-dir with the admin certificate)")
 	noDemo := fs.Bool("no-demo", false, "skip the demo: open the prompt at once")
 	demo := fs.Bool("demo", false, "run the demo even with --connect (it adds 4 to `value`)")
@@ -190,6 +193,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "error:", err)
 		return 1
 	}
+	if o.view != nil {
+		defer o.view.Close() // before the endpoint closes: browsers are let go first
+	}
 	// Ctrl-C while a command runs cancels that command. Otherwise (the
 	// demo, or piped input waiting for its next line; at a terminal's
 	// prompt the line editor reads Ctrl-C as a key), and on SIGTERM, the
@@ -236,16 +242,29 @@ func startREPL(o *options, stderr io.Writer) (*repl, error) {
 	if err != nil {
 		return nil, err
 	}
+	observers := o.web.Observers()
+	var view *web.LocalSource
+	if o.web != nil {
+		// The page draws from the prompt's own traces, and hears of each
+		// transaction's end beside the metrics.
+		view = web.NewLocalSource(o.nodes, r.tracer)
+		observers = view.Observers(observers)
+	}
 	c, err := startCluster(cluster.LocalConfig{
 		Nodes: o.nodes, BasePort: o.basePort, DataDir: o.dataDir, Logger: logger,
 		Timing: actors.Timing{VoteTimeout: o.voteTimeout, InDoubtAfter: o.inDoubtAfter},
-		Tracer: r.tracer, CrashAtSteps: true, TLS: nodeTLS, Observers: o.web.Observers(), Protocol: o.protocol,
+		Tracer: r.tracer, CrashAtSteps: true, TLS: nodeTLS, Observers: observers, Protocol: o.protocol,
 	}, cluster.WithTLS(client))
 	if err != nil {
 		return nil, err
 	}
 	o.web.ServeLocal(c.Local)
 	c.armed = r.awaitArmed
+	if view != nil {
+		view.Attach(c.Local)
+		o.view = web.NewHandler(view, web.Options{})
+		o.web.Handle("/", o.view)
+	}
 	r.c = c
 	return r, nil
 }

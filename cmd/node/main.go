@@ -23,8 +23,9 @@
 // recovers from what its log really holds.
 //
 // With --http ADDR it also serves Prometheus /metrics, /healthz and /readyz
-// on ADDR (see package twopc/metrics), and prints
-// "http: serving on http://<addr>" first.
+// on ADDR (see package twopc/metrics), and the live web view of this node at
+// / (package twopc/web; it watches, actions stay with the prompt), and
+// prints "http: serving on http://<addr>" first.
 //
 // An operator drives the node with `cmd/cluster --connect`, through its
 // Admin service (cluster/admin.go), which only the admin certificate
@@ -52,6 +53,7 @@ import (
 	"twopc/identity"
 	"twopc/metrics"
 	"twopc/trace"
+	"twopc/web"
 )
 
 func main() {
@@ -89,6 +91,10 @@ func (e *logFailedError) Error() string {
 }
 
 func (e *logFailedError) Unwrap() error { return e.err }
+
+// viewTraces is how many transactions' traces a node served over --http
+// keeps for the web view's diagrams.
+const viewTraces = 1000
 
 // errSecondSignal ends a shutdown that the operator no longer waits for.
 var errSecondSignal = errors.New("second signal during shutdown: exiting without waiting")
@@ -141,7 +147,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	tlsDir := fs.String("tls-dir", "", "directory with ca.crt, node-<id>.crt and node-<id>.key (go run ./cmd/certs makes them); required unless --insecure")
 	insecure := fs.Bool("insecure", false, "serve plain TCP without certificates: anyone who reaches the port is believed to be a member")
 	maxConns := fs.Int("max-conns", 0, fmt.Sprintf("client and admin connections served at once (0: %d); members' connections do not count", cluster.DefaultMaxConns))
-	httpAddr := fs.String("http", "", "serve /metrics, /healthz and /readyz on this host:port (\"\": no HTTP server)")
+	httpAddr := fs.String("http", "", "serve the live web view at /, and /metrics, /healthz and /readyz, on this host:port (\"\": no HTTP server)")
 	protocol := fs.String("protocol", string(actors.DefaultProtocol), "commit protocol: 2pc (classic, blocks while a coordinator is down) or nonblocking (Paxos Commit: a majority of three acceptors chooses the outcome); every node must run the same")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: node --id N --peers host:port,host:port,... [flags]\n\nRuns one twopc node; it listens on its own entry of --peers.\n\n")
@@ -276,14 +282,27 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) erro
 		return err
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "twopc", Level: o.level, Output: stderr})
-	var web *metrics.Endpoint // nil without --http: every call on it does nothing
+	var ep *metrics.Endpoint // nil without --http: every call on it does nothing
+	var view *web.NodeSource // the web view's source; nil without --http
+	var tracer *trace.Recorder
+	observer := ep.Observer(o.id)
 	if o.http != "" {
 		// Up before the node recovers, so that /readyz can say it is not ready yet.
-		if web, err = metrics.ForNode(o.http, o.id); err != nil {
+		if ep, err = metrics.ForNode(o.http, o.id); err != nil {
 			return err
 		}
-		defer web.Close()
-		fmt.Fprintf(stdout, "http: serving on %s\n", web.URL())
+		defer ep.Close()
+		fmt.Fprintf(stdout, "http: serving on %s\n", ep.URL())
+		// The page draws this node's messages and diagrams from its own
+		// traces, kept only when it is served.
+		tracer = trace.NewRecorder(viewTraces)
+		view = web.NewNodeSource(o.id, o.peers, tracer)
+		observer = view.Observer(ep.Observer(o.id))
+	}
+	if tracer == nil {
+		// The node's part of each transaction's trace, for the operator's
+		// `trace` (cmd/cluster --connect gathers every node's part).
+		tracer = trace.NewRecorder(cluster.NodeTraceTransactions)
 	}
 	var id *identity.Identity
 	if o.insecure {
@@ -294,15 +313,18 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) erro
 	n, err := cluster.Start(cluster.Config{
 		ID: o.id, Members: o.peers, DataDir: o.dataDir, Timing: o.timing, Logger: logger,
 		TLS: id, ConnLimits: cluster.ConnLimits{MaxConns: o.maxConns},
-		Observer: web.Observer(o.id), Protocol: o.protocol,
-		// The node's part of each transaction's trace, for the operator's
-		// `trace` (cmd/cluster --connect gathers every node's part).
-		Tracer: trace.NewRecorder(cluster.NodeTraceTransactions),
+		Observer: observer, Tracer: tracer, Protocol: o.protocol,
 	})
 	if err != nil {
 		return err
 	}
-	web.Serve(n)
+	ep.Serve(n)
+	if view != nil {
+		view.Serve(n)
+		h := web.NewHandler(view, web.Options{})
+		defer h.Close() // before the endpoint closes: browsers are let go first
+		ep.Handle("/", h)
+	}
 	fmt.Fprintf(stdout, "node %d serving on %s (incarnation %d)\n", o.id, n.Addr(), n.Incarnation())
 
 	var s os.Signal
@@ -313,7 +335,7 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) erro
 		return &logFailedError{id: o.id, err: n.Failure()}
 	}
 	logger.Named(fmt.Sprintf("node-%d", o.id)).Info("stopping", "signal", fmt.Sprint(s))
-	web.Stopping()
+	ep.Stopping()
 	if err := shutdown(n.Stop, signals); err != nil {
 		return err
 	}
