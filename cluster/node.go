@@ -591,11 +591,14 @@ func (n *Node) Incarnation() uint32 { return n.incarnation }
 
 // System is the node's actor system; Coordinator, Participant and
 // Persistence are its roles.
-func (n *Node) System() *actor.ActorSystem  { return n.sys }
-func (n *Node) Coordinator() *actor.PID     { return n.coordinator }
-func (n *Node) Participant() *actor.PID     { return n.participant }
-func (n *Node) Persistence() *actor.PID     { return n.persistencePID }
-func (n *Node) Bridge() *bridge.Bridge      { return n.bridge }
+func (n *Node) System() *actor.ActorSystem { return n.sys }
+func (n *Node) Coordinator() *actor.PID    { return n.coordinator }
+func (n *Node) Participant() *actor.PID    { return n.participant }
+func (n *Node) Persistence() *actor.PID    { return n.persistencePID }
+func (n *Node) Bridge() *bridge.Bridge     { return n.bridge }
+
+// Protocol is the commit protocol this node runs.
+func (n *Node) Protocol() actors.Protocol   { return n.cfg.Protocol.OrDefault() }
 func (n *Node) LogStats() messages.LogStats { return n.wal.Stats() }
 
 // addressDirectory finds a node's roles by its address.

@@ -42,10 +42,18 @@ func ask(ctx context.Context, n *cluster.Node, role string, msg any) (any, error
 	return res, nil
 }
 
-// protocolOf names the commit protocol node n runs, for its card. Every
-// node runs two-phase commit with presumed abort today; once a node's
-// status names its protocol, this reads it from there.
-func protocolOf(*cluster.Node) string { return "2PC (presumed abort)" }
+// protocolOf names the commit protocol node n runs, for its card (nil:
+// the default one).
+func protocolOf(n *cluster.Node) string {
+	p := actors.DefaultProtocol
+	if n != nil {
+		p = n.Protocol()
+	}
+	if p == actors.TwoPC {
+		return "2pc (presumed abort)"
+	}
+	return string(p) + " (Paxos Commit)"
+}
 
 // upCard is the card of a running node, and its participant's in-doubt
 // transactions (nil if it did not answer).
