@@ -28,8 +28,8 @@ func TestBrowserPageLoadsWithFourCardsUp(t *testing.T) {
 	}
 	var protocol string
 	b.eval(`document.querySelector('.card[data-node="0"] dd[data-field="protocol"]').textContent`, &protocol)
-	if protocol != protocolOf(nil) {
-		t.Errorf("card 0's protocol %q, want %q", protocol, protocolOf(nil))
+	if want := protocolOf(r.l.Node(0)); protocol != want || want != "2pc (presumed abort)" {
+		t.Errorf("card 0's protocol %q, want %q (the rig runs 2pc)", protocol, want)
 	}
 	b.wait("the chart drawn", `document.querySelectorAll('#rate text.tick').length > 0`)
 	b.screenshot("loaded")

@@ -49,8 +49,10 @@ func newRig(t *testing.T, opts Options) *rig {
 	t.Helper()
 	rec := trace.NewRecorder(1000)
 	src := NewLocalSource(4, rec)
+	// 2PC: the resolve test needs a transaction that blocks, and settled
+	// waits for the coordinator's END, which only 2PC logs.
 	l, err := cluster.StartLocal(cluster.LocalConfig{
-		Nodes: 4, DataDir: t.TempDir(), Tracer: rec, CrashAtSteps: true,
+		Nodes: 4, DataDir: t.TempDir(), Tracer: rec, CrashAtSteps: true, Protocol: actors.TwoPC,
 		Timing: actors.Timing{VoteTimeout: 2 * time.Second, InDoubtAfter: 500 * time.Millisecond},
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Off}), Observers: src.Observers(nil),
 	})
