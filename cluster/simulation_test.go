@@ -235,7 +235,6 @@ type simSummary struct {
 	failedSeeds                 []uint64
 	virtual                     time.Duration
 	crashSteps                  map[string]int
-	notSettled, settledIn       int
 	maxSettle                   time.Duration
 }
 
