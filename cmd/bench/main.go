@@ -7,9 +7,12 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -26,6 +29,8 @@ import (
 	"twopc/identity"
 	"twopc/messages"
 	"twopc/metrics"
+	"twopc/trace"
+	webview "twopc/web"
 )
 
 func main() {
@@ -40,6 +45,7 @@ func main() {
 	useTLS := flag.Bool("tls", true, "mutual TLS between the nodes and from the clients (an in-memory CA); --tls=false measures plain TCP")
 	memory := flag.Bool("memory", false, "after the run, report heap and on-disk size once the cluster settled and again once finished transactions are forgotten")
 	protocol := flag.String("protocol", string(actors.DefaultProtocol), "commit protocol: 2pc or nonblocking")
+	view := flag.Bool("view", false, "with --http: also serve the live web view at / (tracing every transaction for it) and keep one browser-like reader attached to its event stream for the whole run, to measure what watching costs")
 	httpAddr := flag.String("http", "", "serve the nodes' /metrics, /healthz and /readyz on this host:port during the run (\"\": metrics off), to measure what they cost")
 	flag.Parse()
 	if *httpAddr != "" {
@@ -51,6 +57,11 @@ func main() {
 		defer web.Close()
 		fmt.Fprintf(os.Stderr, "http: serving on %s\n", web.URL())
 	}
+	if *view && *httpAddr == "" {
+		fmt.Fprintln(os.Stderr, "error: --view needs --http (the page is served there)")
+		os.Exit(2)
+	}
+	watchView = *view
 	if *clients < 1 || *nodes < 2 || *duration <= 0 || *txs < 0 {
 		fmt.Fprintln(os.Stderr, "error: need --clients >= 1, --nodes >= 2, --duration > 0, --txs >= 0")
 		os.Exit(2)
@@ -154,6 +165,42 @@ func (r *result) pct(p int) time.Duration {
 // web serves the nodes' metrics with --http (nil: metrics off).
 var web *metrics.Endpoint
 
+// watchView: --view, the web view served and watched during the run.
+var watchView bool
+
+// attachView serves the web view of l on the --http endpoint and keeps a
+// reader on its event stream, as an open browser tab would, until stop is
+// called. src is the view's source, made before the cluster started (its
+// Recorder is the cluster's Tracer, its Observers the cluster's).
+func attachView(l *cluster.Local, src *webview.LocalSource) (stop func(), err error) {
+	src.Attach(l)
+	h := webview.NewHandler(src, webview.Options{})
+	web.Handle("/", h)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, web.URL()+"/events", nil)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("--view: attaching to the event stream: %w", err)
+	}
+	read := make(chan int64, 1)
+	go func() {
+		n, _ := io.Copy(io.Discard, res.Body) // what a browser would parse and draw
+		read <- n
+	}()
+	return func() {
+		cancel()
+		res.Body.Close()
+		n := <-read
+		h.Close()
+		fmt.Printf("view: one reader attached for the run, %d bytes of events streamed to it\n", n)
+	}, nil
+}
+
 func run(clients, nodes int, d time.Duration, txs int64, memory, useTLS bool, dir, mode string, proto actors.Protocol) (*result, error) {
 	cfg := cluster.LocalConfig{
 		Nodes: nodes, DataDir: dir, Protocol: proto,
@@ -173,11 +220,25 @@ func run(clients, nodes int, d time.Duration, txs int64, memory, useTLS bool, di
 		cfg.TLS = func(i int32) (*identity.Identity, error) { return ca.Issue(identity.Node(i), "127.0.0.1") }
 		dial = append(dial, cluster.WithTLS(client.ClientConfig()))
 	}
+	var src *webview.LocalSource
+	if watchView {
+		rec := trace.NewRecorder(1000)
+		src = webview.NewLocalSource(nodes, rec)
+		cfg.Tracer, cfg.Observers = rec, src.Observers(web.Observers())
+	}
 	l, err := cluster.StartLocal(cfg)
 	if err != nil {
 		return nil, err
 	}
 	web.ServeLocal(l)
+	if src != nil {
+		stopView, err := attachView(l, src)
+		if err != nil {
+			l.Stop()
+			return nil, err
+		}
+		defer stopView()
+	}
 	defer l.Stop()
 	conns := make([]*cluster.Client, nodes)
 	for i, addr := range l.Members() {
