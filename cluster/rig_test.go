@@ -827,6 +827,20 @@ func adminCluster(t *testing.T, n int) (*Local, *trace.Recorder, hclog.Logger) {
 	return l, rec, log
 }
 
+// withoutMarks drops the participants' MARK records from a trace: each
+// node logs them lazily on its own tick, so two snapshots of one trace
+// taken a moment apart may differ by them.
+func withoutMarks(evs []trace.Event) []trace.Event {
+	var out []trace.Event
+	for _, e := range evs {
+		if e.Kind == trace.LogWrite && e.What == messages.RecMark.String() {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
 // sameEvents: the same events in the same order, times compared as
 // instants (a time from the wire has no monotonic reading).
 func sameEvents(a, b []trace.Event) bool {
