@@ -356,12 +356,13 @@ func TestFaultIsolatedNodeDoesNotRedial(t *testing.T) {
 	waitFor(t, "the batch to be written to the peer", func() bool { return peer.accepts.Load() == 1 && peer.read.Load() > 0 })
 
 	a.bridge.Isolate()
-	deadline := time.Now().Add(500 * time.Millisecond)
-	for time.Now().Before(deadline) {
-		if n := peer.accepts.Load(); n > 1 {
-			t.Fatalf("the isolated node opened %d new connection(s) to its peer after Isolate returned (stats %+v)", n-1, a.bridge.Stats())
-		}
-		time.Sleep(5 * time.Millisecond)
+	// A message sent now meets the isolation: once it is counted dropped,
+	// the bridge has had its chance to dial, and must not have.
+	dropped := a.bridge.Stats().DroppedMessages
+	faultSendVotes(a.sys, actor.NewPID(peer.addr, "recorder"), 0, 1, 1)
+	waitFor(t, "the message sent while isolated to be dropped", func() bool { return a.bridge.Stats().DroppedMessages > dropped })
+	if n := peer.accepts.Load(); n > 1 {
+		t.Fatalf("the isolated node opened %d new connection(s) to its peer after Isolate returned (stats %+v)", n-1, a.bridge.Stats())
 	}
 }
 
