@@ -156,7 +156,7 @@ func TestRestartRefusesDuplicatePrepareWithinClockSkew(t *testing.T) {
 // the outcome is abort" — that no must stick; and the clock assumption as
 // above. Same fix as the previous test.
 func TestRestartKeepsNoVoteForPeerWithinClockSkew(t *testing.T) {
-	r := newRestartRig(t) // no clock enters into it: no pause needed
+	r := newRestartRig(t)                                      // no clock enters into it: no pause needed
 	begun := time.Now().Add(900 * time.Millisecond).UnixNano() // coordinator's clock 900 ms ahead
 	r.sys.Root.Send(r.pid, &messages.DecisionQuery{Tx: tx(1), From: 1, Begun: begun})
 	rep, _ := actortest.Expect[*messages.DecisionReply](t, r.peer, wait)
